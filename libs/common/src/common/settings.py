@@ -1,0 +1,48 @@
+"""Shared settings mixins.
+
+Every service composes its ``Settings`` from these mixins and gives it its own
+``env_prefix`` (``DATASET_``, ``BILLING_`` ...), so one environment can hold the
+configuration of every service without collisions.
+"""
+
+from __future__ import annotations
+
+from pydantic import AmqpDsn, Field, PostgresDsn
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BaseServiceSettings(BaseSettings):
+    """Fields every service has: broker, database, HTTP port, logging."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    amqp_url: AmqpDsn = Field(description="RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/")
+    database_url: PostgresDsn = Field(
+        description="PostgreSQL DSN, e.g. postgresql://postgres@127.0.0.1:5432/prelabel"
+    )
+    http_host: str = Field(default="127.0.0.1", description="Interface the HTTP API binds to.")
+    http_port: int = Field(default=8080, ge=1, le=65535, description="HTTP API port.")
+    log_level: str = Field(default="INFO", description="Python logging level.")
+    outbox_poll_seconds: float = Field(
+        default=0.5, gt=0, description="Outbox relay poll interval when idle (NOTIFY wakes it)."
+    )
+
+    @property
+    def amqp(self) -> str:
+        """The broker URL as a plain string."""
+        return str(self.amqp_url)
+
+    @property
+    def dsn(self) -> str:
+        """The database DSN as a plain string."""
+        return str(self.database_url)
+
+
+class S3SettingsMixin(BaseSettings):
+    """Object storage (any S3 API: SeaweedFS locally, AWS/MinIO in production)."""
+
+    s3_endpoint_url: str = Field(description="S3 endpoint, e.g. http://127.0.0.1:8333")
+    s3_access_key: str = Field(default="prelabel", description="S3 access key id.")
+    s3_secret_key: str = Field(default="prelabel-secret", description="S3 secret access key.")
+    s3_bucket: str = Field(default="prelabel", description="Bucket holding item binaries.")
+    s3_region: str = Field(default="us-east-1", description="S3 region name.")

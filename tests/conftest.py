@@ -1,0 +1,1 @@
+"""Fixtures come from the common.testing.plugin pytest plugin (loaded in pyproject)."""
