@@ -61,7 +61,9 @@ async def create_pool(
 
 
 def _lock_key(schema: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"migrate:{schema}".encode()).digest()[:8], "big", signed=True)
+    return int.from_bytes(
+        hashlib.sha256(f"migrate:{schema}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 async def apply_migrations(pool: asyncpg.Pool, schema: str, *directories: Path) -> list[str]:

@@ -58,9 +58,7 @@ def _containers() -> Iterator[dict[str, Any]]:
         container.stop()
 
 
-def _configured_or_container(
-    env: str, default: str, kind: str, containers: dict[str, Any]
-) -> str:
+def _configured_or_container(env: str, default: str, kind: str, containers: dict[str, Any]) -> str:
     value = os.environ.get(env)
     if value:
         return value

@@ -1,0 +1,84 @@
+"""Versioned message contracts, one module per producer, and their registry.
+
+The registry maps routing keys (``item.created.v1``) to contract classes, so a
+consumer can parse any envelope it receives and the AsyncAPI document and JSON
+Schema snapshots are generated from one list.
+"""
+
+from __future__ import annotations
+
+from common.contracts.annotation import AnnotationCreated, TaskItemAdded, TaskItemReviewed
+from common.contracts.base import Contract
+from common.contracts.billing import BudgetExhausted, BudgetRestored
+from common.contracts.dataset import (
+    IngestItem,
+    ItemCreated,
+    ItemDeleted,
+    ItemMetadataUpdated,
+    ItemSnapshot,
+    ItemUpdated,
+)
+from common.contracts.model_serving import (
+    ModelRef,
+    PredictedAnnotation,
+    PredictionCompleted,
+    PredictionFailed,
+    ReplicaStarted,
+    ReplicaStopped,
+)
+from common.contracts.trigger_router import PredictRequest, ServiceScaled
+
+ALL_CONTRACTS: tuple[type[Contract], ...] = (
+    ItemCreated,
+    ItemUpdated,
+    ItemMetadataUpdated,
+    ItemDeleted,
+    IngestItem,
+    PredictRequest,
+    ServiceScaled,
+    PredictionCompleted,
+    PredictionFailed,
+    ReplicaStarted,
+    ReplicaStopped,
+    AnnotationCreated,
+    TaskItemAdded,
+    TaskItemReviewed,
+    BudgetExhausted,
+    BudgetRestored,
+)
+
+REGISTRY: dict[str, type[Contract]] = {c.routing_key: c for c in ALL_CONTRACTS}
+
+
+def routing_key_of(contract: type[object]) -> str:
+    """The routing key of a contract class."""
+    if not (isinstance(contract, type) and issubclass(contract, Contract)):
+        raise TypeError(f"{contract!r} is not a prelabel contract")
+    return contract.routing_key
+
+
+__all__ = [
+    "ALL_CONTRACTS",
+    "REGISTRY",
+    "AnnotationCreated",
+    "BudgetExhausted",
+    "BudgetRestored",
+    "Contract",
+    "IngestItem",
+    "ItemCreated",
+    "ItemDeleted",
+    "ItemMetadataUpdated",
+    "ItemSnapshot",
+    "ItemUpdated",
+    "ModelRef",
+    "PredictRequest",
+    "PredictedAnnotation",
+    "PredictionCompleted",
+    "PredictionFailed",
+    "ReplicaStarted",
+    "ReplicaStopped",
+    "ServiceScaled",
+    "TaskItemAdded",
+    "TaskItemReviewed",
+    "routing_key_of",
+]

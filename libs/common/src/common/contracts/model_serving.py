@@ -1,0 +1,131 @@
+"""Contracts published by model-serving."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.contracts.base import Contract
+from common.topology import MODEL_SERVING
+
+AnnotationType = Literal["box", "polygon", "point", "classification", "segmentation", "text"]
+
+
+class ModelRef(BaseModel):
+    """Which model made a prediction."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True)
+
+    name: str
+    """Model name."""
+    model_id: str
+    """Model id in the project."""
+    version: str
+    """Model version."""
+
+
+class PredictedAnnotation(BaseModel):
+    """One annotation produced by a model's output adapter."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True)
+
+    type: AnnotationType
+    """Annotation geometry type."""
+    label: str
+    """Label after the label map."""
+    coordinates: Any = None
+    """Geometry: box ``[[x1, y1], [x2, y2]]``, polygon ``[[x, y], ...]``, ``None`` for classes."""
+    confidence: float = Field(ge=0.0, le=1.0)
+    """Model confidence."""
+    text: str | None = None
+    """Transcription, for ``text`` annotations."""
+
+
+class PredictionCompleted(Contract):
+    """A model service predicted on an item."""
+
+    routing_key = "prediction.completed.v1"
+    producer = MODEL_SERVING
+
+    execution_id: str
+    """Execution this outcome closes."""
+    service_id: str
+    """Model service."""
+    project_id: str
+    """Owning project."""
+    dataset_id: str
+    """Item's dataset."""
+    item_id: str
+    """Item predicted on."""
+    replica_id: str
+    """Replica that ran it."""
+    model: ModelRef
+    """Model that ran."""
+    annotations: list[PredictedAnnotation] = Field(default_factory=list)
+    """The predictions, after label map and confidence threshold."""
+    started_at: datetime
+    """When the replica started this request."""
+    finished_at: datetime
+    """When the outcome was ready."""
+
+
+class PredictionFailed(Contract):
+    """A model service could not predict on an item."""
+
+    routing_key = "prediction.failed.v1"
+    producer = MODEL_SERVING
+
+    execution_id: str
+    """Execution this outcome closes."""
+    service_id: str
+    """Model service."""
+    project_id: str
+    """Owning project."""
+    item_id: str
+    """Item."""
+    replica_id: str | None = None
+    """Replica that tried, if any."""
+    reason: str
+    """What went wrong, for people."""
+    retryable: bool = False
+    """Whether a rerun may succeed (Triton down) or not (wrong input type)."""
+
+
+class ReplicaStarted(Contract):
+    """A model-serving replica started and loaded its model: billing starts here."""
+
+    routing_key = "replica.started.v1"
+    producer = MODEL_SERVING
+
+    replica_id: str
+    """Unique replica id."""
+    service_id: str
+    """Model service."""
+    project_id: str
+    """Owning project."""
+    instance_type: str = "cpu-small"
+    """Instance type (prices per replica-second)."""
+    started_at: datetime
+    """When it started (metering uses this, not arrival time)."""
+
+
+class ReplicaStopped(Contract):
+    """A model-serving replica stopped: billing stops here."""
+
+    routing_key = "replica.stopped.v1"
+    producer = MODEL_SERVING
+
+    replica_id: str
+    """Replica id."""
+    service_id: str
+    """Model service."""
+    project_id: str
+    """Owning project."""
+    instance_type: str = "cpu-small"
+    """Instance type."""
+    started_at: datetime | None = None
+    """When it started, if known."""
+    stopped_at: datetime
+    """When it stopped."""

@@ -1,0 +1,311 @@
+"""Broker plumbing: quorum queues with dead-lettering, the transactional outbox
+and its relay, idempotent consumption and dead-lettering with a reason.
+
+State change and event publish never happen as ``commit(); publish()``: the
+event row is written by :func:`enqueue` inside the caller's transaction and the
+:class:`OutboxRelay` publishes it with publisher confirms afterwards, deleting
+the row only once the broker confirmed it. A crash between commit and publish
+therefore delays the event, never loses it; a crash between confirm and delete
+publishes it twice, which idempotent consumers absorb.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit.schemas import QueueType
+from pydantic import ValidationError
+
+from common.contracts import Contract
+from common.envelope import CloudEvent
+from common.topology import DEAD_LETTER_REASON_HEADER, Topology
+
+log = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=Contract)
+
+COMMON_MIGRATIONS = Path(str(files("common") / "migrations"))
+"""Migrations every service applies first (outbox, processed_messages)."""
+
+
+# --------------------------------------------------------------------------- topology
+
+
+def events_exchange(topology: Topology, producer: str) -> RabbitExchange:
+    """The durable topic exchange of a producer's events."""
+    return RabbitExchange(topology.events_exchange(producer), type=ExchangeType.TOPIC, durable=True)
+
+
+def commands_exchange(topology: Topology, owner: str) -> RabbitExchange:
+    """The durable topic exchange of commands addressed to ``owner``."""
+    return RabbitExchange(topology.commands_exchange(owner), type=ExchangeType.TOPIC, durable=True)
+
+
+def predict_exchange(topology: Topology) -> RabbitExchange:
+    """The durable direct exchange of predict requests (key = service id)."""
+    return RabbitExchange(topology.predict_exchange, type=ExchangeType.DIRECT, durable=True)
+
+
+def consumer_queue(
+    topology: Topology, consumer: str, handler: str, routing_key: str
+) -> RabbitQueue:
+    """A durable quorum queue ``<consumer>.<handler>`` with dead-lettering and a delivery limit."""
+    name = topology.queue(consumer, handler)
+    queue: RabbitQueue = RabbitQueue(  # type: ignore[call-overload]
+        name,
+        queue_type=QueueType.QUORUM,
+        durable=True,
+        routing_key=routing_key,
+        arguments=topology.queue_arguments(consumer, name),
+    )
+    return queue
+
+
+async def declare_dead_letter(
+    broker: RabbitBroker, topology: Topology, consumer: str, queues: Iterable[str]
+) -> None:
+    """Declare ``<consumer>.dlx`` and one ``<queue>.dlq`` quorum queue per queue, bound."""
+    dlx = await broker.declare_exchange(
+        RabbitExchange(
+            topology.dead_letter_exchange(consumer), type=ExchangeType.DIRECT, durable=True
+        )
+    )
+    for queue in queues:
+        dlq_name = topology.dead_letter_queue(queue)
+        dlq = await broker.declare_queue(
+            RabbitQueue(dlq_name, queue_type=QueueType.QUORUM, durable=True)
+        )
+        await dlq.bind(dlx, routing_key=dlq_name)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class PoisonMessageError(Exception):
+    """A message that can never be processed (bad JSON, unknown type, invalid fields)."""
+
+
+def parse_event(body: bytes | str | dict[str, Any], *contracts: type[C]) -> CloudEvent[C]:
+    """Parse an envelope whose data must be one of ``contracts`` (chosen by ``type``).
+
+    Raises :class:`PoisonMessageError` with a reason a person can act on.
+    """
+    try:
+        raw: Any = json.loads(body) if isinstance(body, bytes | str) else body
+    except ValueError as exc:
+        raise PoisonMessageError(f"body is not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise PoisonMessageError("body is not a JSON object (expected a CloudEvents envelope)")
+    event_type = raw.get("type")
+    by_type = {f"prelabel.{c.routing_key}": c for c in contracts}
+    contract = by_type.get(event_type) if isinstance(event_type, str) else None
+    if contract is None:
+        expected = ", ".join(sorted(by_type))
+        raise PoisonMessageError(
+            f"unsupported event type {event_type!r}; expected one of: {expected}"
+        )
+    try:
+        return CloudEvent[contract].model_validate(raw)  # type: ignore[valid-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise PoisonMessageError(f"invalid {event_type}: {problems}") from exc
+
+
+async def dead_letter(
+    broker: RabbitBroker,
+    topology: Topology,
+    consumer: str,
+    queue: str,
+    body: bytes,
+    reason: str,
+    headers: dict[str, Any] | None = None,
+) -> None:
+    """Send ``body`` to ``queue``'s dead-letter queue with ``reason`` in a header.
+
+    The broker confirms the publish before this returns, so the caller may then ack
+    the original: the message moves, it is never dropped.
+    """
+    log.warning("dead-lettering message", extra={"queue": queue, "reason": reason})
+    await broker.publish(
+        body,
+        exchange=topology.dead_letter_exchange(consumer),
+        routing_key=topology.dead_letter_queue(queue),
+        headers={**(headers or {}), DEAD_LETTER_REASON_HEADER: reason[:1000]},
+        persist=True,
+        content_type="application/json",
+    )
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+async def claim_message(conn: asyncpg.Connection, consumer: str, message_id: str) -> bool:
+    """Record that ``consumer`` handles ``message_id``; False if it already did.
+
+    Call inside the transaction of the handler's effect: the effect and the claim
+    commit together or not at all.
+    """
+    row = await conn.fetchval(
+        """INSERT INTO processed_messages (consumer, message_id) VALUES ($1, $2)
+           ON CONFLICT DO NOTHING RETURNING 1""",
+        consumer,
+        message_id,
+    )
+    return row is not None
+
+
+# --------------------------------------------------------------------------- outbox
+
+
+async def enqueue(
+    conn: asyncpg.Connection,
+    event: CloudEvent[Any],
+    exchange: str,
+    *,
+    routing_key: str | None = None,
+    exchange_type: str = "topic",
+    headers: dict[str, Any] | None = None,
+) -> None:
+    """Write ``event`` to the outbox inside the caller's transaction.
+
+    ``routing_key`` defaults to the event's own key; predict requests pass the
+    service id for the direct exchange. A NOTIFY wakes the relay at commit.
+    """
+    await conn.execute(
+        """INSERT INTO outbox (event_id, exchange, exchange_type, routing_key, body, headers)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING""",
+        event.id,
+        exchange,
+        exchange_type,
+        routing_key or event.routing_key,
+        event.to_json_bytes(),
+        headers or {},
+    )
+    await conn.execute("SELECT pg_notify($1, '')", await _notify_channel(conn))
+
+
+async def _notify_channel(conn: asyncpg.Connection) -> str:
+    schema: str = await conn.fetchval("SELECT current_schema()")
+    return f"outbox_{schema}"
+
+
+class OutboxRelay:
+    """Publishes outbox rows with confirms, in id order, then deletes them.
+
+    Several relays (replicas) may run: rows are claimed with ``FOR UPDATE SKIP
+    LOCKED``. The relay sleeps on LISTEN/NOTIFY, with a poll as a safety net.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        amqp_url: str,
+        *,
+        batch_size: int = 500,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self._pool = pool
+        self._amqp_url = amqp_url
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._listen_conn: asyncpg.Connection | None = None
+        self.published = 0
+
+    async def start(self) -> None:
+        """Connect and start relaying in the background."""
+        self._connection = await aio_pika.connect_robust(self._amqp_url)
+        self._channel = await self._connection.channel(publisher_confirms=True)
+        self._listen_conn = await self._pool.acquire()
+        channel = await _notify_channel(self._listen_conn)
+        await self._listen_conn.add_listener(channel, self._on_notify)
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Finish the current batch and close connections."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._listen_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._listen_conn.remove_listener(
+                    await _notify_channel(self._listen_conn), self._on_notify
+                )
+            await self._pool.release(self._listen_conn)
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                sent = await self.relay_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+                sent = 0
+                await asyncio.sleep(1.0)
+            if sent < self._batch_size:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+
+    async def _exchange(self, name: str, kind: str) -> AbstractExchange:
+        exchange = self._exchanges.get(name)
+        if exchange is None:
+            assert self._channel is not None
+            exchange = await self._channel.declare_exchange(
+                name, aio_pika.ExchangeType(kind), durable=True
+            )
+            self._exchanges[name] = exchange
+        return exchange
+
+    async def relay_once(self) -> int:
+        """Publish one batch; return how many rows were published."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT id, event_id, exchange, exchange_type, routing_key, body, headers
+                   FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+                self._batch_size,
+            )
+            if not rows:
+                return 0
+            publishes = []
+            for row in rows:
+                exchange = await self._exchange(row["exchange"], row["exchange_type"])
+                message = aio_pika.Message(
+                    bytes(row["body"]),
+                    message_id=row["event_id"],
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    headers=row["headers"],
+                )
+                publishes.append(exchange.publish(message, routing_key=row["routing_key"]))
+            # Pipelined publishes: the batch waits on all confirms at once.
+            await asyncio.gather(*publishes)
+            await conn.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
+        self.published += len(rows)
+        return len(rows)

@@ -1,0 +1,131 @@
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+import aio_pika
+import asyncpg
+import pytest
+from aio_pika.abc import AbstractQueue
+
+from common.contracts import BudgetRestored, ItemCreated
+from common.db import apply_migrations
+from common.envelope import make_event
+from common.messaging import COMMON_MIGRATIONS, OutboxRelay, claim_message, enqueue
+from common.testing.waits import wait_until
+
+
+@pytest.fixture
+async def outbox_pool(pg_pool: asyncpg.Pool, pg_schema: str) -> asyncpg.Pool:
+    await apply_migrations(pg_pool, pg_schema, COMMON_MIGRATIONS)
+    return pg_pool
+
+
+@pytest.fixture
+async def bound_queue(
+    amqp_url: str, unique_name: Callable[[str], str]
+) -> AsyncIterator[tuple[str, AbstractQueue]]:
+    exchange_name = unique_name("billing.events")
+    connection = await aio_pika.connect_robust(amqp_url)
+    channel = await connection.channel()
+    exchange = await channel.declare_exchange(
+        exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await channel.declare_queue(unique_name("probe"), exclusive=True)
+    await queue.bind(exchange, routing_key="#")
+    yield exchange_name, queue
+    await exchange.delete()
+    await connection.close()
+
+
+def _restored(project: str) -> BudgetRestored:
+    return BudgetRestored(project_id=project, budget=10, spent=1, at=datetime.now(UTC))  # type: ignore[arg-type]
+
+
+async def _drain(queue: AbstractQueue, count: int, deadline: float = 10.0) -> list[bytes]:
+    bodies: list[bytes] = []
+    async with asyncio.timeout(deadline), queue.iterator() as it:
+        async for message in it:
+            await message.ack()
+            bodies.append(message.body)
+            if len(bodies) == count:
+                break
+    return bodies
+
+
+async def test_committed_event_is_published_by_a_relay_started_later(
+    outbox_pool: asyncpg.Pool, amqp_url: str, bound_queue: tuple[str, AbstractQueue]
+) -> None:
+    exchange, queue = bound_queue
+    event = make_event(_restored("p1"), source="/test")
+    async with outbox_pool.acquire() as conn, conn.transaction():
+        await enqueue(conn, event, exchange)
+    # The "crash": nothing relayed yet. A relay started afterwards publishes it.
+    relay = OutboxRelay(outbox_pool, amqp_url)
+    await relay.start()
+    try:
+        bodies = await _drain(queue, 1)
+    finally:
+        await relay.stop()
+    assert bodies == [event.to_json_bytes()]
+
+    async def outbox_empty() -> bool:
+        return await outbox_pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+    await wait_until(outbox_empty, message="confirmed row deleted from the outbox")
+
+
+async def test_rolled_back_transaction_publishes_nothing(
+    outbox_pool: asyncpg.Pool, amqp_url: str, bound_queue: tuple[str, AbstractQueue]
+) -> None:
+    exchange, queue = bound_queue
+    relay = OutboxRelay(outbox_pool, amqp_url)
+    await relay.start()
+    try:
+        with pytest.raises(RuntimeError):
+            async with outbox_pool.acquire() as conn, conn.transaction():
+                await enqueue(conn, make_event(_restored("lost"), source="/test"), exchange)
+                raise RuntimeError("rollback")
+        kept = make_event(_restored("kept"), source="/test")
+        async with outbox_pool.acquire() as conn, conn.transaction():
+            await enqueue(conn, kept, exchange)
+        bodies = await _drain(queue, 1)
+    finally:
+        await relay.stop()
+    # Events are relayed in outbox order, so had the rolled-back one existed it would come first.
+    assert bodies == [kept.to_json_bytes()]
+
+
+async def test_relay_publishes_in_commit_order_with_the_event_routing_key(
+    outbox_pool: asyncpg.Pool, amqp_url: str, bound_queue: tuple[str, AbstractQueue]
+) -> None:
+    exchange, queue = bound_queue
+    events = [make_event(_restored(f"p{i}"), source="/test") for i in range(50)]
+    async with outbox_pool.acquire() as conn, conn.transaction():
+        for event in events:
+            await enqueue(conn, event, exchange)
+    relay = OutboxRelay(outbox_pool, amqp_url, batch_size=7)
+    await relay.start()
+    received: list[tuple[str, str | None]] = []
+    try:
+        async with asyncio.timeout(10), queue.iterator() as it:
+            async for message in it:
+                await message.ack()
+                received.append((message.routing_key or "", message.message_id))
+                if len(received) == len(events):
+                    break
+    finally:
+        await relay.stop()
+    assert received == [("budget.restored.v1", e.id) for e in events]
+
+
+async def test_claim_message_is_true_once_per_consumer(outbox_pool: asyncpg.Pool) -> None:
+    async with outbox_pool.acquire() as conn:
+        first = await claim_message(conn, "billing.on_replica", "evt-1")
+        again = await claim_message(conn, "billing.on_replica", "evt-1")
+        other_consumer = await claim_message(conn, "annotation.on_x", "evt-1")
+    assert (first, again, other_consumer) == (True, False, True)
+
+
+def test_make_event_derives_type_from_contract() -> None:
+    assert make_event(_restored("p"), source="/t").type == "prelabel.budget.restored.v1"
+    assert ItemCreated.routing_key == "item.created.v1"
