@@ -82,7 +82,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
@@ -105,8 +105,10 @@ __all__ = [
     "Scalar",
     "SortKey",
     "Value",
+    "glob_to_regex",
     "matches",
     "mentions",
+    "parse_field",
     "parse_filter",
     "parse_sort",
     "parse_timestamp",
@@ -210,7 +212,7 @@ class FieldPath:
         return ".".join(self.segments)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: cached_property needs the instance __dict__
 class Glob:
     """A string pattern (see the module docstring for the syntax)."""
 
@@ -232,10 +234,7 @@ class Glob:
         return self.compiled.fullmatch(value) is not None
 
 
-# A frozen dataclass with slots has no __dict__, which cached_property needs.
-Glob = dataclass(frozen=True)(type("Glob", (), dict(Glob.__dict__)))  # type: ignore[misc]
-
-Value: TypeAlias = str | int | float | bool | None | datetime | Glob
+Value: TypeAlias = str | int | float | bool | datetime | Glob | None
 """An operand after parsing: a scalar, an instant (timestamp columns) or a glob."""
 
 
@@ -515,8 +514,10 @@ class _Parser:
             return self.timestamp_operand(field, op, operand, path)
         if isinstance(operand, str):
             return operand
-        if kind is FieldKind.JSON and isinstance(operand, int | float) and not isinstance(
-            operand, bool
+        if (
+            kind is FieldKind.JSON
+            and isinstance(operand, int | float)
+            and not isinstance(operand, bool)
         ):
             return self.number(op, operand, path)
         wanted = "a string" if kind is FieldKind.TEXT else "a number or a string"
@@ -538,9 +539,7 @@ class _Parser:
         return operand
 
 
-def parse_filter(
-    obj: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, defaults: bool = False
-) -> Node:
+def parse_filter(obj: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, defaults: bool = False) -> Node:
     """Parse a decoded JSON filter into a ``Node``; raise ``DQLError`` if invalid.
 
     With ``defaults=True`` the result goes through ``with_defaults``.
@@ -660,7 +659,7 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-class _Mismatch(Exception):
+class _MismatchError(Exception):
     """The item's value has a type the operand cannot be compared with."""
 
 
@@ -673,25 +672,25 @@ def _eq(kind: FieldKind, value: Any, operand: Value) -> bool:
     if kind is FieldKind.TIMESTAMP:
         instant = parse_timestamp(value)
         if instant is None:
-            raise _Mismatch
+            raise _MismatchError
         return instant == operand
     if isinstance(operand, Glob):
         if not isinstance(value, str):
-            raise _Mismatch
+            raise _MismatchError
         return operand.match(value)
     if isinstance(operand, bool):
         if not isinstance(value, bool):
-            raise _Mismatch
+            raise _MismatchError
         return value is operand
     if _is_number(operand):
         if not _is_number(value):
-            raise _Mismatch
+            raise _MismatchError
         return bool(value == operand)
     if isinstance(operand, str):
         if not isinstance(value, str):
-            raise _Mismatch
+            raise _MismatchError
         return value == operand
-    raise _Mismatch
+    raise _MismatchError
 
 
 def _compare(kind: FieldKind, op: Op, value: Any, operand: Value) -> bool:
@@ -702,13 +701,13 @@ def _compare(kind: FieldKind, op: Op, value: Any, operand: Value) -> bool:
     if kind is FieldKind.TIMESTAMP:
         left = parse_timestamp(value)
         if left is None:
-            raise _Mismatch
-    elif _is_number(operand) and _is_number(value):
-        left = value
-    elif isinstance(operand, str) and isinstance(value, str):
+            raise _MismatchError
+    elif (_is_number(operand) and _is_number(value)) or (
+        isinstance(operand, str) and isinstance(value, str)
+    ):
         left = value
     else:
-        raise _Mismatch
+        raise _MismatchError
     if op is Op.GT:
         return bool(left > right)
     if op is Op.GTE:
@@ -724,10 +723,10 @@ def _in(kind: FieldKind, value: Any, operands: tuple[Value, ...]) -> bool:
         try:
             if _eq(kind, value, operand):
                 return True
-        except _Mismatch:
+        except _MismatchError:
             mismatched = True
     if mismatched:
-        raise _Mismatch
+        raise _MismatchError
     return False
 
 
@@ -742,15 +741,9 @@ def _condition(cond: Condition, item: Mapping[str, Any]) -> bool:
     if op is Op.IN:
         return _in(kind, value, cond.value)  # type: ignore[arg-type]
     if op is Op.NE:
-        try:
-            return not _eq(kind, value, cond.value)  # type: ignore[arg-type]
-        except _Mismatch:
-            return True
+        return not _eq(kind, value, cond.value)  # type: ignore[arg-type]
     if op is Op.NIN:
-        try:
-            return not _in(kind, value, cond.value)  # type: ignore[arg-type]
-        except _Mismatch:
-            return True
+        return not _in(kind, value, cond.value)  # type: ignore[arg-type]
     return _compare(kind, op, value, cond.value)  # type: ignore[arg-type]
 
 
@@ -769,11 +762,7 @@ def matches(
         return any(matches(c, item, on_mismatch=on_mismatch) for c in node.children)
     try:
         return _condition(node, item)
-    except _Mismatch:
+    except _MismatchError:
         if on_mismatch is not None:
             on_mismatch(node, _resolve(item, node.field))
         return node.op in (Op.NE, Op.NIN)
-
-
-def _sequence(value: Value | tuple[Value, ...]) -> Sequence[Value]:
-    return value if isinstance(value, tuple) else (value,)
