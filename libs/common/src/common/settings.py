@@ -23,6 +23,15 @@ class BaseServiceSettings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", description="Interface the HTTP API binds to.")
     http_port: int = Field(default=8080, ge=1, le=65535, description="HTTP API port.")
     log_level: str = Field(default="INFO", description="Python logging level.")
+    db_schema: str = Field(
+        default="public", description="PostgreSQL schema holding this service's tables."
+    )
+    topology_prefix: str = Field(
+        default="", description="Prefix of every exchange and queue name (tests, shared brokers)."
+    )
+    delivery_limit: int = Field(
+        default=5, ge=1, description="Deliveries before a failing message is dead-lettered."
+    )
     outbox_poll_seconds: float = Field(
         default=0.5, gt=0, description="Outbox relay poll interval when idle (NOTIFY wakes it)."
     )

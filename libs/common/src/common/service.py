@@ -1,0 +1,173 @@
+"""The composition root every service builds on.
+
+``build_service_app`` returns a FastAPI app whose lifespan creates the database
+pool (migrations applied), the FastStream broker with the service's handlers,
+the outbox relay and the health/metrics routes, and tears them down in reverse.
+Nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+from fastapi import APIRouter, FastAPI
+from faststream.rabbit import RabbitBroker
+
+from common.db import apply_migrations, create_pool
+from common.messaging import COMMON_MIGRATIONS, OutboxRelay, declare_dead_letter
+from common.observability import (
+    ReadinessCheck,
+    ServiceMetrics,
+    configure_logging,
+    health_router,
+    timing_middleware,
+)
+from common.settings import BaseServiceSettings
+from common.topology import Topology
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=BaseServiceSettings)
+
+
+@dataclass
+class ServiceRuntime:
+    """What a running service holds; handlers and routes receive it explicitly."""
+
+    name: str
+    settings: BaseServiceSettings
+    topology: Topology
+    pool: asyncpg.Pool
+    broker: RabbitBroker
+    relay: OutboxRelay
+    metrics: ServiceMetrics
+    consumer_queues: list[str] = field(default_factory=list)
+    """Queues this service consumes (their dead-letter queues are declared at start)."""
+    checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    """Extra readiness checks (S3, Triton ...)."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Service-specific clients built in ``setup`` (S3 client, Triton client ...)."""
+    resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+    """Closed on shutdown; ``setup`` enters its clients here."""
+
+
+Setup = Callable[[ServiceRuntime], Awaitable[None]]
+
+_metrics_by_service: dict[str, ServiceMetrics] = {}
+
+
+def service_metrics(name: str) -> ServiceMetrics:
+    """One ``ServiceMetrics`` per service per process (the Prometheus registry is global)."""
+    if name not in _metrics_by_service:
+        _metrics_by_service[name] = ServiceMetrics(name)
+    return _metrics_by_service[name]
+
+
+def build_service_app(
+    name: str,
+    settings: BaseServiceSettings,
+    *,
+    migrations: Path | None = None,
+    setup: Setup | None = None,
+    routers: Sequence[APIRouter] = (),
+    title: str | None = None,
+    version: str = "0.1.0",
+) -> FastAPI:
+    """Build the service's FastAPI app.
+
+    ``setup(runtime)`` runs before the broker starts: it registers subscribers on
+    ``runtime.broker``, appends their queue names to ``runtime.consumer_queues`` and
+    adds clients to ``runtime.extras``/readiness checks to ``runtime.checks``.
+    """
+    configure_logging(name, settings.log_level)
+    metrics = service_metrics(name)
+    checks: dict[str, ReadinessCheck] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.dsn, settings.db_schema)
+        dirs = [COMMON_MIGRATIONS, *([migrations] if migrations else [])]
+        applied = await apply_migrations(pool, settings.db_schema, *dirs)
+        log.info("migrations applied", extra={"applied": applied})
+        broker = RabbitBroker(settings.amqp, publisher_confirms=True, logger=log)
+        relay = OutboxRelay(pool, settings.amqp, poll_seconds=settings.outbox_poll_seconds)
+        topology = Topology(settings.topology_prefix, settings.delivery_limit)
+        runtime = ServiceRuntime(name, settings, topology, pool, broker, relay, metrics)
+        async with runtime.resources:
+            if setup is not None:
+                await setup(runtime)
+            checks.update(runtime.checks)
+            await broker.connect()
+            await declare_dead_letter(
+                broker, topology, name.replace("-", "_"), runtime.consumer_queues
+            )
+            await broker.start()
+            await relay.start()
+            app.state.runtime = runtime
+            log.info("service started", extra={"port": settings.http_port})
+            try:
+                yield
+            finally:
+                await broker.close()
+                await relay.stop()
+                await pool.close()
+
+    async def database() -> None:
+        await app.state.runtime.pool.fetchval("SELECT 1")
+
+    async def broker_check() -> None:
+        if not await app.state.runtime.broker.ping(timeout=1.0):
+            raise ConnectionError("broker does not answer")
+
+    checks.update({"database": database, "broker": broker_check})
+
+    app = FastAPI(title=title or f"prelabel {name}", version=version, lifespan=lifespan)
+    app.middleware("http")(timing_middleware(metrics))
+    app.include_router(health_router(checks))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def runtime_of(app: FastAPI) -> ServiceRuntime:
+    """The runtime of a started app."""
+    runtime: ServiceRuntime = app.state.runtime
+    return runtime
+
+
+def serve(app: FastAPI, settings: BaseServiceSettings) -> None:
+    """Run ``app`` with uvicorn on the configured host and port."""
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def load_settings(cls: type[S]) -> S:
+    """Read settings from the environment; exit with a clear message when invalid."""
+    import sys
+
+    from pydantic import ValidationError
+
+    try:
+        return cls()
+    except ValidationError as exc:
+        prefix = cls.model_config.get("env_prefix", "")
+        lines = [
+            f"  {prefix}{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        sys.stderr.write("invalid configuration:\n" + "\n".join(lines) + "\n")
+        raise SystemExit(2) from exc

@@ -1,0 +1,2 @@
+-- billing: tables arrive with the issue that builds this service.
+SELECT 1;

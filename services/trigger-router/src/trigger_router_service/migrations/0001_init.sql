@@ -1,0 +1,2 @@
+-- trigger-router: tables arrive with the issue that builds this service.
+SELECT 1;
