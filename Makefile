@@ -1,0 +1,64 @@
+# prelabel — every target installs what it needs first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_VERSION ?= 3.11
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK := $(PY) scripts/stack.py
+PYTEST_ARGS ?=
+
+export PRELABEL_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/prelabel_test
+export PRELABEL_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
+export PRELABEL_TEST_S3_ENDPOINT_URL ?= http://127.0.0.1:8333
+export PRELABEL_TEST_TRITON_URL ?= 127.0.0.1:8000
+export PRELABEL_TEST_TRITON_GRPC_URL ?= 127.0.0.1:8001
+
+.PHONY: help install up down status demo test test-unit lint format bench clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+install: $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv) ## Create .venv from uv.lock
+	$(UV) sync --frozen --python $(PYTHON_VERSION)
+
+up: install ## Start the local stack and the five services (idempotent)
+	$(STACK) up
+
+down: ## Stop what `make up` started
+	@if [ -x $(PY) ]; then $(STACK) down; fi
+
+status: install ## Show what runs where
+	$(STACK) status
+
+demo: install ## Start everything and show what runs where
+	$(STACK) up
+	$(PY) scripts/demo.py
+
+test: install ## The whole suite: unit, contract and integration tests on the real servers
+	$(STACK) up --no-services
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install ## Unit tests only (no servers)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: install ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install ## Benchmarks against the real servers; prints a table of figures and ratios
+	$(STACK) up --no-services
+	$(PY) -m bench.run
+
+clean: down ## Stop the stack and remove its data
+	rm -rf .stack .bench
