@@ -497,6 +497,7 @@ class _Parser:
                 f"{op} on {field} needs a string or null, got {_type_name(operand)}", path
             )
         if isinstance(operand, str):
+            operand = self.string(op, operand, path)
             return Glob(operand) if _is_glob(operand) else operand
         if isinstance(operand, bool):
             return operand
@@ -513,7 +514,7 @@ class _Parser:
         if kind is FieldKind.TIMESTAMP:
             return self.timestamp_operand(field, op, operand, path)
         if isinstance(operand, str):
-            return operand
+            return self.string(op, operand, path)
         if (
             kind is FieldKind.JSON
             and isinstance(operand, int | float)
@@ -531,6 +532,18 @@ class _Parser:
                 f"{op} on {field} needs an ISO 8601 timestamp string, got {operand!r}", path
             )
         return parsed
+
+    @staticmethod
+    def string(op: Op, operand: str, path: str) -> str:
+        # PostgreSQL text and jsonb hold neither NUL nor lone surrogates; refusing
+        # them here keeps the SQL evaluator from failing where memory would not.
+        if "\x00" in operand:
+            raise DQLError(f"{op} operand contains a NUL character", path)
+        try:
+            operand.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DQLError(f"{op} operand is not valid Unicode (lone surrogate)", path) from None
+        return operand
 
     @staticmethod
     def number(op: Op, operand: float, path: str) -> float:
