@@ -222,6 +222,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
@@ -241,12 +242,17 @@ class OutboxRelay:
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
 
-    async def stop(self) -> None:
-        """Finish the current batch and close connections."""
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish the current batch (so confirmed rows are deleted) and close connections."""
+        self._stopping.set()
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
         if self._listen_conn is not None:
             with contextlib.suppress(Exception):
                 await self._listen_conn.remove_listener(
@@ -257,7 +263,7 @@ class OutboxRelay:
             await self._connection.close()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 sent = await self.relay_once()
             except asyncio.CancelledError:
@@ -266,7 +272,7 @@ class OutboxRelay:
                 log.exception("outbox relay failed; retrying")
                 sent = 0
                 await asyncio.sleep(1.0)
-            if sent < self._batch_size:
+            if sent < self._batch_size and not self._stopping.is_set():
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_seconds)

@@ -85,7 +85,6 @@ def build_service_app(
     ``runtime.broker``, appends their queue names to ``runtime.consumer_queues`` and
     adds clients to ``runtime.extras``/readiness checks to ``runtime.checks``.
     """
-    configure_logging(name, settings.log_level)
     metrics = service_metrics(name)
     checks: dict[str, ReadinessCheck] = {}
 
@@ -114,7 +113,7 @@ def build_service_app(
             try:
                 yield
             finally:
-                await broker.close()
+                await broker.stop()
                 await relay.stop()
                 await pool.close()
 
@@ -141,10 +140,11 @@ def runtime_of(app: FastAPI) -> ServiceRuntime:
     return runtime
 
 
-def serve(app: FastAPI, settings: BaseServiceSettings) -> None:
-    """Run ``app`` with uvicorn on the configured host and port."""
+def serve(app: FastAPI, settings: BaseServiceSettings, name: str) -> None:
+    """Run ``app`` with uvicorn on the configured host and port, logging JSON lines."""
     import uvicorn
 
+    configure_logging(name, settings.log_level)
     uvicorn.run(
         app,
         host=settings.http_host,

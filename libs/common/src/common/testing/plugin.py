@@ -110,24 +110,31 @@ async def database_url(_containers: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def pg_schema() -> str:
-    """A fresh schema name for one test."""
-    return f"t_{uuid.uuid4().hex[:16]}"
+async def pg_schema(database_url: str) -> AsyncIterator[str]:
+    """A fresh schema name for one test; the schema is dropped afterwards if it was made."""
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    yield schema
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
 async def pg_pool(database_url: str, pg_schema: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool bound to an empty schema of its own, dropped after the test."""
+    """A pool bound to an empty schema of its own (dropped after the test)."""
     pool = await create_pool(database_url, pg_schema, min_size=1, max_size=5)
     try:
         yield pool
     finally:
         await pool.close()
-        conn = await asyncpg.connect(database_url)
-        try:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {pg_schema} CASCADE")
-        finally:
-            await conn.close()
+
+
+@pytest.fixture
+def topology_prefix() -> str:
+    """A prefix that namespaces every exchange and queue a test's services declare."""
+    return f"t{uuid.uuid4().hex[:10]}."
 
 
 @pytest.fixture(scope="session")

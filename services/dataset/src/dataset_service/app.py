@@ -1,0 +1,57 @@
+"""Composition root of the dataset service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from common.s3 import client_from_settings, ensure_bucket
+from common.service import ServiceRuntime, build_service_app
+from dataset_service import api, handlers
+from dataset_service.domain import DatasetError
+from dataset_service.repository import Repository
+from dataset_service.settings import Settings
+from dataset_service.usecases import ItemStore
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the dataset app: HTTP API, ingest handler, S3 client."""
+
+    async def setup(runtime: ServiceRuntime) -> None:
+        s3 = await runtime.resources.enter_async_context(client_from_settings(settings))
+        await ensure_bucket(s3, settings.s3_bucket)
+        repo = Repository(runtime.pool, runtime.topology)
+        store = ItemStore(repo, s3, settings.s3_bucket, settings.max_upload_bytes)
+        runtime.extras.update(s3=s3, repo=repo, store=store)
+        queue = handlers.register(
+            runtime.broker,
+            runtime.topology,
+            store,
+            runtime.metrics,
+            prefetch=settings.ingest_prefetch,
+        )
+        runtime.consumer_queues.append(queue)
+
+        async def s3_ready() -> None:
+            await s3.head_bucket(Bucket=settings.s3_bucket)
+
+        runtime.checks["s3"] = s3_ready
+
+    app = build_service_app(
+        "dataset",
+        settings,
+        migrations=MIGRATIONS,
+        setup=setup,
+        routers=[api.router],
+        title="prelabel dataset service",
+    )
+
+    @app.exception_handler(DatasetError)
+    async def dataset_error(_: Request, exc: DatasetError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    return app

@@ -1,0 +1,132 @@
+"""The ways an item enters a dataset, shared by the HTTP upload and the ingest command.
+
+Order matters for "bad input loses nothing and leaves nothing behind": every check
+on the bytes runs before the blob is written; the blob is written before the item
+row (so an item never points at a missing blob); and when the row cannot be
+written, a blob that no other item uses is removed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from common.contracts import ItemSnapshot
+from common.s3 import blob_key, get_bytes, object_exists
+from dataset_service.domain import (
+    DatasetError,
+    NotFoundError,
+    inspect_blob,
+    join_filename,
+    normalize_dir,
+    sanitize_name,
+    system_metadata,
+)
+from dataset_service.media import image_size
+from dataset_service.repository import Repository
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ItemStore:
+    """Items with their blobs: the repository plus the bucket."""
+
+    repo: Repository
+    s3: Any
+    bucket: str
+    max_upload_bytes: int
+
+    async def add_item(
+        self,
+        *,
+        project_id: str,
+        dataset_id: str,
+        data: bytes,
+        name: str,
+        directory: str | None,
+        user_metadata: dict[str, Any],
+        origin_id: str,
+        source_key: str | None = None,
+    ) -> tuple[ItemSnapshot, bool]:
+        """Validate, store the blob under its content hash, then register the item."""
+        clean_name = sanitize_name(name)
+        clean_dir = normalize_dir(directory)
+        facts = inspect_blob(data, self.max_upload_bytes)
+        try:
+            width, height = image_size(data, facts.mimetype)
+        except ValueError as exc:
+            raise DatasetError(f"{clean_name}: {exc}") from exc
+        key = blob_key(facts.sha256)
+        wrote_blob = False
+        if source_key != key and not await object_exists(self.s3, self.bucket, key):
+            await self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=facts.mimetype
+            )
+            wrote_blob = True
+        metadata = {"system": system_metadata(facts, key, width, height), "user": user_metadata}
+        try:
+            return await self.repo.insert_item(
+                project_id=project_id,
+                dataset_id=dataset_id,
+                name=clean_name,
+                filename=join_filename(clean_dir, clean_name),
+                directory=clean_dir,
+                metadata=metadata,
+                origin_id=origin_id,
+            )
+        except BaseException:
+            if wrote_blob and not await self.repo.blob_in_use(facts.sha256):
+                with contextlib.suppress(ClientError):
+                    await self.s3.delete_object(Bucket=self.bucket, Key=key)
+            raise
+
+    async def ingest(
+        self,
+        *,
+        dataset_id: str,
+        s3_key: str,
+        name: str,
+        directory: str,
+        user_metadata: dict[str, Any],
+        origin_id: str,
+    ) -> tuple[ItemSnapshot, bool]:
+        """Register a blob an upload client already put into the bucket."""
+        project_id = await self.repo.dataset_project(dataset_id)
+        if project_id is None:
+            raise NotFoundError(f"dataset {dataset_id} not found")
+        try:
+            data = await get_bytes(self.s3, self.bucket, s3_key)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in {"NoSuchKey", "404", "NotFound"}:
+                raise NotFoundError(f"blob {s3_key!r} not found in bucket {self.bucket}") from exc
+            raise
+        return await self.add_item(
+            project_id=project_id,
+            dataset_id=dataset_id,
+            data=data,
+            name=name,
+            directory=directory,
+            user_metadata=user_metadata,
+            origin_id=origin_id,
+            source_key=s3_key,
+        )
+
+    async def delete_blob_if_unused(self, item: ItemSnapshot) -> None:
+        """After an item is gone, drop its blob unless other items share the content."""
+        system = item.metadata.get("system") or {}
+        sha, key = system.get("sha256"), system.get("blob_key")
+        if sha and key and not await self.repo.blob_in_use(sha):
+            try:
+                await self.s3.delete_object(Bucket=self.bucket, Key=key)
+            except ClientError:
+                log.warning("blob not deleted", extra={"key": key}, exc_info=True)
+
+    async def read_blob(self, item: ItemSnapshot) -> Any:
+        """The S3 response for an item's blob (``Body`` streams)."""
+        return await self.s3.get_object(Bucket=self.bucket, Key=item.metadata["system"]["blob_key"])
