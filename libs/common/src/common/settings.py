@@ -55,3 +55,14 @@ class S3SettingsMixin(BaseSettings):
     s3_secret_key: str = Field(default="prelabel-secret", description="S3 secret access key.")
     s3_bucket: str = Field(default="prelabel", description="Bucket holding item binaries.")
     s3_region: str = Field(default="us-east-1", description="S3 region name.")
+
+
+class AuthSettingsMixin(BaseSettings):
+    """Where API keys are checked (the dataset service's ``/whoami``)."""
+
+    auth_url: str = Field(
+        default="http://127.0.0.1:8081", description="Base URL of the dataset service."
+    )
+    auth_cache_seconds: float = Field(
+        default=30.0, ge=0, description="How long a key check is cached."
+    )

@@ -25,6 +25,7 @@ from fastapi import (
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.auth import bearer_token
 from common.contracts import ItemSnapshot
 from common.dql import DQLError, parse_filter, parse_sort
 from common.service import runtime_of
@@ -60,20 +61,11 @@ def settings_of(request: Request) -> Settings:
     return settings
 
 
-def _bearer(authorization: str | None) -> str:
-    if not authorization:
-        raise HTTPException(401, "missing Authorization header (expected 'Bearer <api key>')")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "Authorization must be 'Bearer <api key>'")
-    return token.strip()
-
-
 async def project_id(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> str:
     """The project of the caller's API key."""
-    project = await repo(request).project_for_key(_bearer(authorization))
+    project = await repo(request).project_for_key(bearer_token(authorization))
     if project is None:
         raise HTTPException(401, "invalid API key")
     return project
@@ -84,7 +76,7 @@ def admin(request: Request, authorization: Annotated[str | None, Header()] = Non
     expected = settings_of(request).admin_key
     if expected is None:
         raise HTTPException(403, "admin routes are disabled: DATASET_ADMIN_KEY is not set")
-    if not secrets.compare_digest(_bearer(authorization), expected.get_secret_value()):
+    if not secrets.compare_digest(bearer_token(authorization), expected.get_secret_value()):
         raise HTTPException(401, "invalid admin key")
 
 
@@ -159,6 +151,18 @@ async def create_project(body: ProjectIn, repository: Repo) -> Project:
 async def create_api_key(project: str, body: KeyIn, repository: Repo) -> ApiKey:
     """Create an API key for a project (admin key); the key is shown only in this answer."""
     return await repository.create_api_key(project, body.name)
+
+
+class WhoAmI(BaseModel):
+    """The project a key belongs to."""
+
+    project_id: str
+
+
+@router.get("/whoami", tags=["auth"])
+async def whoami(project: Project_) -> WhoAmI:
+    """Which project the caller's key belongs to (other services check keys here)."""
+    return WhoAmI(project_id=project)
 
 
 # ---------------------------------------------------------------------- datasets

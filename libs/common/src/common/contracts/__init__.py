@@ -25,6 +25,8 @@ from common.contracts.model_serving import (
     PredictionFailed,
     ReplicaStarted,
     ReplicaStopped,
+    ServiceDeployed,
+    ServiceUndeployed,
 )
 from common.contracts.trigger_router import PredictRequest, ServiceScaled
 
@@ -40,6 +42,8 @@ ALL_CONTRACTS: tuple[type[Contract], ...] = (
     PredictionFailed,
     ReplicaStarted,
     ReplicaStopped,
+    ServiceDeployed,
+    ServiceUndeployed,
     AnnotationCreated,
     TaskItemAdded,
     TaskItemReviewed,
@@ -77,7 +81,9 @@ __all__ = [
     "PredictionFailed",
     "ReplicaStarted",
     "ReplicaStopped",
+    "ServiceDeployed",
     "ServiceScaled",
+    "ServiceUndeployed",
     "TaskItemAdded",
     "TaskItemReviewed",
     "routing_key_of",

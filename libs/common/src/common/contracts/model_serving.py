@@ -129,3 +129,49 @@ class ReplicaStopped(Contract):
     """When it started, if known."""
     stopped_at: datetime
     """When it stopped."""
+
+
+class ServiceDeployed(Contract):
+    """A model service was deployed or its scaling settings changed.
+
+    The trigger-router keeps its own copy of every service's scaling settings
+    from these events (it never reads model-serving's tables).
+    """
+
+    routing_key = "service.deployed.v1"
+    producer = MODEL_SERVING
+
+    service_id: str
+    """Model service id; its work queue is ``predict.<service_id>``."""
+    project_id: str
+    """Owning project."""
+    model_id: str
+    """Model it serves."""
+    status: Literal["deploying", "ready", "failed"]
+    """Deployment status."""
+    min_replicas: int = Field(default=0, ge=0)
+    """Replicas kept running with no load."""
+    max_replicas: int = Field(default=1, ge=0)
+    """Upper bound of replicas."""
+    queue_per_replica: int = Field(default=10, ge=1)
+    """Load (ready + unacked messages) one replica is sized for."""
+    cooldown_seconds: float = Field(default=60, ge=0)
+    """Seconds without load before scaling down."""
+    concurrency: int = Field(default=4, ge=1)
+    """Prefetch of one replica."""
+    instance_type: str = "cpu-small"
+    """Instance type (billing rate)."""
+    error: str | None = None
+    """Why the deployment failed, if it did."""
+
+
+class ServiceUndeployed(Contract):
+    """A model service was removed (after draining); its queue is gone."""
+
+    routing_key = "service.undeployed.v1"
+    producer = MODEL_SERVING
+
+    service_id: str
+    """Model service id."""
+    project_id: str
+    """Owning project."""
