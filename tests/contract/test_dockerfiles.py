@@ -1,0 +1,93 @@
+"""The five service Dockerfiles follow one pattern and agree with each service's code.
+
+No Docker engine is needed: the instructions are read as text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+
+import pytest
+
+from tests.contract.support import REPO, SERVICE_IDS, SERVICES, Service
+
+pytestmark = pytest.mark.contract
+
+
+def instructions(service: Service) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = (REPO / "services" / service.name / "Dockerfile").read_text()
+    logical: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    assert not pending, "dangling line continuation"
+    result = []
+    for line in logical:
+        keyword, _, rest = line.partition(" ")
+        result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def only(service: Service, keyword: str) -> str:
+    """Arguments of the last ``keyword`` instruction (the final stage's)."""
+    found = [rest for kw, rest in instructions(service) if kw == keyword]
+    assert found, f"{service.name}: no {keyword}"
+    return found[-1]
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=SERVICE_IDS)
+def test_runs_the_service_package(service: Service) -> None:
+    assert json.loads(only(service, "CMD")) == ["python", "-m", service.package]
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=SERVICE_IDS)
+def test_exposes_and_healthchecks_the_settings_port(service: Service) -> None:
+    assert only(service, "EXPOSE") == str(service.port)
+    healthcheck = only(service, "HEALTHCHECK")
+    assert f"http://127.0.0.1:{service.port}/healthz" in healthcheck
+    env = only(service, "ENV")
+    assert f"{service.prefix}HTTP_HOST=0.0.0.0" in env
+    assert f"{service.prefix}HTTP_PORT={service.port}" in env
+    for name in re.findall(r"\b([A-Z][A-Z_]+)=", env):
+        if name.startswith(service.prefix):
+            assert name in service.env_names, f"{name} is not a Settings field"
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=SERVICE_IDS)
+def test_installs_only_its_workspace_member_from_the_lock(service: Service) -> None:
+    project = tomllib.loads((REPO / "services" / service.name / "pyproject.toml").read_text())
+    assert project["project"]["name"] == service.distribution
+    runs = " ".join(rest for kw, rest in instructions(service) if kw == "RUN")
+    assert f"--package {service.distribution}" in runs
+    assert "--frozen" in runs
+    assert "--no-default-groups" in runs
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=SERVICE_IDS)
+def test_is_slim_multi_stage_and_non_root(service: Service) -> None:
+    bases = [rest.split()[0] for kw, rest in instructions(service) if kw == "FROM"]
+    assert bases == ["python:3.11-slim"] * 2, "build stage + runtime stage, both slim"
+    user = only(service, "USER").split(":")[0]
+    assert user.isdigit(), "numeric user, so Kubernetes can verify runAsNonRoot"
+    assert int(user) != 0, "non-root user"
+
+
+def test_dockerfiles_share_one_pattern() -> None:
+    def normalised(service: Service) -> str:
+        text = (REPO / "services" / service.name / "Dockerfile").read_text()
+        for word in (service.package, service.prefix, service.name, str(service.port)):
+            text = text.replace(word, "<>")
+        return text
+
+    patterns = {normalised(s) for s in SERVICES}
+    assert len(patterns) == 1, "keep the five Dockerfiles identical up to names and port"
