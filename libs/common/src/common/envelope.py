@@ -38,7 +38,7 @@ class CloudEvent(BaseModel, Generic[T]):
     id: str = Field(default_factory=new_id, min_length=1, description="Unique event id.")
     source: str = Field(min_length=1, description="Producer, e.g. '/services/dataset'.")
     type: str = Field(
-        pattern=r"^prelabel\.[a-z_]+\.[a-z_]+\.v[0-9]+$", description="Versioned type."
+        pattern=r"^prelabel\.[a-z_]+(\.[a-z_]+)?\.v[0-9]+$", description="Versioned type."
     )
     time: datetime = Field(default_factory=utcnow, description="When the fact happened (UTC).")
     subject: str | None = Field(default=None, description="The entity the event is about.")

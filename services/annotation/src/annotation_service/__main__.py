@@ -6,4 +6,4 @@ from common.service import load_settings, serve
 
 if __name__ == "__main__":
     settings = load_settings(Settings)
-    serve(create_app(settings), settings)
+    serve(create_app(settings), settings, "annotation")

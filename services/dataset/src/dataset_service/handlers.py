@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from faststream.rabbit import Channel, RabbitBroker
-from faststream.rabbit.message import RabbitMessage
 
 from common.contracts import IngestItem
 from common.messaging import (
@@ -15,6 +13,7 @@ from common.messaging import (
     consumer_queue,
     dead_letter,
     parse_event,
+    raw_body,
 )
 from common.observability import ServiceMetrics, log_context
 from common.topology import DATASET, Topology
@@ -24,13 +23,6 @@ from dataset_service.usecases import ItemStore
 log = logging.getLogger(__name__)
 
 HANDLER = "on_ingest_item"
-
-
-async def raw_body(message: Any) -> bytes:
-    """Hand handlers the raw bytes, so bad JSON reaches them and is dead-lettered with a
-    reason instead of failing inside the framework's decoder."""
-    body: bytes = message.body
-    return body
 
 
 def register(
@@ -51,7 +43,7 @@ def register(
         retry=True,
         channel=Channel(prefetch_count=prefetch),
     )
-    async def on_ingest_item(body: bytes, message: RabbitMessage) -> None:
+    async def on_ingest_item(body: bytes) -> None:
         with metrics.handler_seconds.labels(HANDLER).time():
             try:
                 event = parse_event(body, IngestItem)

@@ -6,4 +6,4 @@ from model_serving_service.settings import Settings
 
 if __name__ == "__main__":
     settings = load_settings(Settings)
-    serve(create_app(settings), settings)
+    serve(create_app(settings), settings, "model-serving")

@@ -6,4 +6,4 @@ from trigger_router_service.settings import Settings
 
 if __name__ == "__main__":
     settings = load_settings(Settings)
-    serve(create_app(settings), settings)
+    serve(create_app(settings), settings, "trigger-router")

@@ -1,0 +1,116 @@
+"""ingest_item.v1 over the real broker: registered once, bad commands dead-lettered with a reason."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import aio_pika
+
+from common.contracts import IngestItem
+from common.envelope import make_event
+from common.s3 import blob_key
+from common.testing.broker import publish_raw
+from common.testing.waits import wait_until
+from common.topology import DATASET, DEAD_LETTER_REASON_HEADER
+from tests.integration.dataset.conftest import DatasetService, png_bytes
+
+
+def _commands(svc: DatasetService) -> str:
+    return svc.runtime.topology.commands_exchange(DATASET)
+
+
+async def _items(svc: DatasetService, ds: str) -> list[dict[str, Any]]:
+    response = await svc.http.get(f"/datasets/{ds}/items", headers=svc.auth())
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+async def _dead_letters(
+    amqp_url: str, queue: str, count: int
+) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    connection = await aio_pika.connect_robust(amqp_url)
+    got: list[aio_pika.abc.AbstractIncomingMessage] = []
+    try:
+        channel = await connection.channel()
+        dlq = await channel.declare_queue(queue, passive=True)
+
+        async def fetch() -> bool:
+            message = await dlq.get(fail=False)
+            if message is not None:
+                await message.ack()
+                got.append(message)
+            return len(got) >= count
+
+        await wait_until(fetch, timeout=15, message=f"{count} dead letters in {queue}")
+    finally:
+        await connection.close()
+    return got
+
+
+async def test_ingest_registers_the_blob_once_even_when_redelivered(
+    dataset_service: DatasetService, bucket_client: Any, amqp_url: str
+) -> None:
+    svc = dataset_service
+    ds = await svc.create_dataset()
+    data = png_bytes(9, 4)
+    key = blob_key(hashlib.sha256(data).hexdigest())
+    await bucket_client.put_object(Bucket=svc.settings.s3_bucket, Key=key, Body=data)
+    command = make_event(
+        IngestItem(
+            dataset_id=ds, s3_key=key, name="from-broker.png", dir="/ingest", metadata={"k": 1}
+        ),
+        source="/test",
+    )
+
+    for _ in range(2):  # the same command id twice: a redelivery or a retrying client
+        await publish_raw(amqp_url, _commands(svc), "ingest_item.v1", command.to_json_bytes())
+
+    created = await svc.events.wait_for(1, routing_key="item.created.v1")
+    item = created[0].body["data"]["item"]
+    assert (item["filename"], item["metadata"]["user"]) == ("/ingest/from-broker.png", {"k": 1})
+    assert item["metadata"]["system"]["width"] == 9
+
+    async def handled_twice() -> bool:
+        metric = svc.runtime.metrics.messages.labels("on_ingest_item", "duplicate")
+        return metric._value.get() >= 1
+
+    await wait_until(handled_twice, message="second delivery handled as a duplicate")
+    assert len(await _items(svc, ds)) == 1
+    assert len(svc.events.of("item.created.v1")) == 1
+
+
+async def test_bad_ingest_commands_are_dead_lettered_with_the_reason(
+    dataset_service: DatasetService, amqp_url: str
+) -> None:
+    svc = dataset_service
+    ds = await svc.create_dataset()
+    missing_blob = make_event(
+        IngestItem(dataset_id=ds, s3_key="nope/x.png", name="x.png"), source="/t"
+    )
+    unknown_dataset = make_event(
+        IngestItem(dataset_id="ds_missing", s3_key="nope", name="x.png"), source="/t"
+    )
+    bad = [
+        b"{not json",
+        b'{"specversion": "1.0", "type": "prelabel.ingest_item.v9", "source": "/t", "data": {}}',
+        make_event(IngestItem(dataset_id=ds, s3_key="k", name="n"), source="/t")
+        .to_json_bytes()
+        .replace(b'"name":"n"', b'"name":""'),
+        missing_blob.to_json_bytes(),
+        unknown_dataset.to_json_bytes(),
+    ]
+    for body in bad:
+        await publish_raw(amqp_url, _commands(svc), "ingest_item.v1", body)
+
+    queue = svc.runtime.topology.queue(DATASET, "on_ingest_item") + ".dlq"
+    letters = await _dead_letters(amqp_url, queue, len(bad))
+    reasons = {m.body: str(m.headers[DEAD_LETTER_REASON_HEADER]) for m in letters}
+
+    assert set(reasons) == set(bad)
+    assert "not JSON" in reasons[bad[0]]
+    assert "unsupported event type 'prelabel.ingest_item.v9'" in reasons[bad[1]]
+    assert "data.name" in reasons[bad[2]]
+    assert "not found" in reasons[bad[3]]
+    assert "dataset ds_missing not found" in reasons[bad[4]]
+    assert await _items(svc, ds) == []
