@@ -35,7 +35,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10
+    dsn: str,
+    schema: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    server_settings: dict[str, str] | None = None,
 ) -> asyncpg.Pool:
     """Create the schema if needed and return a pool whose connections use it.
 
@@ -54,7 +59,7 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
-        server_settings={"search_path": f"{schema}, public"},
+        server_settings={**(server_settings or {}), "search_path": f"{schema}, public"},
     )
     assert pool is not None
     return pool

@@ -79,3 +79,13 @@ async def get_bytes(client: Any, bucket: str, key: str) -> bytes:
     async with response["Body"] as stream:
         data: bytes = await stream.read()
     return data
+
+
+async def delete_bucket(client: Any, bucket: str) -> None:
+    """Delete every object of ``bucket``, then the bucket."""
+    paginator = client.get_paginator("list_objects_v2")
+    async for page in paginator.paginate(Bucket=bucket):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            await client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    await client.delete_bucket(Bucket=bucket)

@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 
 from common.db import create_pool
-from common.s3 import ensure_bucket, s3_client
+from common.s3 import delete_bucket, ensure_bucket, s3_client
 from common.settings import S3SettingsMixin
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/prelabel_test"
@@ -165,8 +165,8 @@ def s3_settings(_containers: dict[str, Any]) -> S3SettingsMixin:
 
 
 @pytest.fixture
-async def s3_bucket(s3_settings: S3SettingsMixin) -> str:
-    """A fresh, empty bucket for one test."""
+async def s3_bucket(s3_settings: S3SettingsMixin) -> AsyncIterator[str]:
+    """A fresh, empty bucket for one test; emptied and deleted afterwards."""
     bucket = f"t-{uuid.uuid4().hex[:20]}"
     async with s3_client(
         s3_settings.s3_endpoint_url,
@@ -175,7 +175,8 @@ async def s3_bucket(s3_settings: S3SettingsMixin) -> str:
         s3_settings.s3_region,
     ) as client:
         await ensure_bucket(client, bucket)
-    return bucket
+        yield bucket
+        await delete_bucket(client, bucket)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,38 @@
+"""prelabel's upload client: an async SDK over the dataset service, and the ``prelabel`` CLI.
+
+Typical use::
+
+    async with PrelabelClient(url, api_key) as client:
+        dataset = await client.dataset_by_name("photos", create=True)
+        files = collect_files([Path("photos/")], "/batch1")
+        summary = await Uploader(client, concurrency=8).upload(files, dataset.id)
+"""
+
+from prelabel_client.broker import BrokerIngestor
+from prelabel_client.client import PrelabelClient
+from prelabel_client.errors import ApiError, ClientError
+from prelabel_client.models import Dataset, Item, ItemPage
+from prelabel_client.plan import LocalFile, collect_files
+from prelabel_client.retry import RetryPolicy, is_transient
+from prelabel_client.settings import ClientSettings
+from prelabel_client.summary import FileOutcome, UploadSummary
+from prelabel_client.uploader import Uploader, UploadProgress
+
+__all__ = [
+    "ApiError",
+    "BrokerIngestor",
+    "ClientError",
+    "ClientSettings",
+    "Dataset",
+    "FileOutcome",
+    "Item",
+    "ItemPage",
+    "LocalFile",
+    "PrelabelClient",
+    "RetryPolicy",
+    "UploadProgress",
+    "UploadSummary",
+    "Uploader",
+    "collect_files",
+    "is_transient",
+]

@@ -1,0 +1,122 @@
+"""The broker path: blob into the bucket, then an ``ingest_item.v1`` command.
+
+The dataset service registers the item when it consumes the command (and emits
+``item.created.v1``); the command id doubles as the idempotency key, so a
+command published twice (a retry after a lost confirm) still makes one item.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from types import TracebackType
+from typing import Any, Self
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+
+from common.contracts import IngestItem
+from common.envelope import make_event
+from common.s3 import blob_key, object_exists, s3_client
+from common.topology import DATASET, Topology
+from prelabel_client.errors import ClientError
+from prelabel_client.settings import ClientSettings
+
+SOURCE = "/clients/prelabel-cli"
+
+
+class BrokerIngestor:
+    """An S3 client and a confirming AMQP channel, for as long as the context is open."""
+
+    def __init__(
+        self,
+        *,
+        amqp_url: str,
+        s3_endpoint_url: str,
+        s3_access_key: str,
+        s3_secret_key: str,
+        s3_bucket: str,
+        s3_region: str = "us-east-1",
+        topology_prefix: str = "",
+        max_connections: int = 32,
+    ) -> None:
+        self._amqp_url = amqp_url
+        self._s3_args = (s3_endpoint_url, s3_access_key, s3_secret_key, s3_region)
+        self.bucket = s3_bucket
+        self.exchange_name = Topology(topology_prefix).commands_exchange(DATASET)
+        self._max_connections = max_connections
+        self._stack = contextlib.AsyncExitStack()
+        self._s3: Any = None
+        self._exchange: AbstractExchange | None = None
+
+    @classmethod
+    def from_settings(cls, settings: ClientSettings) -> BrokerIngestor:
+        """Build from the client settings (``PRELABEL_AMQP_URL``, ``PRELABEL_S3_*`` ...)."""
+        return cls(
+            amqp_url=settings.amqp_url,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_access_key=settings.s3_access_key,
+            s3_secret_key=settings.s3_secret_key.get_secret_value(),
+            s3_bucket=settings.s3_bucket,
+            s3_region=settings.s3_region,
+            topology_prefix=settings.topology_prefix,
+            max_connections=max(settings.concurrency * 2, 10),
+        )
+
+    async def __aenter__(self) -> Self:
+        try:
+            self._s3 = await self._stack.enter_async_context(
+                s3_client(*self._s3_args, max_pool_connections=self._max_connections)
+            )
+            connection: AbstractRobustConnection = await aio_pika.connect_robust(self._amqp_url)
+            self._stack.push_async_callback(connection.close)
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            try:
+                # Passive: the dataset service owns (declares) its commands exchange.
+                self._exchange = await channel.get_exchange(self.exchange_name, ensure=True)
+            except aiormq.exceptions.ChannelNotFoundEntity as exc:
+                raise ClientError(
+                    f"exchange {self.exchange_name!r} does not exist: is the dataset service "
+                    "running, with the same topology prefix (PRELABEL_TOPOLOGY_PREFIX)?"
+                ) from exc
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    async def put_blob(self, data: bytes, sha256: str) -> str:
+        """Store ``data`` under its content key unless it is there already; return the key."""
+        key = blob_key(sha256)
+        if not await object_exists(self._s3, self.bucket, key):
+            await self._s3.put_object(Bucket=self.bucket, Key=key, Body=data)
+        return key
+
+    async def publish(self, command: IngestItem, command_id: str) -> None:
+        """Publish the command and wait for the broker's confirm.
+
+        Mandatory routing: if no queue takes the command (no dataset service
+        consumes it), the broker returns it and this raises instead of
+        silently dropping the file.
+        """
+        if self._exchange is None:
+            raise RuntimeError("BrokerIngestor used outside its context")
+        event = make_event(command, source=SOURCE, subject=command.dataset_id, event_id=command_id)
+        await self._exchange.publish(
+            aio_pika.Message(
+                event.to_json_bytes(),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=event.id,
+                type=event.type,
+            ),
+            routing_key=IngestItem.routing_key,
+            mandatory=True,
+        )
