@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
@@ -215,16 +215,22 @@ async def enqueue_many(
     exchange: str,
     *,
     exchange_type: str = "topic",
+    routing_keys: Sequence[str] | None = None,
 ) -> int:
     """Write many events (each with its own routing key) to the outbox in one statement.
 
     Same guarantees as :func:`enqueue` (inside the caller's transaction, duplicate event
     ids ignored), but one round trip for the rows and one NOTIFY, for handlers that emit
-    an event per stored row. Returns how many events were given.
+    an event per stored row. ``routing_keys`` (one per event) overrides the events' own
+    keys, e.g. service ids for predict requests on the direct exchange. Returns how many
+    events were given.
     """
     batch = list(events)
     if not batch:
         return 0
+    keys = list(routing_keys) if routing_keys is not None else [e.routing_key for e in batch]
+    if len(keys) != len(batch):
+        raise ValueError(f"{len(keys)} routing keys for {len(batch)} events")
     await conn.execute(
         """INSERT INTO outbox (event_id, exchange, exchange_type, routing_key, body, headers)
            SELECT e, $1, $2, k, b, '{}'::jsonb
@@ -233,7 +239,7 @@ async def enqueue_many(
         exchange,
         exchange_type,
         [event.id for event in batch],
-        [event.routing_key for event in batch],
+        keys,
         [event.to_json_bytes() for event in batch],
     )
     await conn.execute("SELECT pg_notify($1, '')", await _notify_channel(conn))
