@@ -1156,6 +1156,9 @@ class Triton(ProcessComponent):
             f"--model-repository={c.model_repository}",
             f"--backend-directory={c.root / 'triton' / 'backends'}",
             "--model-control-mode=explicit",
+            # Ready means "the server answers": one project's model failing to load must
+            # not take the whole server (and every other model service) out of rotation.
+            "--strict-readiness=false",
             "--http-address=127.0.0.1",
             f"--http-port={c.triton_http_port}",
             "--grpc-address=127.0.0.1",
