@@ -4,14 +4,53 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
+from annotation_service import api, handlers
+from annotation_service.domain import AnnotationError
+from annotation_service.ingest import IngestBatcher
+from annotation_service.repository import Repository
 from annotation_service.settings import Settings
-from common.service import build_service_app
+from common.auth import KeyIntrospector
+from common.service import ServiceRuntime, build_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """Build the annotation app (handlers and routes arrive with the issue that builds it)."""
-    return build_service_app("annotation", settings, migrations=MIGRATIONS)
+    """Build the annotation app: prediction and item handlers, task and export API."""
+
+    async def setup(runtime: ServiceRuntime) -> None:
+        repo = Repository(runtime.pool, runtime.topology)
+        batcher = IngestBatcher(repo.ingest, max_batch=settings.ingest_batch_max)
+        batcher.start()
+        runtime.resources.push_async_callback(batcher.stop)
+        introspector = KeyIntrospector(settings.auth_url, ttl_seconds=settings.auth_cache_seconds)
+        runtime.resources.push_async_callback(introspector.close)
+        runtime.extras.update(repo=repo, batcher=batcher, introspector=introspector)
+        runtime.consumer_queues.extend(
+            handlers.register(
+                runtime.broker,
+                runtime.topology,
+                repo,
+                batcher,
+                runtime.metrics,
+                prefetch=settings.ingest_prefetch,
+            )
+        )
+
+    app = build_service_app(
+        "annotation",
+        settings,
+        migrations=MIGRATIONS,
+        setup=setup,
+        routers=[api.router],
+        title="prelabel annotation service",
+    )
+
+    @app.exception_handler(AnnotationError)
+    async def annotation_error(_: Request, exc: AnnotationError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    return app

@@ -5,13 +5,23 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from common.settings import BaseServiceSettings
+from common.settings import AuthSettingsMixin, BaseServiceSettings
 
 
-class Settings(BaseServiceSettings):
+class Settings(BaseServiceSettings, AuthSettingsMixin):
     """annotation settings; ``ANNOTATION_AMQP_URL`` and ``ANNOTATION_DATABASE_URL`` are required."""
 
     model_config = SettingsConfigDict(env_prefix="ANNOTATION_", extra="ignore", frozen=True)
 
     http_port: int = Field(default=8084, ge=1, le=65535, description="HTTP API port.")
     db_schema: str = Field(default="annotation", description="PostgreSQL schema of this service.")
+    ingest_prefetch: int = Field(
+        default=128, ge=1, description="prediction.completed messages one replica holds at once."
+    )
+    ingest_batch_max: int = Field(
+        default=128, ge=1, description="Most predictions stored in one transaction."
+    )
+    max_page_size: int = Field(default=1000, ge=1, description="Largest page of a list.")
+    export_max_items: int = Field(
+        default=100_000, ge=1, description="Most items one export may hold."
+    )

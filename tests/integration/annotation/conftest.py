@@ -1,0 +1,168 @@
+"""An annotation service running in-process against the real PostgreSQL and RabbitMQ,
+with API keys checked by the session's real dataset service."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from annotation_service.app import create_app
+from annotation_service.settings import Settings
+from common.contracts import (
+    ItemCreated,
+    ItemSnapshot,
+    ModelRef,
+    PredictedAnnotation,
+    PredictionCompleted,
+)
+from common.envelope import CloudEvent, make_event
+from common.service import ServiceRuntime, runtime_of
+from common.testing.broker import EventProbe, delete_names, probe_exchange, publish_raw
+from common.topology import ANNOTATION, DATASET, MODEL_SERVING
+from tests.conftest import AuthService
+
+
+@dataclass
+class AnnotationService:
+    """The running app, an HTTP client holding a project key and an event probe."""
+
+    app: FastAPI
+    http: httpx.AsyncClient
+    settings: Settings
+    amqp_url: str
+    project_id: str
+    api_key: str
+    events: EventProbe
+
+    @property
+    def runtime(self) -> ServiceRuntime:
+        return runtime_of(self.app)
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.api_key}"}
+
+    def exchange(self, producer: str) -> str:
+        return f"{self.settings.topology_prefix}{producer}.events"
+
+    async def publish(self, event: CloudEvent[Any]) -> None:
+        """Publish an envelope as its producer would."""
+        producer = MODEL_SERVING if event.routing_key.startswith("prediction.") else DATASET
+        await publish_raw(
+            self.amqp_url, self.exchange(producer), event.routing_key, event.to_json_bytes()
+        )
+
+    async def count(self, sql: str, *args: object) -> int:
+        value: int = await self.runtime.pool.fetchval(sql, *args)
+        return value
+
+
+def boxes(n: int, label: str = "cat", offset: float = 0.0) -> list[PredictedAnnotation]:
+    """``n`` box annotations at distinct places."""
+    return [
+        PredictedAnnotation(
+            type="box",
+            label=label,
+            coordinates=[[offset + i, offset + i], [offset + i + 10, offset + i + 5]],
+            confidence=0.5 + i / (2 * max(n, 1)),
+        )
+        for i in range(n)
+    ]
+
+
+def prediction(
+    project_id: str,
+    dataset_id: str,
+    item_id: str,
+    annotations: list[PredictedAnnotation],
+    *,
+    service_id: str = "svc_a",
+    version: str = "1",
+    execution_id: str | None = None,
+) -> CloudEvent[Any]:
+    """A ``prediction.completed.v1`` envelope as model-serving publishes it."""
+    now = datetime.now(UTC)
+    execution = execution_id or f"exe_{uuid.uuid4().hex[:12]}"
+    return make_event(
+        PredictionCompleted(
+            execution_id=execution,
+            service_id=service_id,
+            project_id=project_id,
+            dataset_id=dataset_id,
+            item_id=item_id,
+            replica_id="rep_1",
+            model=ModelRef(name="detector", model_id="mdl_1", version=version),
+            annotations=annotations,
+            started_at=now,
+            finished_at=now,
+        ),
+        source="/services/model-serving",
+        subject=item_id,
+        correlationid=execution,
+    )
+
+
+def item_created(
+    project_id: str, dataset_id: str, item_id: str, name: str, width: int, height: int
+) -> CloudEvent[Any]:
+    """An ``item.created.v1`` envelope as the dataset service publishes it."""
+    now = datetime.now(UTC)
+    snapshot = ItemSnapshot(
+        id=item_id,
+        project_id=project_id,
+        dataset_id=dataset_id,
+        name=name,
+        filename=f"/{name}",
+        dir="/",
+        created_at=now,
+        updated_at=now,
+        metadata={"system": {"mimetype": "image/png", "width": width, "height": height}},
+    )
+    return make_event(ItemCreated(item=snapshot), source="/services/dataset", subject=item_id)
+
+
+@pytest.fixture
+async def annotation_service(
+    database_url: str,
+    amqp_url: str,
+    pg_schema: str,
+    topology_prefix: str,
+    auth_service: AuthService,
+) -> AsyncIterator[AnnotationService]:
+    settings = Settings(
+        amqp_url=amqp_url,  # type: ignore[arg-type]
+        database_url=database_url,  # type: ignore[arg-type]
+        db_schema=pg_schema,
+        topology_prefix=topology_prefix,
+        auth_url=auth_service.url,
+        outbox_poll_seconds=0.2,
+        delivery_limit=3,
+    )
+    app = create_app(settings)
+    exchange = f"{topology_prefix}{ANNOTATION}.events"
+    project_id, api_key = await auth_service.new_project()
+    async with (
+        probe_exchange(amqp_url, exchange) as events,
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://annotation"
+        ) as http,
+    ):
+        yield AnnotationService(app, http, settings, amqp_url, project_id, api_key, events)
+        queues = runtime_of(app).consumer_queues
+    await delete_names(
+        amqp_url,
+        [*queues, *(f"{q}.dlq" for q in queues)],
+        [
+            exchange,
+            f"{topology_prefix}{ANNOTATION}.dlx",
+            f"{topology_prefix}{MODEL_SERVING}.events",
+            f"{topology_prefix}{DATASET}.events",
+        ],
+    )
