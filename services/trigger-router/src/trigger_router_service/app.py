@@ -2,16 +2,117 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
-from common.service import build_service_app
+from common.auth import KeyIntrospector
+from common.service import ServiceRuntime, build_service_app, runtime_of
+from trigger_router_service import api, handlers
+from trigger_router_service.autoscaler import Autoscaler
+from trigger_router_service.domain import RouterError
+from trigger_router_service.repository import Repository
+from trigger_router_service.routing import ItemEventConsumer
+from trigger_router_service.scalers import LocalScaler, ScalerBackend
 from trigger_router_service.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the trigger-router app (handlers and routes arrive with the issue that builds it)."""
-    return build_service_app("trigger-router", settings, migrations=MIGRATIONS)
+async def make_backend(settings: Settings) -> ScalerBackend:
+    """The scaler backend the settings choose."""
+    if settings.scaler_backend == "kubernetes":
+        from trigger_router_service.kube import KubernetesScaler
+
+        return await KubernetesScaler.from_settings(settings)
+    return LocalScaler(
+        module=settings.local_worker_module,
+        extra_env=settings.model_serving_env,
+        stop_seconds=settings.local_stop_seconds,
+    )
+
+
+def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> FastAPI:
+    """Build the trigger-router app: HTTP API, event handlers, item-event router and,
+    when ``autoscaler_enabled``, a candidate for the autoscaler's leadership.
+
+    ``backend`` replaces the one the settings choose (tests, embedding).
+    """
+
+    async def setup(runtime: ServiceRuntime) -> None:
+        repo = Repository(
+            runtime.pool, runtime.topology, settings.db_schema, settings.dql_max_depth
+        )
+        keys = KeyIntrospector(settings.auth_url, ttl_seconds=settings.auth_cache_seconds)
+        runtime.resources.push_async_callback(keys.close)
+        consumer = ItemEventConsumer(
+            amqp_url=settings.amqp,
+            topology=runtime.topology,
+            repo=repo,
+            broker=runtime.broker,
+            service_metrics=runtime.metrics,
+            prefetch=settings.routing_prefetch,
+            batch=settings.routing_batch,
+        )
+        runtime.extras.update(repo=repo, keys=keys, item_consumer=consumer)
+        runtime.consumer_queues.append(consumer.queue_name)
+        runtime.consumer_queues.extend(
+            handlers.register(
+                runtime.broker,
+                runtime.topology,
+                repo,
+                runtime.metrics,
+                prefetch=settings.outcome_prefetch,
+            )
+        )
+
+    app = build_service_app(
+        "trigger-router",
+        settings,
+        migrations=MIGRATIONS,
+        setup=setup,
+        routers=[api.router],
+        title="prelabel trigger-router",
+    )
+    base_lifespan = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The item consumer and the autoscaler start once the broker, the dead-letter
+        # queues and the outbox relay are up, and stop before them.
+        async with base_lifespan(app):
+            runtime = runtime_of(app)
+            consumer: ItemEventConsumer = runtime.extras["item_consumer"]
+            autoscaler: Autoscaler | None = None
+            await consumer.start()
+            try:
+                if settings.autoscaler_enabled:
+                    autoscaler = Autoscaler(
+                        repo=runtime.extras["repo"],
+                        backend=backend or await make_backend(settings),
+                        topology=runtime.topology,
+                        dsn=settings.dsn,
+                        schema=settings.db_schema,
+                        amqp_url=settings.amqp,
+                        reconcile_seconds=settings.reconcile_seconds,
+                        leader_retry_seconds=settings.leader_retry_seconds,
+                        inflight_horizon_seconds=settings.inflight_horizon_seconds,
+                    )
+                    runtime.extras["autoscaler"] = autoscaler
+                    await autoscaler.start()
+                yield
+            finally:
+                await consumer.stop()
+                if autoscaler is not None:
+                    await autoscaler.stop()
+
+    app.router.lifespan_context = lifespan
+
+    @app.exception_handler(RouterError)
+    async def router_error(_: Request, exc: RouterError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    return app

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from common.settings import BaseServiceSettings
+from common.settings import AuthSettingsMixin, BaseServiceSettings
 
 
-class Settings(BaseServiceSettings):
+class Settings(BaseServiceSettings, AuthSettingsMixin):
     """trigger-router settings; ``TRIGGER_ROUTER_AMQP_URL`` and ``TRIGGER_ROUTER_DATABASE_URL`` are required."""
 
     model_config = SettingsConfigDict(env_prefix="TRIGGER_ROUTER_", extra="ignore", frozen=True)
@@ -16,4 +18,79 @@ class Settings(BaseServiceSettings):
     http_port: int = Field(default=8082, ge=1, le=65535, description="HTTP API port.")
     db_schema: str = Field(
         default="trigger_router", description="PostgreSQL schema of this service."
+    )
+
+    # ---------------------------------------------------------------- routing
+    routing_prefetch: int = Field(
+        default=256, ge=1, description="Item events one replica holds unacknowledged at once."
+    )
+    routing_batch: int = Field(
+        default=128,
+        ge=1,
+        description="Most item events routed in one database transaction (micro-batch).",
+    )
+    outcome_prefetch: int = Field(
+        default=64, ge=1, description="Prediction outcomes one replica handles at once."
+    )
+    max_page_size: int = Field(default=500, ge=1, description="Largest page of an execution list.")
+    dql_max_depth: int = Field(default=10, ge=1, description="Deepest nesting a filter may use.")
+
+    # ---------------------------------------------------------------- autoscaler
+    autoscaler_enabled: bool = Field(
+        default=True, description="Whether this replica competes for the autoscaler's leadership."
+    )
+    scaler_backend: Literal["local", "kubernetes"] = Field(
+        default="local",
+        description="How replicas are started: local worker processes or a Kubernetes Deployment.",
+    )
+    reconcile_seconds: float = Field(
+        default=1.0, gt=0, description="Period of the autoscaler's queue-depth reconcile."
+    )
+    leader_retry_seconds: float = Field(
+        default=1.0, gt=0, description="How often a follower tries to take the autoscaler lock."
+    )
+    inflight_horizon_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="Queued executions older than this no longer count as unacked load.",
+    )
+
+    # ---------------------------------------------------------------- local backend
+    model_serving_env: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Extra MODEL_SERVING_* variables for local worker processes (JSON object); "
+            "every MODEL_SERVING_* variable of the router's own environment is passed too."
+        ),
+    )
+    local_worker_module: str = Field(
+        default="model_serving_service.worker",
+        description="Module the local backend runs with ``python -m`` as one replica.",
+    )
+    local_stop_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a stopping local replica may drain before SIGKILL.",
+    )
+
+    # ---------------------------------------------------------------- kubernetes backend
+    kube_namespace: str = Field(
+        default="prelabel", description="Namespace of the predict-worker Deployments."
+    )
+    kube_deployment_pattern: str = Field(
+        default="model-serving-worker-{service_id}",
+        description=(
+            "Deployment name of a model service; ``{service_id}`` is replaced by the service id "
+            "made DNS-safe (lowercase, ``_`` -> ``-``)."
+        ),
+    )
+    kube_api_url: str | None = Field(
+        default=None,
+        description="API server URL; unset = in-cluster config, else the local kubeconfig.",
+    )
+    kube_token: str | None = Field(
+        default=None, description="Bearer token for ``kube_api_url`` (tests, out-of-cluster)."
+    )
+    kube_verify_ssl: bool = Field(
+        default=True, description="Verify the API server's TLS certificate."
     )
