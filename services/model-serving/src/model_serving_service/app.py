@@ -1,31 +1,70 @@
-"""Composition root of the model-serving service."""
+"""Composition root of the model-serving service (the HTTP API process).
+
+Predict workers are separate processes (``python -m model_serving_service.worker``),
+started and stopped by the trigger-router's autoscaler.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-import tritonclient.http.aio as triton_http
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
+from common.auth import KeyIntrospector
 from common.s3 import client_from_settings, ensure_bucket
 from common.service import ServiceRuntime, build_service_app
+from model_serving_service import api
+from model_serving_service.domain import InvalidModelError, ModelServingError
+from model_serving_service.queues import PredictQueues
+from model_serving_service.repository import Repository
 from model_serving_service.settings import Settings
+from model_serving_service.triton import ModelHolds, ModelRepository, TritonControl, TritonInference
+from model_serving_service.usecases import ModelServing
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """Build the model-serving app: Triton and S3 clients, readiness on both."""
+    """Build the model-serving app: API, Triton clients, work-queue admin, janitor."""
 
     async def setup(runtime: ServiceRuntime) -> None:
-        triton = triton_http.InferenceServerClient(settings.triton_http_url)
-        runtime.resources.push_async_callback(triton.close)
+        control = TritonControl(
+            settings.triton_http_url, load_timeout=settings.load_timeout_seconds
+        )
+        runtime.resources.push_async_callback(control.close)
+        inference = TritonInference(settings.triton_grpc_url)
+        runtime.resources.push_async_callback(inference.close)
         s3 = await runtime.resources.enter_async_context(client_from_settings(settings))
         await ensure_bucket(s3, settings.s3_bucket)
-        runtime.extras.update(triton=triton, s3=s3)
+        auth = KeyIntrospector(settings.auth_url, ttl_seconds=settings.auth_cache_seconds)
+        runtime.resources.push_async_callback(auth.close)
+        queues = PredictQueues(settings.amqp, runtime.topology)
+        await queues.connect()
+        runtime.resources.push_async_callback(queues.close)
+        repo = Repository(runtime.pool, runtime.topology)
+        usecases = ModelServing(
+            settings=settings,
+            repo=repo,
+            files=ModelRepository(settings.model_repository),
+            holds=ModelHolds(runtime.pool, control, stale_seconds=settings.hold_stale_seconds),
+            inference=inference,
+            queues=queues,
+        )
+        runtime.resources.push_async_callback(usecases.close)
+        runtime.extras.update(triton=control, s3=s3, auth=auth, usecases=usecases, repo=repo)
+        await usecases.resume()
+        janitor = asyncio.create_task(usecases.janitor(), name="model-serving-janitor")
+
+        async def stop_janitor() -> None:
+            janitor.cancel()
+            await asyncio.gather(janitor, return_exceptions=True)
+
+        runtime.resources.push_async_callback(stop_janitor)
 
         async def triton_ready() -> None:
-            if not await triton.is_server_ready():
+            if not await control.server_ready():
                 raise ConnectionError(f"Triton at {settings.triton_http_url} is not ready")
 
         async def s3_ready() -> None:
@@ -33,4 +72,20 @@ def create_app(settings: Settings) -> FastAPI:
 
         runtime.checks.update(triton=triton_ready, s3=s3_ready)
 
-    return build_service_app("model-serving", settings, migrations=MIGRATIONS, setup=setup)
+    app = build_service_app(
+        "model-serving",
+        settings,
+        migrations=MIGRATIONS,
+        setup=setup,
+        routers=[api.router],
+        title="prelabel model-serving service",
+    )
+
+    @app.exception_handler(ModelServingError)
+    async def model_serving_error(_: Request, exc: ModelServingError) -> JSONResponse:
+        body: dict[str, object] = {"detail": exc.message}
+        if isinstance(exc, InvalidModelError):
+            body["problems"] = exc.problems
+        return JSONResponse(body, status_code=exc.status)
+
+    return app
