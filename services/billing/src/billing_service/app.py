@@ -4,14 +4,52 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
+from billing_service import api, handlers
+from billing_service.charger import Charger
+from billing_service.domain import BillingError
+from billing_service.repository import Repository
 from billing_service.settings import Settings
-from common.service import build_service_app
+from common.auth import KeyIntrospector
+from common.service import ServiceRuntime, build_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """Build the billing app (handlers and routes arrive with the issue that builds it)."""
-    return build_service_app("billing", settings, migrations=MIGRATIONS)
+    """Build the billing app: replica and prediction handlers, charger, budget API."""
+
+    async def setup(runtime: ServiceRuntime) -> None:
+        repo = Repository(runtime.pool, runtime.topology, settings.rates, settings.default_budget)
+        charger = Charger(repo, settings.charge_interval_seconds)
+        charger.start()
+        runtime.resources.push_async_callback(charger.stop)
+        introspector = KeyIntrospector(settings.auth_url, ttl_seconds=settings.auth_cache_seconds)
+        runtime.resources.push_async_callback(introspector.close)
+        runtime.extras.update(repo=repo, charger=charger, introspector=introspector)
+        runtime.consumer_queues.extend(
+            handlers.register(
+                runtime.broker,
+                runtime.topology,
+                repo,
+                runtime.metrics,
+                prefetch=settings.event_prefetch,
+            )
+        )
+
+    app = build_service_app(
+        "billing",
+        settings,
+        migrations=MIGRATIONS,
+        setup=setup,
+        routers=[api.router],
+        title="prelabel billing service",
+    )
+
+    @app.exception_handler(BillingError)
+    async def billing_error(_: Request, exc: BillingError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    return app

@@ -1,2 +1,0 @@
--- billing: tables arrive with the issue that builds this service.
-SELECT 1;
