@@ -8,7 +8,8 @@ Typical use::
         summary = await Uploader(client, concurrency=8).upload(files, dataset.id)
 """
 
-from prelabel_client.broker import BrokerIngestor
+from typing import TYPE_CHECKING, Any
+
 from prelabel_client.client import PrelabelClient
 from prelabel_client.errors import ApiError, ClientError
 from prelabel_client.models import Dataset, Item, ItemPage
@@ -17,6 +18,19 @@ from prelabel_client.retry import RetryPolicy, is_transient
 from prelabel_client.settings import ClientSettings
 from prelabel_client.summary import FileOutcome, UploadSummary
 from prelabel_client.uploader import Uploader, UploadProgress
+
+if TYPE_CHECKING:
+    from prelabel_client.broker import BrokerIngestor
+
+
+def __getattr__(name: str) -> Any:
+    # BrokerIngestor pulls in aiobotocore and aio-pika; load them only when asked for.
+    if name == "BrokerIngestor":
+        from prelabel_client.broker import BrokerIngestor
+
+        return BrokerIngestor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ApiError",

@@ -24,6 +24,14 @@ from prelabel_client.settings import ClientSettings
 
 SOURCE = "/clients/prelabel-cli"
 
+CHECK_BEFORE_PUT_BYTES = 1024 * 1024
+"""Blobs this big are looked for (HEAD) before they are put, and not sent again if there.
+
+Below it a HEAD costs about as much as the PUT itself (request signing and a
+round trip dominate), and putting identical bytes under a content-addressed
+key changes nothing, so small blobs are simply put.
+"""
+
 
 class BrokerIngestor:
     """An S3 client and a confirming AMQP channel, for as long as the context is open."""
@@ -93,10 +101,14 @@ class BrokerIngestor:
         await self._stack.aclose()
 
     async def put_blob(self, data: bytes, sha256: str) -> str:
-        """Store ``data`` under its content key unless it is there already; return the key."""
+        """Store ``data`` under its content key; return the key.
+
+        A blob of ``CHECK_BEFORE_PUT_BYTES`` or more that is there already is not sent again.
+        """
         key = blob_key(sha256)
-        if not await object_exists(self._s3, self.bucket, key):
-            await self._s3.put_object(Bucket=self.bucket, Key=key, Body=data)
+        if len(data) >= CHECK_BEFORE_PUT_BYTES and await object_exists(self._s3, self.bucket, key):
+            return key
+        await self._s3.put_object(Bucket=self.bucket, Key=key, Body=data)
         return key
 
     async def publish(self, command: IngestItem, command_id: str) -> None:

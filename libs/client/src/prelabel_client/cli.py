@@ -28,7 +28,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from prelabel_client.broker import BrokerIngestor
 from prelabel_client.client import MAX_PAGE_SIZE, PrelabelClient
 from prelabel_client.errors import ApiError, ClientError
 from prelabel_client.plan import LocalFile, collect_files, parse_filter, parse_metadata
@@ -220,7 +219,12 @@ async def _upload(
             disable=not show_progress,
             transient=False,
         )
-        ingestor = BrokerIngestor.from_settings(settings) if via == "broker" else None
+        ingestor = None
+        if via == "broker":
+            # Imported here: S3 and AMQP clients cost a second of start-up the HTTP path skips.
+            from prelabel_client.broker import BrokerIngestor
+
+            ingestor = BrokerIngestor.from_settings(settings)
         with progress:
             uploader = Uploader(
                 client,

@@ -16,10 +16,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from common.contracts import IngestItem
-from prelabel_client.broker import BrokerIngestor
 from prelabel_client.client import MAX_PAGE_SIZE, PrelabelClient
 from prelabel_client.plan import (
     DEDUP_CHUNK,
@@ -30,6 +28,10 @@ from prelabel_client.plan import (
 )
 from prelabel_client.retry import RetryPolicy, describe, retry_call
 from prelabel_client.summary import FileOutcome, UploadSummary
+
+if TYPE_CHECKING:
+    # Only the broker path needs S3 and AMQP; the HTTP path never imports them.
+    from prelabel_client.broker import BrokerIngestor
 
 Via = Literal["http", "broker"]
 T = TypeVar("T")
@@ -70,6 +72,7 @@ class Uploader:
         progress: UploadProgress | None = None,
         register_timeout_s: float = 120.0,
         poll_interval_s: float = 0.25,
+        max_poll_interval_s: float = 2.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -80,6 +83,7 @@ class Uploader:
         self.progress = progress or UploadProgress()
         self.register_timeout_s = register_timeout_s
         self.poll_interval_s = poll_interval_s
+        self.max_poll_interval_s = max(max_poll_interval_s, poll_interval_s)
 
     async def upload(
         self,
@@ -247,6 +251,8 @@ class Uploader:
         settle: Callable[..., None],
         published: dict[int, _Hashed],
     ) -> None:
+        from common.contracts import IngestItem
+
         assert self.ingestor is not None
         ingestor = self.ingestor
         # The command id is the service's idempotency key: the same for every attempt.
@@ -306,11 +312,11 @@ class Uploader:
             if time.monotonic() >= deadline:
                 break
             await asyncio.sleep(interval)
-            interval = min(interval * 1.5, 2.0)
+            interval = min(interval * 1.5, self.max_poll_interval_s)
         for index, entry in pending.items():
             reason = (
-                f"published, but not registered within {self.register_timeout_s:g} s "
-                "(the dataset service dead-letters invalid ingest commands with the reason)"
+                f"published, but no item within {self.register_timeout_s:g} s (the dataset "
+                "service dead-letters invalid ingest commands with the reason)"
             )
             settle(index, self._failed(entry, reason), advanced=True)
 

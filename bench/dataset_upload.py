@@ -1,0 +1,303 @@
+"""Upload rate of 50 KB JPEGs through the SDK (HTTP and broker path) vs raw S3 puts.
+
+A dataset service runs in a subprocess (``python -m dataset_service``) on a
+free port, with its own PostgreSQL schema ``bench_<id>`` in ``prelabel_test``,
+its own bucket and topology prefix, against the stack that ``make bench``
+started (``scripts/stack.py up --no-services``). In one run, with the same
+concurrency and files of the same size:
+
+- ``dataset.s3_put_raw``: aiobotocore ``put_object`` straight into the bucket, the
+  ceiling every upload path pays for;
+- ``dataset.upload_http``: ``Uploader`` over the HTTP API, from the first request
+  until every file has its item (the 201 answer comes after the commit);
+- ``dataset.upload_broker``: ``Uploader`` via S3 + ``ingest_item.v1``, until
+  every item exists (the uploader polls for them).
+
+Target: each upload path reaches at least half the raw S3 put rate.
+Everything it made is removed again (schema, objects, bucket, queues).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import random
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from PIL import Image
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bench import results
+from common.s3 import ensure_bucket, s3_client
+from common.testing.broker import delete_names
+from common.topology import DATASET, Topology
+from prelabel_client.broker import BrokerIngestor
+from prelabel_client.client import PrelabelClient
+from prelabel_client.plan import LocalFile
+from prelabel_client.uploader import Uploader
+
+ORDER = 40
+TIMEOUT_S = 300.0
+
+FILES = 300
+FILE_KB = 50
+WARMUP_FILES = 10
+CONCURRENCY = 8
+TARGET_RATIO = 0.5
+UNIT = "items/s"
+ADMIN_KEY = "bench-admin-key"
+STARTUP_TIMEOUT_S = 60.0
+
+RAW = "dataset.s3_put_raw"
+HTTP = "dataset.upload_http"
+BROKER = "dataset.upload_broker"
+
+
+class UploadBenchSettings(BaseSettings):
+    """Where the stack is (``PRELABEL_*``, the names ``scripts/stack.py`` uses)."""
+
+    model_config = SettingsConfigDict(env_prefix="PRELABEL_", extra="ignore")
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    test_database_url: str = "postgresql://postgres@127.0.0.1:5432/prelabel_test"
+    s3_endpoint_url: str = "http://127.0.0.1:8333"
+    s3_access_key: str = "prelabel"
+    s3_secret_key: str = "prelabel-secret"
+    s3_region: str = "us-east-1"
+
+
+def jpeg_of_size(seed: int, size_kb: int = FILE_KB) -> bytes:
+    """A distinct JPEG of about ``size_kb`` KB (noise, so it barely compresses)."""
+    rng = random.Random(seed)
+    # At quality 75 an RGB noise pixel costs about 0.65 bytes.
+    side = int((size_kb * 1024 / 0.65) ** 0.5)
+    image = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=75)
+    return buffer.getvalue()
+
+
+def write_files(folder: Path, count: int, seed: int) -> list[LocalFile]:
+    """``count`` distinct JPEGs in ``folder``, bound for the remote dir ``/<folder name>``."""
+    folder.mkdir(parents=True)
+    files = []
+    for index in range(count):
+        path = folder / f"img_{index:04d}.jpg"
+        path.write_bytes(jpeg_of_size(seed * 1_000_003 + index))
+        files.append(LocalFile(path, f"/{folder.name}", path.stat().st_size))
+    return files
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def dataset_service(env: dict[str, str], log: Path) -> AsyncIterator[str]:
+    """Run ``python -m dataset_service`` until the block ends; yield its URL once ready."""
+    port = _free_port()
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dataset_service",
+            env={**os.environ, **env, "DATASET_HTTP_PORT": str(port)},
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        async with httpx.AsyncClient(base_url=url, timeout=2.0) as http:
+            while True:
+                if process.returncode is not None:
+                    raise RuntimeError(f"dataset service exited: {await _tail(log)}")
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"dataset service not ready: {await _tail(log)}")
+                await asyncio.sleep(0.1)
+        yield url
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                async with asyncio.timeout(30):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def _tail(log: Path) -> str:
+    text = await asyncio.to_thread(log.read_text, errors="replace")
+    return text[-2000:]
+
+
+async def _new_project_key(url: str) -> str:
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    ) as http:
+        project = await http.post("/projects", json={"name": f"bench-{uuid.uuid4().hex[:8]}"})
+        project.raise_for_status()
+        key = await http.post(f"/projects/{project.json()['id']}/api-keys", json={})
+        key.raise_for_status()
+        return str(key.json()["key"])
+
+
+async def put_raw(s3: Any, bucket: str, files: Sequence[LocalFile], prefix: str) -> float:
+    """Put every file straight into the bucket, ``CONCURRENCY`` at a time; seconds taken.
+
+    Reads each file like the uploader does, so both sides pay for the disk.
+    """
+    window = asyncio.Semaphore(CONCURRENCY)
+
+    async def put(file: LocalFile) -> None:
+        async with window:
+            data = await asyncio.to_thread(file.path.read_bytes)
+            await s3.put_object(Bucket=bucket, Key=f"{prefix}/{file.path.name}", Body=data)
+
+    started = time.monotonic()
+    async with asyncio.TaskGroup() as group:
+        for file in files:
+            group.create_task(put(file))
+    return time.monotonic() - started
+
+
+async def upload(
+    uploader: Uploader, files: Sequence[LocalFile], dataset_id: str, via: str
+) -> float:
+    """Upload through the SDK; seconds until every file is an item (fails loudly otherwise)."""
+    started = time.monotonic()
+    summary = await uploader.upload(files, dataset_id, via="broker" if via == "broker" else "http")
+    elapsed = time.monotonic() - started
+    counts = summary.counts()
+    if counts["uploaded"] != len(files):
+        reasons = summary.failure_reasons()[:3]
+        raise RuntimeError(f"{via} upload: {counts}, e.g. {reasons}")
+    return elapsed
+
+
+async def _empty_bucket(s3: Any, bucket: str) -> None:
+    paginator = s3.get_paginator("list_objects_v2")
+    async for page in paginator.paginate(Bucket=bucket):
+        keys = [{"Key": entry["Key"]} for entry in page.get("Contents", [])]
+        if keys:
+            await s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+    await s3.delete_bucket(Bucket=bucket)
+
+
+async def run() -> None:
+    """Measure and record the raw S3 put rate and both upload rates."""
+    settings = UploadBenchSettings()
+    run_id = uuid.uuid4().hex[:12]
+    schema, bucket, prefix = f"bench_{run_id}", f"bench-{run_id}", f"bench{run_id}."
+    topology = Topology(prefix)
+    env = {
+        "DATASET_AMQP_URL": settings.amqp_url,
+        "DATASET_DATABASE_URL": settings.test_database_url,
+        "DATASET_DB_SCHEMA": schema,
+        "DATASET_TOPOLOGY_PREFIX": prefix,
+        "DATASET_S3_ENDPOINT_URL": settings.s3_endpoint_url,
+        "DATASET_S3_ACCESS_KEY": settings.s3_access_key,
+        "DATASET_S3_SECRET_KEY": settings.s3_secret_key,
+        "DATASET_S3_REGION": settings.s3_region,
+        "DATASET_S3_BUCKET": bucket,
+        "DATASET_ADMIN_KEY": ADMIN_KEY,
+        "DATASET_LOG_LEVEL": "WARNING",
+    }
+    s3_args = (
+        settings.s3_endpoint_url,
+        settings.s3_access_key,
+        settings.s3_secret_key,
+        settings.s3_region,
+    )
+    with tempfile.TemporaryDirectory(prefix="prelabel-bench-") as tmp:
+        root = Path(tmp)
+        # Distinct content per path: the broker path must really put its blobs.
+        warm = write_files(root / "warm", WARMUP_FILES * 3, seed=1)
+        http_files = write_files(root / "http", FILES, seed=2)
+        broker_files = write_files(root / "broker", FILES, seed=3)
+        size_kb = sum(f.size for f in http_files) / len(http_files) / 1024
+        print(f"{FILES} JPEGs of {size_kb:.0f} KB on average, {CONCURRENCY} in flight")
+        async with s3_client(*s3_args, max_pool_connections=CONCURRENCY * 2) as s3:
+            await ensure_bucket(s3, bucket)
+            try:
+                async with dataset_service(env, root / "dataset.log") as url:
+                    api_key = await _new_project_key(url)
+                    async with (
+                        PrelabelClient(url, api_key, max_connections=CONCURRENCY * 2) as client,
+                        BrokerIngestor(
+                            amqp_url=settings.amqp_url,
+                            s3_endpoint_url=settings.s3_endpoint_url,
+                            s3_access_key=settings.s3_access_key,
+                            s3_secret_key=settings.s3_secret_key,
+                            s3_bucket=bucket,
+                            s3_region=settings.s3_region,
+                            topology_prefix=prefix,
+                            max_connections=CONCURRENCY * 2,
+                        ) as ingestor,
+                    ):
+                        dataset = await client.create_dataset("bench")
+                        uploader = Uploader(
+                            client,
+                            concurrency=CONCURRENCY,
+                            ingestor=ingestor,
+                            poll_interval_s=0.05,
+                            max_poll_interval_s=0.1,
+                        )
+                        # Warm connections, pools and the service's code paths first.
+                        await put_raw(s3, bucket, warm[:WARMUP_FILES], "raw-warm")
+                        await upload(
+                            uploader, warm[WARMUP_FILES : 2 * WARMUP_FILES], dataset.id, "http"
+                        )
+                        await upload(uploader, warm[2 * WARMUP_FILES :], dataset.id, "broker")
+
+                        raw_s = await put_raw(s3, bucket, http_files, "raw")
+                        http_s = await upload(uploader, http_files, dataset.id, "http")
+                        broker_s = await upload(uploader, broker_files, dataset.id, "broker")
+            finally:
+                await _empty_bucket(s3, bucket)
+                await _drop_schema(settings.test_database_url, schema)
+                await delete_names(
+                    settings.amqp_url,
+                    [
+                        topology.queue(DATASET, "on_ingest_item"),
+                        Topology.dead_letter_queue(topology.queue(DATASET, "on_ingest_item")),
+                    ],
+                    [
+                        topology.events_exchange(DATASET),
+                        topology.commands_exchange(DATASET),
+                        topology.dead_letter_exchange(DATASET),
+                    ],
+                )
+    raw = FILES / raw_s
+    print(f"{RAW}: {FILES} puts in {raw_s:.2f} s")
+    print(f"{HTTP}: {FILES} items in {http_s:.2f} s")
+    print(f"{BROKER}: {FILES} items in {broker_s:.2f} s")
+    results.record(RAW, raw, UNIT)
+    results.record(HTTP, FILES / http_s, UNIT, RAW, raw, target_ratio=TARGET_RATIO)
+    results.record(BROKER, FILES / broker_s, UNIT, RAW, raw, target_ratio=TARGET_RATIO)
+
+
+async def _drop_schema(database_url: str, schema: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
