@@ -9,6 +9,7 @@ declare the predict queue as model-serving does on deploy), budgets as billing d
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -167,6 +168,46 @@ class Router:
         self.declared_queues.append(name)
         return name
 
+    async def take(self, queue: str, count: int, timeout: float = 10) -> list[Taken]:
+        """Consume (and ack) ``count`` messages from ``queue``, waiting up to ``timeout``."""
+        got: list[Taken] = []
+        connection = await aio_pika.connect(self.amqp_url)
+        try:
+            channel = await connection.channel()
+            declared = await channel.declare_queue(queue, passive=True)
+
+            async def fetch() -> bool:
+                message = await declared.get(fail=False)
+                if message is not None:
+                    await message.ack()
+                    try:
+                        body = json.loads(message.body)
+                    except ValueError:
+                        body = {"raw": message.body.decode(errors="replace")}
+                    got.append(
+                        Taken(
+                            body,
+                            message.routing_key or "",
+                            dict(message.headers),
+                            message.message_id,
+                        )
+                    )
+                return len(got) >= count
+
+            await wait_until(fetch, timeout=timeout, interval=0.02, message=f"{count} in {queue}")
+        finally:
+            await connection.close()
+        return got
+
+    async def predicts(self, service_id: str, count: int, timeout: float = 10) -> list[Taken]:
+        """Take ``count`` predict requests from the service's queue."""
+        return await self.take(self.topology.predict_queue(service_id), count, timeout)
+
+    async def dead_letters(self, handler: str, count: int) -> list[Taken]:
+        """Take ``count`` messages from a router queue's dead-letter queue."""
+        queue = self.topology.dead_letter_queue(self.topology.queue(TRIGGER_ROUTER, handler))
+        return await self.take(queue, count)
+
     async def queue_depth(self, name: str) -> int:
         connection = await aio_pika.connect(self.amqp_url)
         try:
@@ -229,24 +270,36 @@ class Router:
         assert len(found) == count, found
         return found
 
-    def handled(self) -> float:
-        """Item events this router handled so far (ok, duplicate or dead-lettered); the
-        counter is process-wide, so compare with a value read before publishing."""
+    def handled(self, handler: str = "on_item_event") -> float:
+        """Messages ``handler`` finished so far (any outcome but an error); the counter is
+        process-wide, so compare with a value read before publishing."""
         metric = self.runtime.metrics.messages
         return float(
             sum(
-                metric.labels("on_item_event", o)._value.get()
-                for o in ("ok", "duplicate", "dead_lettered")
+                metric.labels(handler, o)._value.get()
+                for o in ("ok", "duplicate", "dead_lettered", "stale")
             )
         )
 
-    async def wait_handled(self, target: float, timeout: float = 10) -> None:
+    async def wait_handled(
+        self, target: float, timeout: float = 10, handler: str = "on_item_event"
+    ) -> None:
         """Wait until :meth:`handled` reaches ``target``."""
 
         async def done() -> bool:
-            return self.handled() >= target
+            return self.handled(handler) >= target
 
         await wait_until(done, timeout=timeout, message=f"{target} item events handled")
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A message taken from a queue."""
+
+    body: dict[str, Any]
+    routing_key: str
+    headers: dict[str, Any]
+    message_id: str | None
 
 
 RouterFactory = Callable[..., contextlib.AbstractAsyncContextManager[Router]]

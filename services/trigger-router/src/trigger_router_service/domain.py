@@ -305,18 +305,22 @@ def decide(inp: ScalingInput) -> ScalingDecision:
     active = load > 0
     if not inp.deployed:
         return ScalingDecision(0, "not-deployed" if inp.current else None, False)
-    target = replicas_for_load(load, policy)
+    # Spending stopped: min_replicas no longer holds replicas up, and nothing scales up.
+    floor = 0 if inp.budget_exhausted else policy.min_replicas
+    by_load = replicas_for_load(
+        load, ScalingPolicy(0, policy.max_replicas, policy.queue_per_replica)
+    )
+    target = max(floor, by_load)
     if inp.budget_exhausted:
-        # Spending stopped: no scale-up, and min_replicas no longer holds replicas up.
         target = min(target, inp.current)
-        floor = 0
-    else:
-        floor = policy.min_replicas
     if target > inp.current:
-        reason = "work-arrived" if inp.current == 0 and inp.woken else "queue-depth"
+        if by_load <= inp.current:
+            reason = "min-replicas"
+        elif inp.current == 0 and inp.woken:
+            reason = "work-arrived"
+        else:
+            reason = "queue-depth"
         return ScalingDecision(target, reason, active)
-    if inp.current < floor:
-        return ScalingDecision(floor, "min-replicas", active)
     if target < inp.current:
         if active:
             # Replicas still have work: shrinking now would only requeue it.
@@ -324,7 +328,7 @@ def decide(inp: ScalingInput) -> ScalingDecision:
         idle_for = math.inf if inp.last_active is None else inp.now - inp.last_active
         if idle_for >= policy.cooldown_seconds:
             reason = "budget-exhausted" if inp.budget_exhausted else "cooldown"
-            return ScalingDecision(max(target, floor), reason, active)
+            return ScalingDecision(target, reason, active)
     return ScalingDecision(inp.current, None, active)
 
 
