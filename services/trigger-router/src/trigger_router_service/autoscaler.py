@@ -236,7 +236,13 @@ class Autoscaler:
             if woke_at is not None and row.desired == 0:
                 metrics.WAKE_LATENCY.observe(time.monotonic() - woke_at)
             await self.repo.record_scaled(
-                row.service_id, row.project_id, row.desired, desired, load, decision.reason, at
+                row.service_id,
+                row.project_id,
+                row.desired,
+                desired,
+                decision.load,
+                decision.reason,
+                at,
             )
             metrics.SCALE_EVENTS.labels(decision.reason).inc()
             log.info(
@@ -245,7 +251,7 @@ class Autoscaler:
                     "service_id": row.service_id,
                     "from": row.desired,
                     "to": desired,
-                    "load": load,
+                    "load": decision.load,
                     "reason": decision.reason,
                 },
             )

@@ -283,6 +283,8 @@ class ScalingDecision:
     reason: str | None
     active: bool
     """Whether this tick counts as activity (resets the cooldown clock)."""
+    load: int = 0
+    """The load the decision used (a wake-up counts as at least 1)."""
 
     @property
     def changed(self) -> bool:
@@ -304,7 +306,7 @@ def decide(inp: ScalingInput) -> ScalingDecision:
     load = max(inp.load, 1) if inp.woken else inp.load
     active = load > 0
     if not inp.deployed:
-        return ScalingDecision(0, "not-deployed" if inp.current else None, False)
+        return ScalingDecision(0, "not-deployed" if inp.current else None, False, load)
     # Spending stopped: min_replicas no longer holds replicas up, and nothing scales up.
     floor = 0 if inp.budget_exhausted else policy.min_replicas
     by_load = replicas_for_load(
@@ -320,16 +322,16 @@ def decide(inp: ScalingInput) -> ScalingDecision:
             reason = "work-arrived"
         else:
             reason = "queue-depth"
-        return ScalingDecision(target, reason, active)
+        return ScalingDecision(target, reason, active, load)
     if target < inp.current:
         if active:
             # Replicas still have work: shrinking now would only requeue it.
-            return ScalingDecision(inp.current, None, active)
+            return ScalingDecision(inp.current, None, active, load)
         idle_for = math.inf if inp.last_active is None else inp.now - inp.last_active
         if idle_for >= policy.cooldown_seconds:
             reason = "budget-exhausted" if inp.budget_exhausted else "cooldown"
-            return ScalingDecision(target, reason, active)
-    return ScalingDecision(inp.current, None, active)
+            return ScalingDecision(target, reason, active, load)
+    return ScalingDecision(inp.current, None, active, load)
 
 
 # --------------------------------------------------------------------------- budgets, services
