@@ -176,6 +176,8 @@ def upload(
         settings = _settings(ctx, concurrency=concurrency)
     except ClientError as exc:
         raise _fail(str(exc)) from exc
+    if not files:
+        err_console.print("nothing to upload: the folders given hold no files", highlight=False)
     summary = _run(
         _upload(
             settings,
