@@ -39,7 +39,7 @@ from PIL import Image
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bench import results
-from common.s3 import ensure_bucket, s3_client
+from common.s3 import delete_bucket, ensure_bucket, s3_client
 from common.testing.broker import delete_names
 from common.topology import DATASET, Topology
 from prelabel_client.broker import BrokerIngestor
@@ -193,15 +193,6 @@ async def upload(
     return elapsed
 
 
-async def _empty_bucket(s3: Any, bucket: str) -> None:
-    paginator = s3.get_paginator("list_objects_v2")
-    async for page in paginator.paginate(Bucket=bucket):
-        keys = [{"Key": entry["Key"]} for entry in page.get("Contents", [])]
-        if keys:
-            await s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-    await s3.delete_bucket(Bucket=bucket)
-
-
 async def run() -> None:
     """Measure and record the raw S3 put rate and both upload rates."""
     settings = UploadBenchSettings()
@@ -272,7 +263,7 @@ async def run() -> None:
                         http_s = await upload(uploader, http_files, dataset.id, "http")
                         broker_s = await upload(uploader, broker_files, dataset.id, "broker")
             finally:
-                await _empty_bucket(s3, bucket)
+                await delete_bucket(s3, bucket)
                 await _drop_schema(settings.test_database_url, schema)
                 await delete_names(
                     settings.amqp_url,
