@@ -34,6 +34,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Release connections to the pool as they are."""
+
+
 async def create_pool(
     dsn: str,
     schema: str,
@@ -53,12 +57,15 @@ async def create_pool(
     finally:
         await conn.close()
 
-    # A startup parameter, not a SET: the pool's RESET ALL on release would undo a SET.
+    # A startup parameter, not a SET: a RESET ALL would undo a SET. Connections are
+    # not reset on release (a round trip per query): nothing here changes session
+    # state, and session advisory locks live on dedicated connections.
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_no_reset,
         server_settings={**(server_settings or {}), "search_path": f"{schema}, public"},
     )
     assert pool is not None

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aio_pika
 import asyncpg
@@ -196,9 +196,12 @@ async def enqueue(
     ``routing_key`` defaults to the event's own key; predict requests pass the
     service id for the direct exchange. A NOTIFY wakes the relay at commit.
     """
+    # One round trip: the row, and a NOTIFY that wakes the relay at commit.
     await conn.execute(
-        """INSERT INTO outbox (event_id, exchange, exchange_type, routing_key, body, headers)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING""",
+        """WITH row AS (
+               INSERT INTO outbox (event_id, exchange, exchange_type, routing_key, body, headers)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING)
+           SELECT pg_notify('outbox_' || current_schema(), '')""",
         event.id,
         exchange,
         exchange_type,
@@ -206,7 +209,6 @@ async def enqueue(
         event.to_json_bytes(),
         headers or {},
     )
-    await conn.execute("SELECT pg_notify($1, '')", await _notify_channel(conn))
 
 
 async def enqueue_many(
@@ -220,7 +222,7 @@ async def enqueue_many(
     """Write many events (each with its own routing key) to the outbox in one statement.
 
     Same guarantees as :func:`enqueue` (inside the caller's transaction, duplicate event
-    ids ignored), but one round trip for the rows and one NOTIFY, for handlers that emit
+    ids ignored), but one round trip for the rows and the NOTIFY, for handlers that emit
     an event per stored row. ``routing_keys`` (one per event) overrides the events' own
     keys, e.g. service ids for predict requests on the direct exchange. Returns how many
     events were given.
@@ -232,17 +234,18 @@ async def enqueue_many(
     if len(keys) != len(batch):
         raise ValueError(f"{len(keys)} routing keys for {len(batch)} events")
     await conn.execute(
-        """INSERT INTO outbox (event_id, exchange, exchange_type, routing_key, body, headers)
-           SELECT e, $1, $2, k, b, '{}'::jsonb
-           FROM unnest($3::text[], $4::text[], $5::bytea[]) AS t(e, k, b)
-           ON CONFLICT (event_id) DO NOTHING""",
+        """WITH rows AS (
+               INSERT INTO outbox (event_id, exchange, exchange_type, routing_key, body, headers)
+               SELECT e, $1, $2, k, b, '{}'::jsonb
+               FROM unnest($3::text[], $4::text[], $5::bytea[]) AS t(e, k, b)
+               ON CONFLICT (event_id) DO NOTHING)
+           SELECT pg_notify('outbox_' || current_schema(), '')""",
         exchange,
         exchange_type,
         [event.id for event in batch],
         keys,
         [event.to_json_bytes() for event in batch],
     )
-    await conn.execute("SELECT pg_notify($1, '')", await _notify_channel(conn))
     return len(batch)
 
 

@@ -216,7 +216,7 @@ async def upload_item(
     ] = None,
 ) -> ItemSnapshot:
     """Upload one file into a dataset (multipart)."""
-    await repository.get_dataset(project, dataset_id)
+    await repository.dataset_exists(project, dataset_id)
     limit = settings_of(request).max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
@@ -254,7 +254,7 @@ def _page(
 async def _query(
     request: Request, dataset_id: str, project: str, repository: Repository, query: ItemQuery
 ) -> ItemPage:
-    await repository.get_dataset(project, dataset_id)
+    await repository.dataset_exists(project, dataset_id)
     node, sort, page, size = _page(query, project, dataset_id, settings_of(request))
     found, total = await repository.query_items(project, dataset_id, node, sort, page, size)
     return ItemPage(

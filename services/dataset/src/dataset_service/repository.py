@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from dataset_service.domain import ConflictError, NotFoundError, join_filename
 from dataset_service.dql_sql import compile_filter, compile_order_by
 
 SOURCE = "/services/dataset"
+KEY_CACHE_SECONDS = 30.0
 ITEM_COLUMNS = "id, project_id, dataset_id, name, filename, dir, type, hidden, created_at, updated_at, metadata"
 
 
@@ -81,6 +83,8 @@ class Repository:
 
     pool: asyncpg.Pool
     topology: Topology
+    key_cache: dict[str, tuple[float, str]] = field(default_factory=dict)
+    """Known API keys (hash -> expiry, project); unknown keys are never cached."""
 
     # ------------------------------------------------------------------ projects, keys
 
@@ -109,10 +113,25 @@ class Repository:
         return ApiKey(**dict(row), key=key)
 
     async def project_for_key(self, key: str) -> str | None:
+        """The key's project. Known keys are cached briefly: every request carries one."""
+        digest = hash_key(key)
+        cached = self.key_cache.get(digest)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         project: str | None = await self.pool.fetchval(
-            "SELECT project_id FROM api_keys WHERE key_hash = $1", hash_key(key)
+            "SELECT project_id FROM api_keys WHERE key_hash = $1", digest
         )
+        if project is not None:
+            self.key_cache[digest] = (time.monotonic() + KEY_CACHE_SECONDS, project)
         return project
+
+    async def dataset_exists(self, project_id: str, dataset_id: str) -> None:
+        """Raise ``NotFoundError`` unless the dataset is the project's (cheap: no counts)."""
+        found = await self.pool.fetchval(
+            "SELECT 1 FROM datasets WHERE id = $1 AND project_id = $2", dataset_id, project_id
+        )
+        if found is None:
+            raise NotFoundError(f"dataset {dataset_id} not found")
 
     # ------------------------------------------------------------------ datasets
 
@@ -203,16 +222,14 @@ class Repository:
         returns the item it created the first time, with ``created=False``.
         """
         async with self.pool.acquire() as conn, conn.transaction():
-            existing = await conn.fetchrow(
-                f"SELECT {ITEM_COLUMNS} FROM items WHERE origin_id = $1", origin_id
-            )
-            if existing is not None:
-                return _item(existing), False
             try:
                 row = await conn.fetchrow(
                     f"""INSERT INTO items (id, project_id, dataset_id, name, filename, dir, metadata,
                                            origin_id)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {ITEM_COLUMNS}""",
+                        SELECT $1, $2, $3, $4, $5, $6, $7, $8
+                        WHERE EXISTS (SELECT 1 FROM datasets WHERE id = $3 AND project_id = $2)
+                        ON CONFLICT (origin_id) DO NOTHING
+                        RETURNING {ITEM_COLUMNS}""",
                     new_id("itm"),
                     project_id,
                     dataset_id,
@@ -224,8 +241,13 @@ class Repository:
                 )
             except asyncpg.UniqueViolationError as exc:
                 raise ConflictError(f"an item {filename!r} already exists in this dataset") from exc
-            except asyncpg.ForeignKeyViolationError as exc:
-                raise NotFoundError(f"dataset {dataset_id} not found") from exc
+            if row is None:
+                existing = await conn.fetchrow(
+                    f"SELECT {ITEM_COLUMNS} FROM items WHERE origin_id = $1", origin_id
+                )
+                if existing is None:
+                    raise NotFoundError(f"dataset {dataset_id} not found")
+                return _item(existing), False
             item = _item(row)
             await self._publish(conn, ItemCreated(item=item), item.id)
         return item, True

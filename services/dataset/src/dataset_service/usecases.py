@@ -31,6 +31,9 @@ from dataset_service.repository import Repository
 
 log = logging.getLogger(__name__)
 
+HEAD_BEFORE_PUT_BYTES = 1024 * 1024
+"""Blobs at least this large are checked for existence before being uploaded."""
+
 
 @dataclass(frozen=True)
 class ItemStore:
@@ -63,7 +66,11 @@ class ItemStore:
             raise DatasetError(f"{clean_name}: {exc}") from exc
         key = blob_key(facts.sha256)
         wrote_blob = False
-        if source_key != key and not await object_exists(self.s3, self.bucket, key):
+        # Content-addressed: writing the same bytes again changes nothing, and for small
+        # blobs a HEAD first costs as much as the put it might save.
+        if source_key != key and (
+            facts.size < HEAD_BEFORE_PUT_BYTES or not await object_exists(self.s3, self.bucket, key)
+        ):
             await self.s3.put_object(
                 Bucket=self.bucket, Key=key, Body=data, ContentType=facts.mimetype
             )
