@@ -211,9 +211,28 @@ async def enqueue(
     )
 
 
+class OutboxEvent(Protocol):
+    """What :func:`enqueue_many` needs of an event: a :class:`CloudEvent`, or an envelope
+    a hot path already serialised (its id, routing key and JSON bytes)."""
+
+    @property
+    def id(self) -> str:
+        """Event id (the outbox deduplicates on it)."""
+        ...
+
+    @property
+    def routing_key(self) -> str:
+        """Routing key it is published with."""
+        ...
+
+    def to_json_bytes(self) -> bytes:
+        """The envelope as sent."""
+        ...
+
+
 async def enqueue_many(
     conn: asyncpg.Connection,
-    events: Iterable[CloudEvent[Any]],
+    events: Iterable[OutboxEvent],
     exchange: str,
     *,
     exchange_type: str = "topic",

@@ -65,6 +65,33 @@ def _point(value: Any, where: str) -> list[float]:
     return [_number(value[0], where), _number(value[1], where)]
 
 
+_NUMBERS = (int, float)
+
+
+def _fast_box(coordinates: Any) -> list[list[float]] | None:
+    # Models send thousands of boxes a second: the common well-formed case skips the
+    # general checks (which give the error messages) below.
+    if type(coordinates) is not list or len(coordinates) != 2:
+        return None
+    p, q = coordinates
+    if type(p) is not list or type(q) is not list or len(p) != 2 or len(q) != 2:
+        return None
+    x1, y1 = p
+    x2, y2 = q
+    if not (
+        type(x1) in _NUMBERS
+        and type(y1) in _NUMBERS
+        and type(x2) in _NUMBERS
+        and type(y2) in _NUMBERS
+        and math.isfinite(x1 + y1 + x2 + y2)
+    ):
+        return None
+    return [
+        [float(min(x1, x2)), float(min(y1, y2))],
+        [float(max(x1, x2)), float(max(y1, y2))],
+    ]
+
+
 def normalize_geometry(kind: str, coordinates: Any) -> Any:
     """Check ``coordinates`` for an annotation ``kind`` and return them normalized.
 
@@ -73,6 +100,10 @@ def normalize_geometry(kind: str, coordinates: Any) -> Any:
     classification and text: no geometry (``None``) or an optional box for text;
     segmentation: any JSON value (mask encodings differ by model).
     """
+    if kind == "box":
+        box = _fast_box(coordinates)
+        if box is not None:
+            return box
     if kind not in ANNOTATION_TYPES:
         raise AnnotationError(
             f"unknown annotation type {kind!r}; expected one of {ANNOTATION_TYPES}"
@@ -130,7 +161,7 @@ def task_item_added_event_id(task_id: str, item_id: str) -> str:
     return f"task-item-added:{task_id}:{item_id}"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NewAnnotation:
     """A row to store."""
 

@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -27,7 +28,7 @@ from common.contracts import (
     TaskItemReviewed,
 )
 from common.envelope import CloudEvent, make_event
-from common.messaging import enqueue_many
+from common.messaging import OutboxEvent, enqueue_many
 from common.topology import ANNOTATION, Topology
 
 SOURCE = "/services/annotation"
@@ -35,6 +36,63 @@ SOURCE = "/services/annotation"
 ANNOTATION_COLUMNS = """id, project_id, dataset_id, item_id, type, label, coordinates, confidence,
     text, source, execution_id, idx, service_id, model_name, model_id, model_version, original,
     created_at, created_by, modified_at, modified_by, deleted_at, deleted_by"""
+
+
+@dataclass(frozen=True, slots=True)
+class SerializedEvent:
+    """An envelope already serialised (the outbox takes it as is)."""
+
+    id: str
+    routing_key: str
+    body: bytes
+
+    def to_json_bytes(self) -> bytes:
+        """The envelope's bytes."""
+        return self.body
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_CREATED_TYPE = "prelabel." + AnnotationCreated.routing_key
+
+
+def created_events(
+    rows: Sequence[NewAnnotation], correlation: str | None, at: datetime
+) -> list[SerializedEvent]:
+    """``annotation.created.v1`` envelopes for model annotations, serialised directly.
+
+    Ingestion emits one event per annotation; building each through pydantic costs more
+    than storing the row. The fields come from an already validated prediction, and a
+    unit test checks that these bytes parse into the same ``CloudEvent[AnnotationCreated]``
+    that ``make_event`` builds.
+    """
+    time = at.isoformat()
+    events = []
+    for row in rows:
+        event_id = domain.created_event_id(row.id)
+        body = _encode(
+            {
+                "specversion": "1.0",
+                "id": event_id,
+                "source": SOURCE,
+                "type": _CREATED_TYPE,
+                "time": time,
+                "subject": row.id,
+                "datacontenttype": "application/json",
+                "correlationid": correlation,
+                "data": {
+                    "annotation_id": row.id,
+                    "project_id": row.project_id,
+                    "dataset_id": row.dataset_id,
+                    "item_id": row.item_id,
+                    "type": row.type,
+                    "label": row.label,
+                    "source": row.source,
+                    "execution_id": row.execution_id,
+                },
+            }
+        )
+        events.append(SerializedEvent(event_id, AnnotationCreated.routing_key, body.encode()))
+    return events
 
 
 @dataclass(frozen=True)
@@ -72,7 +130,7 @@ def annotation_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
         "model": model,
         "execution_id": row["execution_id"],
         "service_id": row["service_id"],
-        "original": row["original"],
+        "original": _original(row),
         "modified": row["modified_at"] is not None,
         "deleted": row["deleted_at"] is not None,
         "created_at": row["created_at"],
@@ -81,6 +139,21 @@ def annotation_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
         "modified_by": row["modified_by"],
         "deleted_at": row["deleted_at"],
         "deleted_by": row["deleted_by"],
+    }
+
+
+def _original(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any] | None:
+    # A model annotation's original is copied aside on its first edit; until then the
+    # row itself is what the model said.
+    if row["original"] is not None or row["source"] != "model":
+        original: dict[str, Any] | None = row["original"]
+        return original
+    return {
+        "type": row["type"],
+        "label": row["label"],
+        "coordinates": row["coordinates"],
+        "confidence": row["confidence"],
+        "text": row["text"],
     }
 
 
@@ -144,10 +217,11 @@ class Repository:
                 mine = [row for row in rows if row.id in unclaimed]
                 unclaimed.difference_update(row.id for row in mine)
                 stored_per_event.append(mine)
-            events: list[CloudEvent[Any]] = [
-                self._created_event(row, p.correlationid)
+            now = datetime.now(UTC)
+            events: list[OutboxEvent] = [
+                event
                 for p, rows in zip(predictions, stored_per_event, strict=True)
-                for row in rows
+                for event in created_events(rows, p.correlationid, now)
             ]
             added = await self._auto_add(conn, predictions)
             events.extend(
@@ -171,16 +245,16 @@ class Repository:
         inserted = await conn.fetch(
             """INSERT INTO annotations (id, project_id, dataset_id, item_id, type, label,
                    coordinates, confidence, text, source, execution_id, idx, service_id,
-                   model_name, model_id, model_version, original, created_by)
+                   model_name, model_id, model_version)
                SELECT id, project_id, dataset_id, item_id, type, label, coordinates::jsonb,
                    confidence, text, 'model', execution_id, idx, service_id, model_name,
-                   model_id, model_version, original::jsonb, model_name
+                   model_id, model_version
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                    $6::text[], $7::text[], $8::float8[], $9::text[], $10::text[], $11::int[],
-                   $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
+                   $12::text[], $13::text[], $14::text[], $15::text[])
                    AS t(id, project_id, dataset_id, item_id, type, label, coordinates,
                         confidence, text, execution_id, idx, service_id, model_name,
-                        model_id, model_version, original)
+                        model_id, model_version)
                ON CONFLICT (execution_id, idx) WHERE execution_id IS NOT NULL DO NOTHING
                RETURNING id""",
             [r.id for r in rows],
@@ -198,7 +272,6 @@ class Repository:
             [r.model_name for r in rows],
             [r.model_id for r in rows],
             [r.model_version for r in rows],
-            [json.dumps(r.original()) for r in rows],
         )
         return {r["id"] for r in inserted}
 
@@ -439,6 +512,10 @@ class Repository:
             f"""UPDATE annotations SET type = $3, coordinates = $4::jsonb,
                     label = COALESCE($5, label),
                     text = CASE WHEN $6 THEN $7 ELSE text END,
+                    original = CASE WHEN source = 'model' AND original IS NULL
+                        THEN jsonb_build_object('type', type, 'label', label,
+                            'coordinates', coordinates, 'confidence', confidence, 'text', text)
+                        ELSE original END,
                     modified_at = now(), modified_by = $8
                 WHERE id = $1 AND project_id = $2 RETURNING {ANNOTATION_COLUMNS}""",
             annotation_id,

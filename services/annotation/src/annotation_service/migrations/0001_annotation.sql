@@ -31,7 +31,8 @@ CREATE TABLE annotations (
     model_name    text,
     model_id      text,
     model_version text,
-    -- what the model said, never changed by edits (NULL for human annotations)
+    -- what the model said, copied here by the first edit (NULL while unedited, and
+    -- for human annotations): ingestion writes each row once, edits keep the original
     original      jsonb,
     created_at    timestamptz NOT NULL DEFAULT now(),
     created_by    text,
