@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -131,7 +132,9 @@ class ModelServingService:
         body: dict[str, Any] = response.json()
         return body
 
-    async def wait_status(self, service_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
+    async def wait_status(
+        self, service_id: str, status: str, timeout: float = 60
+    ) -> dict[str, Any]:
         async def reached() -> dict[str, Any] | None:
             service = await self.service(service_id)
             return service if service["status"] == status else None
@@ -293,7 +296,9 @@ async def _cleanup(
             else []
         )
         service_ids = (
-            [r["id"] for r in await conn.fetch(f"SELECT id FROM {schema}.services")] if exists else []
+            [r["id"] for r in await conn.fetch(f"SELECT id FROM {schema}.services")]
+            if exists
+            else []
         )
     finally:
         await conn.close()
@@ -362,3 +367,100 @@ def astronaut_png() -> bytes:
 
 
 SampleFactory = Callable[..., bytes]
+
+
+# --------------------------------------------------------------------------- BYOM
+
+COLOR_MODEL_PY = '''
+import json
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    """Red-vs-blue classifier on 16x16 RGB pixels: logits from the mean colour."""
+
+    def initialize(self, args):
+        params = json.loads(args["model_config"]).get("parameters", {})
+        get = lambda key: float(params.get(key, {}).get("string_value") or 0)
+        if get("fail_initialize"):
+            raise RuntimeError("weights missing: colors.bin not found")
+        time.sleep(get("sleep_initialize"))
+        self.sleep_execute = get("sleep_execute")
+
+    def execute(self, requests):
+        time.sleep(self.sleep_execute)
+        responses = []
+        for request in requests:
+            pixels = pb_utils.get_input_tensor_by_name(request, "PIXELS").as_numpy()
+            mean = pixels.reshape(pixels.shape[0], -1, 3).mean(axis=1)
+            if np.any((mean[:, 1] > 0.9) & (mean[:, 0] < 0.1)):
+                raise ValueError("green images are not supported")
+            red_minus_blue = mean[:, 0] - mean[:, 2]
+            logits = np.stack([red_minus_blue, -red_minus_blue], axis=1) * 10
+            responses.append(
+                pb_utils.InferenceResponse([pb_utils.Tensor("LOGITS", logits.astype(np.float32))])
+            )
+        return responses
+'''
+
+COLOR_CONFIG = """
+name: "color"
+backend: "python"
+max_batch_size: 8
+input [ { name: "PIXELS" data_type: TYPE_FP32 dims: [ 16, 16, 3 ] } ]
+output [ { name: "LOGITS" data_type: TYPE_FP32 dims: [ 2 ] } ]
+instance_group [ { kind: KIND_CPU count: 1 } ]
+"""
+
+COLOR_SPEC: dict[str, Any] = {
+    "input_type": "image",
+    "input": {"tensor": "PIXELS", "kind": "image", "width": 16, "height": 16, "dtype": "FP32"},
+    "adapter": {"type": "classification", "outputs": {"scores": "LOGITS"}, "softmax": True},
+    "labels": ["red", "blue"],
+    "max_batch_size": 8,
+    "timeout_seconds": 30,
+}
+
+
+def color_archive(
+    *, config: str = COLOR_CONFIG, model_py: str = COLOR_MODEL_PY, **parameters: float
+) -> bytes:
+    """A .tar.gz of the colour model directory; ``parameters`` tune its behaviour
+    (``sleep_initialize``, ``sleep_execute``, ``fail_initialize``)."""
+    import tarfile
+
+    extra = "".join(
+        f'parameters {{ key: "{k}" value {{ string_value: "{v}" }} }}\n'
+        for k, v in parameters.items()
+    )
+    files = {"color/config.pbtxt": (config + extra).encode(), "color/1/model.py": model_py.encode()}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+async def register_color_model(
+    ms: ModelServingService, *, spec: dict[str, Any] | None = None, **parameters: float
+) -> dict[str, Any]:
+    response = await ms.http.post(
+        "/models",
+        files={"archive": ("color.tar.gz", color_archive(**parameters), "application/gzip")},
+        data={"name": f"color-{uuid.uuid4().hex[:6]}", "spec": json.dumps(spec or COLOR_SPEC)},
+        headers=ms.auth(),
+    )
+    assert response.status_code == 201, response.text
+    model: dict[str, Any] = response.json()
+    return model
+
+
+def solid(color: tuple[int, int, int], fmt: str = "PNG", size: tuple[int, int] = (40, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format=fmt)
+    return buffer.getvalue()

@@ -23,7 +23,10 @@ async def test_digits_classifier_classifies_held_out_digits_in_batches(
     model = await ms.install("digits-classifier", label_map={"7": "seven"})
     service = await ms.deploy(model["id"], concurrency=16)
     samples = held_out_digits(12)
-    items = [await ms.put_item(data, "image/png", name=f"d{i}.png") for i, (_, data) in enumerate(samples)]
+    items = [
+        await ms.put_item(data, "image/png", name=f"d{i}.png")
+        for i, (_, data) in enumerate(samples)
+    ]
 
     async with ms.worker(service["id"]) as worker:
         executions = [await ms.send(service["id"], item) for item in items]
@@ -36,7 +39,11 @@ async def test_digits_classifier_classifies_held_out_digits_in_batches(
         assert outcome["type"] == "prelabel.prediction.completed.v1", outcome
         data = outcome["data"]
         assert data["item_id"] == item.id
-        assert data["model"] == {"name": "digits-classifier", "model_id": model["id"], "version": "1"}
+        assert data["model"] == {
+            "name": "digits-classifier",
+            "model_id": model["id"],
+            "version": "1",
+        }
         (annotation,) = data["annotations"]
         assert annotation["type"] == "classification"
         assert annotation["coordinates"] is None
@@ -88,5 +95,7 @@ async def test_face_detector_finds_the_astronauts_face(ms: ModelServingService) 
     assert 0.5 <= face["confidence"] <= 1.0
     (x1, y1), (x2, y2) = face["coordinates"]
     # Her face is at about x 177..272, y 66..161 of the 512x512 photo.
-    assert 150 <= x1 <= 200 and 40 <= y1 <= 90
-    assert 250 <= x2 <= 300 and 140 <= y2 <= 190
+    assert 150 <= x1 <= 200
+    assert 40 <= y1 <= 90
+    assert 250 <= x2 <= 300
+    assert 140 <= y2 <= 190

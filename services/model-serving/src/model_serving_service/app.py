@@ -7,6 +7,8 @@ started and stopped by the trigger-router's autoscaler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -14,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from common.auth import KeyIntrospector
 from common.s3 import client_from_settings, ensure_bucket
-from common.service import ServiceRuntime, build_service_app
+from common.service import ServiceRuntime, build_service_app, runtime_of
 from model_serving_service import api
 from model_serving_service.domain import InvalidModelError, ModelServingError
 from model_serving_service.queues import PredictQueues
@@ -52,7 +54,6 @@ def create_app(settings: Settings) -> FastAPI:
             inference=inference,
             queues=queues,
         )
-        runtime.resources.push_async_callback(usecases.close)
         runtime.extras.update(triton=control, s3=s3, auth=auth, usecases=usecases, repo=repo)
         await usecases.resume()
         janitor = asyncio.create_task(usecases.janitor(), name="model-serving-janitor")
@@ -61,7 +62,12 @@ def create_app(settings: Settings) -> FastAPI:
             janitor.cancel()
             await asyncio.gather(janitor, return_exceptions=True)
 
-        runtime.resources.push_async_callback(stop_janitor)
+        async def stop_background() -> None:
+            await stop_janitor()
+            await usecases.close()
+
+        runtime.resources.push_async_callback(stop_background)
+        runtime.extras["stop_background"] = stop_background
 
         async def triton_ready() -> None:
             if not await control.server_ready():
@@ -80,6 +86,20 @@ def create_app(settings: Settings) -> FastAPI:
         routers=[api.router],
         title="prelabel model-serving service",
     )
+
+    # Background work (deploy probes, undeploy drains, the janitor) stops before the
+    # composition root closes the database pool it uses.
+    service_lifespan = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with service_lifespan(app):
+            try:
+                yield
+            finally:
+                await runtime_of(app).extras["stop_background"]()
+
+    app.router.lifespan_context = lifespan
 
     @app.exception_handler(ModelServingError)
     async def model_serving_error(_: Request, exc: ModelServingError) -> JSONResponse:

@@ -177,7 +177,8 @@ class Worker:
         await apply_migrations(pool, s.db_schema, COMMON_MIGRATIONS, MIGRATIONS)
         self.repo = Repository(pool, self.topology)
         service = await self.repo.get_service(self.service_id)
-        if service is None or service.status == "undeploying":
+        # An undeploying service still gets replicas: they serve its queue until it is empty.
+        if service is None:
             raise WorkerStartError(f"model service {self.service_id} does not exist (any more)")
         model = await self.repo.get_model(service.model_id)
         if model is None:
