@@ -169,7 +169,7 @@ class Router:
         return name
 
     async def take(self, queue: str, count: int, timeout: float = 10) -> list[Taken]:
-        """Consume (and ack) ``count`` messages from ``queue``, waiting up to ``timeout``."""
+        """Take ``count`` messages off ``queue`` (removed at delivery), waiting up to ``timeout``."""
         got: list[Taken] = []
         connection = await aio_pika.connect(self.amqp_url)
         try:
@@ -177,9 +177,10 @@ class Router:
             declared = await channel.declare_queue(queue, passive=True)
 
             async def fetch() -> bool:
-                message = await declared.get(fail=False)
+                # Auto-ack: an explicit ack still in flight when the connection closes
+                # would put the message back in the queue.
+                message = await declared.get(no_ack=True, fail=False)
                 if message is not None:
-                    await message.ack()
                     try:
                         body = json.loads(message.body)
                     except ValueError:

@@ -123,7 +123,7 @@ def register(
     async def on_replica(event: CloudEvent[Any]) -> str:
         data = event.data
         if isinstance(data, ReplicaStarted):
-            seconds = await repo.replica_started(data)
+            seconds = await repo.replica_started(data, event.time)
             if seconds is not None:
                 metrics.REPLICA_START.observe(seconds)
             return "ok"

@@ -48,7 +48,7 @@ COLD_START = Histogram(
 )
 REPLICA_START = Histogram(
     metric_name(SERVICE, "replica_start_seconds"),
-    "From asking a service at 0 replicas to scale up until a replica reported started.",
+    "From asking a service at 0 replicas to scale up until a replica had its model loaded.",
     buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120),
 )
 WAKE_LATENCY = Histogram(

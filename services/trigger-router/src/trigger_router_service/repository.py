@@ -794,9 +794,10 @@ class Repository:
         )
         return row is not None
 
-    async def replica_started(self, data: ReplicaStarted) -> float | None:
-        """Record a running replica; returns seconds since its service was asked to
-        scale up from 0 (start-up time, model load included) when that applies."""
+    async def replica_started(self, data: ReplicaStarted, at: datetime) -> float | None:
+        """Record a running replica (``at``: when it reported its model loaded); returns
+        seconds from its service being asked to scale up from 0 until then, when that
+        applies (process start and model load)."""
         async with self.pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetchval(
                 """INSERT INTO replicas (replica_id, service_id, project_id, state, started_at)
@@ -812,9 +813,9 @@ class Repository:
                 "SELECT cold_start_began_at FROM scaling_state WHERE service_id = $1",
                 data.service_id,
             )
-        if began is None or data.started_at < began:
+        if began is None or at < began:
             return None
-        return (data.started_at - began).total_seconds()
+        return (at - began).total_seconds()
 
     async def replica_stopped(self, data: ReplicaStopped) -> bool:
         """Record a stopped replica (idempotent; a late ``started`` cannot revive it)."""
