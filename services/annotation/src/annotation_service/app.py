@@ -23,7 +23,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     async def setup(runtime: ServiceRuntime) -> None:
         repo = Repository(runtime.pool, runtime.topology)
-        batcher = IngestBatcher(repo.ingest, max_batch=settings.ingest_batch_max)
+        batcher = IngestBatcher(
+            repo.ingest, max_batch=settings.ingest_batch_max, writers=settings.ingest_writers
+        )
         batcher.start()
         runtime.resources.push_async_callback(batcher.stop)
         introspector = KeyIntrospector(settings.auth_url, ttl_seconds=settings.auth_cache_seconds)

@@ -29,24 +29,32 @@ Pending = tuple[CloudEvent[PredictionCompleted], "asyncio.Future[IngestResult]"]
 class IngestBatcher:
     """Collects predictions from concurrent handlers and stores them in batches."""
 
-    def __init__(self, store: Store, *, max_batch: int) -> None:
+    def __init__(self, store: Store, *, max_batch: int, writers: int = 1) -> None:
         self._store = store
         self._max_batch = max_batch
+        self._writers = writers
         self._pending: list[Pending] = []
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0
 
     def start(self) -> None:
-        """Start the writer task."""
-        self._task = asyncio.create_task(self._run(), name="annotation-ingest")
+        """Start the writer tasks.
+
+        More than one writer lets one batch wait on PostgreSQL while the next is built.
+        """
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"annotation-ingest-{n}")
+            for n in range(self._writers)
+        ]
 
     async def stop(self) -> None:
-        """Stop the writer; handlers still waiting fail and their messages are redelivered."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop the writers; handlers still waiting fail and their messages are redelivered."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         for _, future in self._pending:
             if not future.done():
                 future.set_exception(ConnectionError("ingest stopped"))
@@ -54,7 +62,7 @@ class IngestBatcher:
 
     async def submit(self, event: CloudEvent[PredictionCompleted]) -> IngestResult:
         """Store ``event``'s annotations; returns once they are committed."""
-        if self._task is None or self._task.done():
+        if not self._tasks or all(task.done() for task in self._tasks):
             raise ConnectionError("ingest writer is not running")
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         self._pending.append((event, future))

@@ -142,6 +142,14 @@ def annotation_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _row_id(row: NewAnnotation) -> str:
+    return row.id
+
+
+def _event_id(event: OutboxEvent) -> str:
+    return event.id
+
+
 def _original(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any] | None:
     # A model annotation's original is copied aside on its first edit; until then the
     # row itself is what the model said.
@@ -207,8 +215,10 @@ class Repository:
         """
         rows_per_event = [domain.annotations_from_prediction(p.data) for p in predictions]
         async with self.pool.acquire() as conn, conn.transaction():
+            # Rows, task items and outbox rows go in key order: concurrent writers then take
+            # their locks in one order and cannot deadlock on a redelivered duplicate.
             unclaimed = await self._insert_model_annotations(
-                conn, [row for rows in rows_per_event for row in rows]
+                conn, sorted((row for rows in rows_per_event for row in rows), key=_row_id)
             )
             # A row is credited to the first delivery in the batch that carries it, so a
             # duplicate inside one batch reports nothing stored, like a later redelivery.
@@ -228,6 +238,7 @@ class Repository:
                 self._added_event(task_id, p.data.project_id, p.data.item_id, p.correlationid)
                 for task_id, p in added
             )
+            events.sort(key=_event_id)
             await enqueue_many(conn, events, self._exchange)
         added_per_event: dict[int, int] = {}
         for _, p in added:
@@ -309,7 +320,7 @@ class Repository:
                     wanted.setdefault((rule.task_id, p.data.item_id), p)
         if not wanted:
             return []
-        pairs = list(wanted.items())
+        pairs = sorted(wanted.items(), key=lambda pair: pair[0])
         rows = await conn.fetch(
             """INSERT INTO task_items (task_id, item_id, project_id, added_by, model_name,
                    model_id, model_version, execution_id)

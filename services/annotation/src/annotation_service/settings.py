@@ -21,6 +21,9 @@ class Settings(BaseServiceSettings, AuthSettingsMixin):
     ingest_batch_max: int = Field(
         default=128, ge=1, description="Most predictions stored in one transaction."
     )
+    ingest_writers: int = Field(
+        default=2, ge=1, description="Transactions storing predictions at once."
+    )
     max_page_size: int = Field(default=1000, ge=1, description="Largest page of a list.")
     export_max_items: int = Field(
         default=100_000, ge=1, description="Most items one export may hold."
