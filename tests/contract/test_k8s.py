@@ -173,9 +173,18 @@ def test_service_object_selects_the_api_pods(service: Service) -> None:
 
 
 def test_predict_worker_template_starts_at_zero_replicas() -> None:
-    template = find("Deployment", "predict-worker-template")
+    from model_serving_service.settings import Settings as ServingSettings
+    from trigger_router_service.settings import Settings as RouterSettings
+
+    pattern = RouterSettings.model_fields["kube_deployment_pattern"].default
+    template = find("Deployment", pattern.format(service_id="template"))
     assert template["spec"]["replicas"] == 0
     container = container_of(template)
+    worker_env = {e["name"] for e in container.get("env", [])}
+    prefix = ServingSettings.model_config.get("env_prefix", "")
+    assert {f"{prefix}WORKER_SERVICE_ID", f"{prefix}WORKER_REPLICA_ID"} <= worker_env
+    fields = {f"{prefix}{name}".upper() for name in ServingSettings.model_fields}
+    assert {n for n in worker_env if n.startswith(prefix)} <= fields
     assert container["image"].split(":")[0] == "prelabel/model-serving"
     serving = next(s for s in SERVICES if s.name == "model-serving")
     assert sorted(serving.required_env_names - provided_env(container)) == []
