@@ -174,7 +174,7 @@ instants = st.integers(min_value=0, max_value=3 * 86_400 * 1_000_000).map(
 @st.composite
 def replica_histories(draw: st.DrawFn) -> list[ReplicaStarted | ReplicaStopped]:
     """Events of a few replicas: each has a start and maybe a stop (which may carry the
-    start), listed in one order per replica."""
+    start), sometimes reported twice with different times."""
     events: list[ReplicaStarted | ReplicaStopped] = []
     for n in range(draw(st.integers(min_value=1, max_value=5))):
         replica = f"r{n}"
@@ -183,9 +183,14 @@ def replica_histories(draw: st.DrawFn) -> list[ReplicaStarted | ReplicaStopped]:
         begin = draw(instants)
         events.append(started(replica, begin, kind, service))
         if draw(st.booleans()):
+            # a second report of the start that disagrees on the time (clock jitter)
+            events.append(started(replica, draw(instants), kind, service))
+        if draw(st.booleans()):
             end = begin + timedelta(microseconds=draw(st.integers(0, 2 * 86_400 * 1_000_000)))
             carries = draw(st.booleans())
             events.append(stopped(replica, end, kind, service, begin if carries else None))
+            if draw(st.booleans()):
+                events.append(stopped(replica, draw(instants), kind, service))
     return events
 
 
