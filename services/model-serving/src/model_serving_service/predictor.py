@@ -91,6 +91,19 @@ def _prepare(spec: ModelSpec, data: bytes, mimetype: str | None, max_pixels: int
     )
 
 
+def prepare_many(
+    spec: ModelSpec, items: Sequence[tuple[bytes, str | None]], max_pixels: int = 89_478_485
+) -> list[Prepared | BadInputError]:
+    """Check and decode a batch (call it in a thread): a result or the reason per item."""
+    out: list[Prepared | BadInputError] = []
+    for data, mimetype in items:
+        try:
+            out.append(_prepare(spec, data, mimetype, max_pixels))
+        except BadInputError as exc:
+            out.append(exc)
+    return out
+
+
 async def prepare(
     spec: ModelSpec, data: bytes, mimetype: str | None, *, max_pixels: int = 89_478_485
 ) -> Prepared:

@@ -49,7 +49,6 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 from aiormq.exceptions import ChannelNotFoundEntity
-from botocore.exceptions import ClientError
 
 from common.contracts import (
     ModelRef,
@@ -62,10 +61,10 @@ from common.db import apply_migrations, create_pool
 from common.envelope import CloudEvent, make_event, utcnow
 from common.messaging import COMMON_MIGRATIONS, OutboxRelay, PoisonMessageError, parse_event
 from common.observability import configure_logging
-from common.s3 import client_from_settings, get_bytes
 from common.service import load_settings
 from common.topology import DEAD_LETTER_REASON_HEADER, MODEL_SERVING, Topology
 from model_serving_service import metrics
+from model_serving_service.blobs import BlobMissingError, BlobReader
 from model_serving_service.domain import (
     backoff_delays,
     execution_key,
@@ -74,7 +73,7 @@ from model_serving_service.domain import (
     new_id,
     outcome_event_id,
 )
-from model_serving_service.predictor import BadInputError, Prepared, predict_batch, prepare
+from model_serving_service.predictor import BadInputError, Prepared, predict_batch, prepare_many
 from model_serving_service.repository import SOURCE, Model, Outcome, Repository, Service
 from model_serving_service.settings import Settings
 from model_serving_service.triton import (
@@ -129,10 +128,6 @@ class BatchResult:
     """(request, reason, retryable, also dead-letter it)."""
     transient: list[tuple[Pending, str]] = field(default_factory=list)
     """Not decided: requeue (or, on the last delivery, fail and dead-letter)."""
-
-
-class BlobMissingError(Exception):
-    """The item's blob is not in the bucket."""
 
 
 class Worker:
@@ -212,7 +207,16 @@ class Worker:
         await relay.start()
         self.relay = relay
         self._stack.push_async_callback(relay.stop)
-        self.s3 = await self._stack.enter_async_context(client_from_settings(s))
+        self.blobs = BlobReader(
+            s.s3_endpoint_url,
+            s.s3_bucket,
+            access_key=s.s3_access_key,
+            secret_key=s.s3_secret_key,
+            region=s.s3_region,
+            max_connections=self.concurrency,
+        )
+        self._stack.push_async_callback(self.blobs.close)
+        self.max_pixels = 89_478_485
         control = TritonControl(s.triton_http_url, load_timeout=s.load_timeout_seconds)
         self._stack.push_async_callback(control.close)
         self.inference = TritonInference(s.triton_grpc_url)
@@ -505,32 +509,51 @@ class Worker:
             return
 
         result = BatchResult()
-        fetched = await asyncio.gather(
-            *(self._fetch_and_prepare(p) for p in live), return_exceptions=True
-        )
-        ready: list[Pending] = []
+        fetched = await asyncio.gather(*(self._fetch(p) for p in live), return_exceptions=True)
+        blobs: list[tuple[Pending, bytes]] = []
         for pending, got in zip(live, fetched, strict=True):
             if isinstance(got, BadInputError):
                 result.failed.append((pending, got.reason, False, got.poison))
             elif isinstance(got, BlobMissingError):
-                result.failed.append((pending, str(got), False, False))
+                item = pending.request.item
+                result.failed.append(
+                    (pending, f"the blob of item {item.id} is not in the bucket", False, False)
+                )
             elif isinstance(got, BaseException):
                 result.transient.append((pending, f"cannot read the item's blob: {got}"))
             else:
-                pending.prepared = got
+                blobs.append((pending, got))
+        # Decoding a batch is one hop to a thread, not one per item.
+        prepared = await asyncio.to_thread(
+            prepare_many,
+            self.spec,
+            [(data, self._mimetype(p)) for p, data in blobs],
+            self.max_pixels,
+        )
+        ready: list[Pending] = []
+        for (pending, _), got_prepared in zip(blobs, prepared, strict=True):
+            if isinstance(got_prepared, BadInputError):
+                result.failed.append((pending, got_prepared.reason, False, got_prepared.poison))
+            else:
+                pending.prepared = got_prepared
                 ready.append(pending)
         if ready:
             await self._predict(ready, result)
         await self._settle(result)
 
-    async def _fetch_and_prepare(self, pending: Pending) -> Prepared:
-        item = pending.request.item
-        system: dict[str, Any] = dict(item.metadata.get("system") or {})
+    @staticmethod
+    def _mimetype(pending: Pending) -> str | None:
+        system = pending.request.item.metadata.get("system") or {}
+        mimetype = system.get("mimetype")
+        return str(mimetype) if mimetype else None
+
+    async def _fetch(self, pending: Pending) -> bytes:
+        """The item's bytes, after the checks that need no bytes (type, size)."""
+        system: dict[str, Any] = dict(pending.request.item.metadata.get("system") or {})
         key = system.get("blob_key")
         if not key:
             raise BadInputError("item has no blob (metadata.system.blob_key is missing)")
-        mimetype = system.get("mimetype")
-        problem = input_problem(self.spec.input_type, mimetype)
+        problem = input_problem(self.spec.input_type, self._mimetype(pending))
         if problem is not None:
             raise BadInputError(problem)
         size = system.get("size")
@@ -538,16 +561,7 @@ class Worker:
             raise BadInputError(
                 f"item is {size} bytes; the model accepts at most {self.settings.max_image_bytes}"
             )
-        try:
-            data = await get_bytes(self.s3, self.settings.s3_bucket, str(key))
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in {"NoSuchKey", "404", "NotFound"}:
-                raise BlobMissingError(
-                    f"blob {key} of item {item.id} is not in bucket {self.settings.s3_bucket}"
-                ) from exc
-            raise
-        return await prepare(self.spec, data, mimetype)
+        return await self.blobs.get(str(key))
 
     async def _predict(self, items: list[Pending], result: BatchResult) -> None:
         remaining = min(p.deadline for p in items) - time.monotonic()
