@@ -15,6 +15,12 @@ import threading
 if __name__ == "__main__":
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    replica = os.environ.get("MODEL_SERVING_WORKER_REPLICA_ID", "")
+    ready_dir = os.environ.get("IDLE_WORKER_READY_DIR")
+    if ready_dir:
+        # Tells a test the SIGTERM handler is in place (before it, SIGTERM kills).
+        with open(os.path.join(ready_dir, replica), "w"):
+            pass
     sys.stdout.write(
         f"idle worker {os.environ.get('MODEL_SERVING_WORKER_REPLICA_ID')} "
         f"for {os.environ.get('MODEL_SERVING_WORKER_SERVICE_ID')}\n"

@@ -7,22 +7,25 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Header, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.auth import KeyIntrospector, project_dependency
 from common.service import runtime_of
 from trigger_router_service import metrics
+from trigger_router_service.datasets import DatasetClient
 from trigger_router_service.domain import (
     ExecutionStatus,
     NotFoundError,
     RouterError,
     TriggerSpec,
+    compile_filter,
     validate_spec,
 )
 from trigger_router_service.repository import (
+    Batch,
     Execution,
     ExecutionFilter,
     ModelService,
@@ -177,6 +180,11 @@ async def delete_trigger(trigger_id: str, project: Project, repository: Repo) ->
 # ---------------------------------------------------------------------- executions
 
 
+def validate_filter(filter_: dict[str, Any], *, max_depth: int) -> None:
+    """Reject a bad filter here, with the router's message, before asking the dataset."""
+    compile_filter(filter_, max_depth=max_depth)
+
+
 def execution_filter(
     service_id: str | None = None,
     trigger_id: str | None = None,
@@ -267,6 +275,91 @@ def _count_rerun(executions: list[Execution]) -> None:
         metrics.EXECUTIONS.labels(execution.status.value).inc()
         if execution.status is ExecutionStatus.QUEUED:
             metrics.PREDICT_REQUESTS.labels("rerun").inc()
+
+
+# ---------------------------------------------------------------------- batch predict
+
+
+class PredictIn(BaseModel):
+    """Items to run a model service on now: ids, or a dataset and a DQL filter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_ids: list[str] | None = Field(default=None, min_length=1)
+    dataset_id: str | None = None
+    filter: dict[str, Any] | None = Field(
+        default=None, description="DQL filter over the dataset's items ({} = every item)."
+    )
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> PredictIn:
+        if (self.item_ids is None) == (self.dataset_id is None):
+            raise ValueError("give either item_ids or dataset_id (with an optional filter)")
+        if self.item_ids is not None and self.filter is not None:
+            raise ValueError("filter goes with dataset_id, not with item_ids")
+        return self
+
+
+def datasets(request: Request) -> DatasetClient:
+    """The dataset service client."""
+    client: DatasetClient = runtime_of(request.app).extras["datasets"]
+    return client
+
+
+@router.post("/services/{service_id}/predict", status_code=201, tags=["batches"])
+async def predict(
+    request: Request,
+    service_id: str,
+    body: PredictIn,
+    project: Project,
+    repository: Repo,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Batch:
+    """Run the service on the picked items now: one execution per item, one batch."""
+    await _check_service(repository, project, service_id)
+    settings = settings_of(request)
+    client = datasets(request)
+    # The project dependency already checked this key; the dataset service sees it too.
+    key = authorization or ""
+    if body.item_ids is not None:
+        ids = list(dict.fromkeys(body.item_ids))
+        if len(ids) > settings.batch_max_items:
+            raise RouterError(f"a batch takes at most {settings.batch_max_items} items")
+        items = await client.items_by_id(key, ids)
+        selection: dict[str, Any] = {"item_ids": ids}
+    else:
+        assert body.dataset_id is not None
+        filter_ = body.filter or {}
+        validate_filter(filter_, max_depth=settings.dql_max_depth)
+        items = await client.query(key, body.dataset_id, filter_, settings.batch_max_items)
+        selection = {"dataset_id": body.dataset_id, "filter": filter_}
+    batch = await repository.create_batch(project, service_id, selection, items)
+    for status, count in batch.counts.items():
+        if count:
+            metrics.EXECUTIONS.labels(status).inc(count)
+    metrics.PREDICT_REQUESTS.labels("batch").inc(batch.counts.get("queued", 0))
+    return batch
+
+
+@router.get("/batches", tags=["batches"])
+async def list_batches(project: Project, repository: Repo) -> list[Batch]:
+    """The project's latest batches with their progress."""
+    return await repository.list_batches(project)
+
+
+@router.get("/batches/{batch_id}", tags=["batches"])
+async def get_batch(batch_id: str, project: Project, repository: Repo) -> Batch:
+    """One batch: executions per status and progress."""
+    return await repository.get_batch(project, batch_id)
+
+
+@router.post("/batches/{batch_id}/cancel", tags=["batches"])
+async def cancel_batch(batch_id: str, project: Project, repository: Repo) -> Batch:
+    """Cancel every execution of the batch that has not started."""
+    batch, cancelled = await repository.cancel_batch(project, batch_id)
+    if cancelled:
+        metrics.EXECUTIONS.labels("cancelled").inc(cancelled)
+    return batch
 
 
 # ---------------------------------------------------------------------- services

@@ -13,6 +13,7 @@ from common.auth import KeyIntrospector
 from common.service import ServiceRuntime, build_service_app, runtime_of
 from trigger_router_service import api, handlers
 from trigger_router_service.autoscaler import Autoscaler
+from trigger_router_service.datasets import DatasetClient
 from trigger_router_service.domain import RouterError
 from trigger_router_service.repository import Repository
 from trigger_router_service.routing import ItemEventConsumer
@@ -48,6 +49,8 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
         )
         keys = KeyIntrospector(settings.auth_url, ttl_seconds=settings.auth_cache_seconds)
         runtime.resources.push_async_callback(keys.close)
+        dataset_client = DatasetClient(settings.dataset_url or settings.auth_url)
+        runtime.resources.push_async_callback(dataset_client.close)
         consumer = ItemEventConsumer(
             amqp_url=settings.amqp,
             topology=runtime.topology,
@@ -57,7 +60,7 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
             prefetch=settings.routing_prefetch,
             batch=settings.routing_batch,
         )
-        runtime.extras.update(repo=repo, keys=keys, item_consumer=consumer)
+        runtime.extras.update(repo=repo, keys=keys, item_consumer=consumer, datasets=dataset_client)
         runtime.consumer_queues.append(consumer.queue_name)
         runtime.consumer_queues.extend(
             handlers.register(

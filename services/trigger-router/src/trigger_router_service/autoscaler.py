@@ -22,7 +22,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 
 import aio_pika
@@ -49,8 +49,9 @@ def leader_lock_key(schema: str) -> int:
 class QueueInspector:
     """Reads predict queue depth with passive declares on a connection of its own."""
 
-    def __init__(self, amqp_url: str) -> None:
+    def __init__(self, amqp_url: str, timeout: float = 5.0) -> None:
         self._url = amqp_url
+        self._timeout = timeout
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
 
@@ -59,12 +60,12 @@ class QueueInspector:
         if self._connection is None or self._connection.is_closed:
             # Not robust on purpose: a robust channel would replay passive declares of
             # missing queues on reconnect; a plain one is simply rebuilt here.
-            self._connection = await aio_pika.connect(self._url)
+            self._connection = await aio_pika.connect(self._url, timeout=self._timeout)
             self._channel = None
         if self._channel is None or self._channel.is_closed:
             self._channel = await self._connection.channel()
         try:
-            declared = await self._channel.declare_queue(queue, passive=True)
+            declared = await self._channel.declare_queue(queue, passive=True, timeout=self._timeout)
         except aiormq.exceptions.ChannelNotFoundEntity:
             # The broker closed the channel with 404: the service's queue is not declared
             # yet (model-serving declares it on deploy). No queue, no load.
@@ -105,6 +106,7 @@ class Autoscaler:
         self._reconcile_seconds = reconcile_seconds
         self._retry_seconds = leader_retry_seconds
         self._horizon = inflight_horizon_seconds
+        self._pass_timeout = max(10.0, reconcile_seconds * 10)
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._woken: dict[str, float] = {}
@@ -145,6 +147,9 @@ class Autoscaler:
             finally:
                 if self.is_leader:
                     log.info("autoscaler leadership released")
+                    if not self._stopping.is_set():
+                        with contextlib.suppress(Exception):
+                            await asyncio.shield(self.backend.step_down())
                 self.is_leader = False
                 metrics.LEADER.set(0)
                 if conn is not None:
@@ -167,20 +172,31 @@ class Autoscaler:
         while not self._stopping.is_set():
             if self._woken:
                 woken, self._woken = self._woken, {}
-                await self.reconcile(woken)
+                await self._guarded(self.reconcile(woken))
             now = time.monotonic()
             if now >= next_full:
-                # Also proves the lock's session is alive: a lost session raises here
-                # and this replica steps down instead of scaling without the lock.
-                await conn.fetchval("SELECT 1")
-                await self.backend.sync()
-                await self.reconcile()
+                # Proves the lock's session is alive: a lost session raises here and this
+                # replica steps down instead of scaling without the lock.
+                await conn.fetchval("SELECT 1", timeout=self._reconcile_seconds * 5)
+                await self._guarded(self.backend.sync())
+                await self._guarded(self.reconcile())
                 next_full = time.monotonic() + self._reconcile_seconds
             self._wake.clear()
             if self._woken:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(next_full - time.monotonic(), 0))
+
+    async def _guarded(self, work: Awaitable[None]) -> None:
+        # A slow or failing broker, database or backend fails one pass, not the
+        # leadership: the next pass retries (and a wedged call is cut off).
+        try:
+            await asyncio.wait_for(work, self._pass_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            metrics.RECONCILE_ERRORS.inc()
+            log.warning("autoscaler pass failed; retrying", extra={"error": repr(exc)})
 
     # ------------------------------------------------------------------ reconcile
 

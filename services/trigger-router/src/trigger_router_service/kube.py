@@ -118,6 +118,10 @@ class KubernetesScaler:
     async def sync(self) -> None:
         """Nothing to repair: the Deployment controller replaces crashed pods."""
 
+    async def step_down(self) -> None:
+        """Forget what was patched: the next term re-applies the stored counts once."""
+        self._requested.clear()
+
     async def close(self) -> None:
         """Close the HTTP session; the Deployments keep their replica counts."""
         await self._client.close()

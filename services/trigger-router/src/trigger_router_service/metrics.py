@@ -91,6 +91,10 @@ SCALER_ERRORS = Counter(
     "Backend calls that failed (retried on the next reconcile).",
     ["backend"],
 )
+RECONCILE_ERRORS = Counter(
+    metric_name(SERVICE, "reconcile_errors_total"),
+    "Autoscaler passes that failed (broker, database or backend trouble; retried).",
+)
 LEADER = Gauge(
     metric_name(SERVICE, "autoscaler_leader"),
     "1 while this replica holds the autoscaler's leadership.",

@@ -34,6 +34,7 @@ from common.messaging import enqueue, enqueue_many
 from common.topology import TRIGGER_ROUTER, Topology
 from trigger_router_service.domain import (
     ACTION_BY_ROUTING_KEY,
+    FINAL_STATUSES,
     Action,
     ActiveTrigger,
     ConflictError,
@@ -133,6 +134,24 @@ class ModelService(BaseModel):
     last_active_at: datetime | None
 
 
+class Batch(BaseModel):
+    """A browser-style predict request: its executions' progress by status."""
+
+    id: str
+    project_id: str
+    service_id: str
+    selection: dict[str, Any]
+    """What picked the items (ids, or a dataset and a DQL filter)."""
+    item_count: int
+    created_at: datetime
+    counts: dict[str, int]
+    """Executions per status."""
+    finished: int
+    """Executions in a final status (success, failed, cancelled)."""
+    progress: float
+    """``finished / item_count`` (1.0 for an empty batch)."""
+
+
 @dataclass(frozen=True)
 class ExecutionFilter:
     """Filters of an execution list (all optional, AND-ed)."""
@@ -166,6 +185,23 @@ class ExecutionFilter:
         if self.until is not None:
             add("created_at < {}", self.until)
         return " AND ".join(clauses), args
+
+
+@dataclass(frozen=True)
+class NewExecution:
+    """An execution about to be inserted."""
+
+    project_id: str
+    service_id: str
+    item: ItemSnapshot
+    status: ExecutionStatus
+    cold_start: bool
+    trigger_id: str | None = None
+    batch_id: str | None = None
+    event_id: str | None = None
+    action: str | None = None
+    once: bool = False
+    id: str = field(default_factory=lambda: new_id("exe"))
 
 
 @dataclass(frozen=True)
@@ -658,33 +694,8 @@ class Repository:
                     projects,
                 )
             }
-            services = sorted({t.service_id for t in triggers})
-            state = {
-                r["service_id"]: (r["desired_replicas"], r["actual_replicas"])
-                for r in await conn.fetch(
-                    """SELECT service_id, desired_replicas, actual_replicas FROM scaling_state
-                       WHERE service_id = ANY($1::text[])""",
-                    services,
-                )
-            }
-            cols: dict[str, list[Any]] = {
-                k: []
-                for k in [
-                    "id",
-                    "project",
-                    "service",
-                    "trigger",
-                    "item",
-                    "dataset",
-                    "event",
-                    "action",
-                    "once",
-                    "status",
-                    "cold",
-                    "doc",
-                ]
-            }
-            snapshots: dict[str, ItemSnapshot] = {}
+            state = await self._scaling_state(conn, {t.service_id for t in triggers})
+            new: list[NewExecution] = []
             for event in todo:
                 document = event.item.as_filter_document()
                 for trigger in matching_triggers(
@@ -692,61 +703,189 @@ class Repository:
                 ):
                     outcome.matched += 1
                     outcome.matched_events.add(event.event_id)
-                    status = initial_status(trigger.project_id in exhausted)
-                    cols["id"].append(new_id("exe"))
-                    cols["project"].append(trigger.project_id)
-                    cols["service"].append(trigger.service_id)
-                    cols["trigger"].append(trigger.id)
-                    cols["item"].append(event.item.id)
-                    cols["dataset"].append(event.item.dataset_id)
-                    cols["event"].append(event.event_id)
-                    cols["action"].append(event.action.value)
-                    cols["once"].append(trigger.mode is ExecutionMode.ONCE)
-                    cols["status"].append(status.value)
-                    cols["cold"].append(state.get(trigger.service_id, (0, 0))[1] == 0)
-                    cols["doc"].append(document)
-                    snapshots[cols["id"][-1]] = event.item
-            if not cols["id"]:
-                return outcome
-            inserted = await conn.fetch(
-                """INSERT INTO executions (id, project_id, service_id, trigger_id, item_id,
-                       dataset_id, event_id, action, once, status, published, cold_start, item,
-                       queued_at)
-                   SELECT i, p, s, t, it, d, e, a, o, st, st = 'queued', c, doc,
-                          CASE WHEN st = 'queued' THEN now() END
-                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                               $6::text[], $7::text[], $8::text[], $9::boolean[], $10::text[],
-                               $11::boolean[], $12::jsonb[])
-                        AS u(i, p, s, t, it, d, e, a, o, st, c, doc)
-                   ON CONFLICT DO NOTHING
-                   RETURNING id, project_id, service_id, trigger_id, status""",
-                *cols.values(),
-            )
-            queued = [r for r in inserted if r["status"] == ExecutionStatus.QUEUED.value]
+                    new.append(
+                        NewExecution(
+                            project_id=trigger.project_id,
+                            service_id=trigger.service_id,
+                            item=event.item,
+                            status=initial_status(trigger.project_id in exhausted),
+                            cold_start=state.get(trigger.service_id, (0, 0))[1] == 0,
+                            trigger_id=trigger.id,
+                            event_id=event.event_id,
+                            action=event.action.value,
+                            once=trigger.mode is ExecutionMode.ONCE,
+                        )
+                    )
+            inserted, outcome.woken = await self._create(conn, new, state)
             for r in inserted:
                 status = ExecutionStatus(r["status"])
                 outcome.created[status] = outcome.created.get(status, 0) + 1
-            await self._publish_predicts(
+        return outcome
+
+    async def _scaling_state(
+        self, conn: asyncpg.Connection, services: set[str]
+    ) -> dict[str, tuple[int, int]]:
+        """(desired, actual) replicas per service, as the autoscaler last stored them."""
+        rows = await conn.fetch(
+            """SELECT service_id, desired_replicas, actual_replicas FROM scaling_state
+               WHERE service_id = ANY($1::text[])""",
+            sorted(services),
+        )
+        return {r["service_id"]: (r["desired_replicas"], r["actual_replicas"]) for r in rows}
+
+    async def _create(
+        self,
+        conn: asyncpg.Connection,
+        new: Sequence[NewExecution],
+        state: dict[str, tuple[int, int]],
+    ) -> tuple[list[asyncpg.Record], set[str]]:
+        """Insert executions (the unique indexes turn duplicates away), write the predict
+        requests of the queued ones to the outbox and wake their services at 0 replicas.
+        Returns the inserted rows and the services woken."""
+        if not new:
+            return [], set()
+        inserted = await conn.fetch(
+            """INSERT INTO executions (id, project_id, service_id, trigger_id, batch_id, item_id,
+                   dataset_id, event_id, action, once, status, published, cold_start, item,
+                   queued_at)
+               SELECT i, p, s, t, b, it, d, e, a, o, st, st = 'queued', c, doc,
+                      CASE WHEN st = 'queued' THEN now() END
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                           $6::text[], $7::text[], $8::text[], $9::text[], $10::boolean[],
+                           $11::text[], $12::boolean[], $13::jsonb[])
+                    AS u(i, p, s, t, b, it, d, e, a, o, st, c, doc)
+               ON CONFLICT DO NOTHING
+               RETURNING id, project_id, service_id, trigger_id, status""",
+            [n.id for n in new],
+            [n.project_id for n in new],
+            [n.service_id for n in new],
+            [n.trigger_id for n in new],
+            [n.batch_id for n in new],
+            [n.item.id for n in new],
+            [n.item.dataset_id for n in new],
+            [n.event_id for n in new],
+            [n.action for n in new],
+            [n.once for n in new],
+            [n.status.value for n in new],
+            [n.cold_start for n in new],
+            [n.item.as_filter_document() for n in new],
+        )
+        by_id = {n.id: n for n in new}
+        queued = [r for r in inserted if r["status"] == ExecutionStatus.QUEUED.value]
+        await self._publish_predicts(
+            conn,
+            [
+                predict_request(
+                    r["id"],
+                    r["service_id"],
+                    r["project_id"],
+                    by_id[r["id"]].item,
+                    r["trigger_id"],
+                    1,
+                )
+                for r in queued
+            ],
+            [r["service_id"] for r in queued],
+        )
+        sleeping = sorted(
+            {r["service_id"] for r in queued if state.get(r["service_id"], (0, 0))[0] == 0}
+        )
+        await self._wake(conn, sleeping)
+        return list(inserted), set(sleeping)
+
+    # ------------------------------------------------------------------ batches
+
+    async def create_batch(
+        self,
+        project_id: str,
+        service_id: str,
+        selection: dict[str, Any],
+        items: Sequence[ItemSnapshot],
+    ) -> Batch:
+        """One execution per distinct item, their predict requests (held while the
+        budget is exhausted) and a wake-up for the service, in one transaction."""
+        unique = list({item.id: item for item in items}.values())
+        batch_id = new_id("bat")
+        async with self.pool.acquire() as conn, conn.transaction():
+            exhausted = bool(
+                await conn.fetchval(
+                    "SELECT exhausted FROM project_budgets WHERE project_id = $1", project_id
+                )
+            )
+            await conn.execute(
+                """INSERT INTO batches (id, project_id, service_id, selection, item_count)
+                   VALUES ($1, $2, $3, $4, $5)""",
+                batch_id,
+                project_id,
+                service_id,
+                selection,
+                len(unique),
+            )
+            state = await self._scaling_state(conn, {service_id})
+            status = initial_status(exhausted)
+            cold = state.get(service_id, (0, 0))[1] == 0
+            await self._create(
                 conn,
                 [
-                    predict_request(
-                        r["id"],
-                        r["service_id"],
-                        r["project_id"],
-                        snapshots[r["id"]],
-                        r["trigger_id"],
-                        1,
-                    )
-                    for r in queued
+                    NewExecution(project_id, service_id, item, status, cold, batch_id=batch_id)
+                    for item in unique
                 ],
-                [r["service_id"] for r in queued],
+                state,
             )
-            sleeping = sorted(
-                {r["service_id"] for r in queued if state.get(r["service_id"], (0, 0))[0] == 0}
-            )
-            await self._wake(conn, sleeping)
-            outcome.woken = set(sleeping)
-        return outcome
+        return await self.get_batch(project_id, batch_id)
+
+    async def get_batch(self, project_id: str, batch_id: str) -> Batch:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM batches WHERE project_id = $1 AND id = $2", project_id, batch_id
+        )
+        if row is None:
+            raise NotFoundError(f"batch {batch_id} not found")
+        return await self._batch(row)
+
+    async def list_batches(self, project_id: str, limit: int = 100) -> list[Batch]:
+        rows = await self.pool.fetch(
+            """SELECT * FROM batches WHERE project_id = $1
+               ORDER BY created_at DESC, id DESC LIMIT $2""",
+            project_id,
+            limit,
+        )
+        return [await self._batch(r) for r in rows]
+
+    async def _batch(self, row: asyncpg.Record) -> Batch:
+        counts = {s.value: 0 for s in ExecutionStatus}
+        for r in await self.pool.fetch(
+            """SELECT status, count(*) AS n FROM executions WHERE batch_id = $1
+               GROUP BY status""",
+            row["id"],
+        ):
+            counts[r["status"]] = int(r["n"])
+        finished = sum(counts[s.value] for s in FINAL_STATUSES)
+        total = row["item_count"]
+        return Batch(
+            id=row["id"],
+            project_id=row["project_id"],
+            service_id=row["service_id"],
+            selection=row["selection"],
+            item_count=total,
+            created_at=row["created_at"],
+            counts=counts,
+            finished=finished,
+            progress=finished / total if total else 1.0,
+        )
+
+    async def cancel_batch(self, project_id: str, batch_id: str) -> tuple[Batch, int]:
+        """Cancel every execution of the batch that has not started; returns how many."""
+        await self.get_batch(project_id, batch_id)
+        rows = await self.pool.fetch(
+            """UPDATE executions SET status = 'cancelled', finished_at = now(),
+                   error = 'batch cancelled', updated_at = now()
+               WHERE project_id = $1 AND batch_id = $2
+                 AND status IN ('created', 'queued', 'waiting-for-budget')
+               RETURNING id""",
+            project_id,
+            batch_id,
+        )
+        return await self.get_batch(project_id, batch_id), len(rows)
 
     # ------------------------------------------------------------------ outcomes
 

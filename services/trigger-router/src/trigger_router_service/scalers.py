@@ -58,6 +58,11 @@ class ScalerBackend(Protocol):
     async def sync(self) -> None:
         """Repair drift once per reconcile (the local backend restarts crashed replicas)."""
 
+    async def step_down(self) -> None:
+        """This router lost the autoscaler's leadership: hand over to the next leader
+        (the local backend stops the replicas it started, since only their parent can
+        manage them; Kubernetes needs nothing)."""
+
     async def close(self) -> None:
         """Release resources; the local backend stops its replicas (they drain first)."""
 
@@ -152,6 +157,10 @@ class LocalScaler:
         async with self._lock:
             for service_id in list(self._requested):
                 await self._converge(service_id)
+
+    async def step_down(self) -> None:
+        """Stop every replica: the next leader (another process) starts its own."""
+        await self.close()
 
     async def close(self) -> None:
         """Stop every replica and wait for them to drain (bounded by ``stop_seconds``)."""

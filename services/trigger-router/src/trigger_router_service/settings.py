@@ -34,6 +34,13 @@ class Settings(BaseServiceSettings, AuthSettingsMixin):
     )
     max_page_size: int = Field(default=500, ge=1, description="Largest page of an execution list.")
     dql_max_depth: int = Field(default=10, ge=1, description="Deepest nesting a filter may use.")
+    dataset_url: str | None = Field(
+        default=None,
+        description="Dataset service base URL for browser-style predict (default: auth_url).",
+    )
+    batch_max_items: int = Field(
+        default=10_000, ge=1, description="Most items one browser-style predict request takes."
+    )
 
     # ---------------------------------------------------------------- autoscaler
     autoscaler_enabled: bool = Field(
