@@ -76,7 +76,7 @@ DIGITS_SERIAL_REQUESTS = 200
 DIGITS_UNBATCHED_REQUESTS = 1000
 OCR_BATCH = 2
 OCR_CONCURRENCY = 4
-OCR_REQUESTS = 12
+OCR_REQUESTS = 24
 # Worker and direct runs alternate and the best of each counts: other processes on a
 # small shared machine otherwise decide which of the two looks faster.
 ROUNDS = 2
@@ -266,7 +266,7 @@ async def deploy(env: Env, catalog_name: str, *, batch: int, concurrency: int) -
 async def fill_queue(env: Env, service_id: str, items: list[ItemSnapshot], count: int) -> None:
     """Publish ``count`` predict requests (cycling over ``items``) with confirms."""
     topology = Topology(env.settings.topology_prefix)
-    connection = await aio_pika.connect_robust(env.settings.amqp)
+    connection = await aio_pika.connect_robust(env.settings.amqp, timeout=30)
     try:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.declare_exchange(
@@ -301,7 +301,7 @@ async def outcome_sink(env: Env) -> AsyncIterator[None]:
     """A queue bound to model-serving's events, as in production (where annotation,
     billing and the router consume them): unroutable publishes would be returned."""
     topology = Topology(env.settings.topology_prefix)
-    connection = await aio_pika.connect_robust(env.settings.amqp)
+    connection = await aio_pika.connect_robust(env.settings.amqp, timeout=30)
     try:
         channel = await connection.channel()
         exchange = await channel.declare_exchange(

@@ -44,7 +44,7 @@ class PredictQueues:
 
     async def connect(self) -> None:
         """Open the connection."""
-        self._connection = await aio_pika.connect_robust(self.amqp_url)
+        self._connection = await aio_pika.connect_robust(self.amqp_url, timeout=30)
 
     async def close(self) -> None:
         """Close the connection."""

@@ -184,7 +184,7 @@ class Worker:
         self.concurrency = service.scaling.concurrency
         self.batch_size = max(1, min(self.spec.max_batch_size, self.concurrency))
 
-        connection = await aio_pika.connect_robust(s.amqp)
+        connection = await aio_pika.connect_robust(s.amqp, timeout=30)
         self._stack.push_async_callback(connection.close)
         consume: AbstractChannel = await connection.channel()
         await consume.set_qos(prefetch_count=self.concurrency)
