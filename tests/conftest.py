@@ -62,6 +62,7 @@ async def auth_service(
         s3_endpoint_url=s3_settings.s3_endpoint_url,
         s3_bucket=bucket,
         admin_key=AUTH_ADMIN_KEY,  # type: ignore[arg-type]
+        ephemeral_topology=True,
     )
     async with serve_app(create_app(settings)) as url:
         yield AuthService(url)

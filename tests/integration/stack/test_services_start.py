@@ -50,6 +50,7 @@ async def test_service_process_becomes_ready_and_stops_cleanly(
         f"{prefix}TRITON_HTTP_URL": triton_url,
         f"{prefix}TRITON_GRPC_URL": triton_grpc_url,
         f"{prefix}MODEL_REPOSITORY": str(tmp_path / "models"),
+        f"{prefix}EPHEMERAL_TOPOLOGY": "true",
     }
     log = (tmp_path / "service.log").open("wb")
     process = await asyncio.create_subprocess_exec(

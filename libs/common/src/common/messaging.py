@@ -89,6 +89,26 @@ async def declare_dead_letter(
         await dlq.bind(dlx, routing_key=dlq_name)
 
 
+async def delete_topology(amqp_url: str, queues: Iterable[str], exchanges: Iterable[str]) -> None:
+    """Delete queues (with their dead-letter queues) and exchanges; missing ones are fine.
+
+    Quorum queues hold files open on the broker: throwaway runs remove theirs.
+    """
+    connection = await aio_pika.connect_robust(amqp_url)
+    try:
+        names = [n for q in queues for n in (q, Topology.dead_letter_queue(q))]
+        for name in names:
+            channel = await connection.channel()
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(name)
+        for exchange in exchanges:
+            channel = await connection.channel()
+            with contextlib.suppress(Exception):
+                await channel.exchange_delete(exchange)
+    finally:
+        await connection.close()
+
+
 # --------------------------------------------------------------------------- parsing
 
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, FastAPI
 from faststream.rabbit import RabbitBroker
 
 from common.db import apply_migrations, create_pool
-from common.messaging import COMMON_MIGRATIONS, OutboxRelay, declare_dead_letter
+from common.messaging import COMMON_MIGRATIONS, OutboxRelay, declare_dead_letter, delete_topology
 from common.observability import (
     ReadinessCheck,
     ServiceMetrics,
@@ -116,6 +116,12 @@ def build_service_app(
                 await broker.stop()
                 await relay.stop()
                 await pool.close()
+                if settings.ephemeral_topology:
+                    await delete_topology(
+                        settings.amqp,
+                        runtime.consumer_queues,
+                        [topology.dead_letter_exchange(name.replace("-", "_"))],
+                    )
 
     async def database() -> None:
         await app.state.runtime.pool.fetchval("SELECT 1")

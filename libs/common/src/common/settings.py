@@ -32,6 +32,13 @@ class BaseServiceSettings(BaseSettings):
     delivery_limit: int = Field(
         default=5, ge=1, description="Deliveries before a failing message is dead-lettered."
     )
+    ephemeral_topology: bool = Field(
+        default=False,
+        description=(
+            "Delete this service's queues when it stops (tests and throwaway runs): "
+            "never in production, where queued work must outlive a restart."
+        ),
+    )
     outbox_poll_seconds: float = Field(
         default=0.5, gt=0, description="Outbox relay poll interval when idle (NOTIFY wakes it)."
     )
