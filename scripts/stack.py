@@ -1267,6 +1267,13 @@ class Service(ProcessComponent):
             }
         if self.spec.name == "dataset":
             values["DATASET_ADMIN_KEY"] = c.admin_key
+        if self.spec.name == "trigger-router":
+            # Its local scaler backend starts model-serving workers, which read their
+            # settings from the MODEL_SERVING_* variables of the router's environment.
+            model_serving = Service(c, next(s for s in SERVICES if s.name == "model-serving"))
+            values |= {
+                k: v for k, v in model_serving.env().items() if k.startswith("MODEL_SERVING_")
+            }
         env = dict(os.environ)
         for key, value in values.items():
             env.setdefault(key, value)
