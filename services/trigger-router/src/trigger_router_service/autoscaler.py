@@ -57,7 +57,13 @@ class QueueInspector:
 
     async def stats(self, queue: str) -> tuple[bool, int, int]:
         """(exists, ready messages, consumers); a missing queue is (False, 0, 0)."""
-        if self._connection is None or self._connection.is_closed:
+        # ``is_closed`` only turns true after ``close()``: a connection the broker dropped
+        # (a restart, an outage) shows up as not ``connected`` instead.
+        if (
+            self._connection is None
+            or self._connection.is_closed
+            or not self._connection.connected.is_set()
+        ):
             # Not robust on purpose: a robust channel would replay passive declares of
             # missing queues on reconnect; a plain one is simply rebuilt here.
             self._connection = await aio_pika.connect(self._url, timeout=self._timeout)
@@ -71,6 +77,10 @@ class QueueInspector:
             # yet (model-serving declares it on deploy). No queue, no load.
             self._channel = None
             return False, 0, 0
+        except (RuntimeError, aiormq.exceptions.AMQPConnectionError, ConnectionError):
+            # A dead connection: drop it so the next reconcile connects afresh.
+            self._connection, self._channel = None, None
+            raise
         result = declared.declaration_result
         return True, int(result.message_count or 0), int(result.consumer_count or 0)
 
