@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from common.blobs import blob_store
 from common.s3 import client_from_settings, ensure_bucket
 from common.service import ServiceRuntime, build_service_app
 from dataset_service import api, handlers
@@ -24,8 +25,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def setup(runtime: ServiceRuntime) -> None:
         s3 = await runtime.resources.enter_async_context(client_from_settings(settings))
         await ensure_bucket(s3, settings.s3_bucket)
+        blobs = blob_store(settings)
+        runtime.resources.push_async_callback(blobs.close)
         repo = Repository(runtime.pool, runtime.topology)
-        store = ItemStore(repo, s3, settings.s3_bucket, settings.max_upload_bytes)
+        store = ItemStore(repo, s3, blobs, settings.s3_bucket, settings.max_upload_bytes)
         runtime.extras.update(s3=s3, repo=repo, store=store)
         queue = handlers.register(
             runtime.broker,

@@ -15,8 +15,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from common.blobs import BlobMissingError, BlobStore
 from common.contracts import ItemSnapshot
-from common.s3 import blob_key, get_bytes, object_exists
+from common.s3 import blob_key, object_exists
 from dataset_service.domain import (
     DatasetError,
     NotFoundError,
@@ -41,6 +42,7 @@ class ItemStore:
 
     repo: Repository
     s3: Any
+    blobs: BlobStore
     bucket: str
     max_upload_bytes: int
 
@@ -71,9 +73,7 @@ class ItemStore:
         if source_key != key and (
             facts.size < HEAD_BEFORE_PUT_BYTES or not await object_exists(self.s3, self.bucket, key)
         ):
-            await self.s3.put_object(
-                Bucket=self.bucket, Key=key, Body=data, ContentType=facts.mimetype
-            )
+            await self.blobs.put(key, data, facts.mimetype)
             wrote_blob = True
         metadata = {"system": system_metadata(facts, key, width, height), "user": user_metadata}
         try:
@@ -107,12 +107,9 @@ class ItemStore:
         if project_id is None:
             raise NotFoundError(f"dataset {dataset_id} not found")
         try:
-            data = await get_bytes(self.s3, self.bucket, s3_key)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in {"NoSuchKey", "404", "NotFound"}:
-                raise NotFoundError(f"blob {s3_key!r} not found in bucket {self.bucket}") from exc
-            raise
+            data = await self.blobs.get(s3_key)
+        except BlobMissingError as exc:
+            raise NotFoundError(f"blob {s3_key!r} not found in bucket {self.bucket}") from exc
         return await self.add_item(
             project_id=project_id,
             dataset_id=dataset_id,

@@ -50,6 +50,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 from aiormq.exceptions import ChannelNotFoundEntity
 
+from common.blobs import BlobMissingError, BlobStore
 from common.contracts import (
     ModelRef,
     PredictedAnnotation,
@@ -64,7 +65,6 @@ from common.observability import configure_logging
 from common.service import load_settings
 from common.topology import DEAD_LETTER_REASON_HEADER, MODEL_SERVING, Topology
 from model_serving_service import metrics
-from model_serving_service.blobs import BlobMissingError, BlobReader
 from model_serving_service.domain import (
     backoff_delays,
     execution_key,
@@ -207,7 +207,7 @@ class Worker:
         await relay.start()
         self.relay = relay
         self._stack.push_async_callback(relay.stop)
-        self.blobs = BlobReader(
+        self.blobs = BlobStore(
             s.s3_endpoint_url,
             s.s3_bucket,
             access_key=s.s3_access_key,
