@@ -516,7 +516,9 @@ async def cold_start(config: RouterBenchSettings) -> None:
         for k, v in ms_settings.model_dump().items()
         if v is not None
     }
-    backend = TimedLocalScaler(module="model_serving_service.worker", extra_env=worker_env)
+    backend = TimedLocalScaler(
+        module="model_serving_service.worker", extra_env=worker_env, prewarm=True
+    )
     backend.asked = []
     router_settings = _router_settings(
         config, f"bench_trc_{suffix}", prefix, autoscaler_enabled=True

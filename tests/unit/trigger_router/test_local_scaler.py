@@ -90,3 +90,30 @@ async def test_a_missing_interpreter_is_a_scaler_error() -> None:
 
 async def _exited(returncode: int | None) -> bool:
     return returncode is not None
+
+
+async def test_a_prewarmed_standby_becomes_the_next_replica(tmp_path: Path) -> None:
+    local = LocalScaler(
+        module="tests.integration.trigger_router.idle_worker",
+        extra_env={"PYTHONPATH": str(REPO_ROOT), "IDLE_WORKER_READY_DIR": str(tmp_path)},
+        stop_seconds=10,
+        prewarm=True,
+    )
+    try:
+        await local.sync()  # starts the standby
+        standby = local._standby
+        assert standby is not None
+
+        await local.scale(SERVICE, 1)
+
+        [replica] = local.replicas(SERVICE.service_id)
+        assert replica.process.pid == standby.pid
+        # It runs with the replica's own environment (the ready file is named after it).
+        await ready(tmp_path, [replica])
+        assert local._standby is not None
+        assert local._standby.pid != standby.pid
+        next_standby = local._standby
+    finally:
+        await local.close()
+    assert replica.process.returncode == 0
+    assert next_standby.returncode is not None

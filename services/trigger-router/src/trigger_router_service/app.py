@@ -33,6 +33,7 @@ async def make_backend(settings: Settings) -> ScalerBackend:
         module=settings.local_worker_module,
         extra_env=settings.model_serving_env,
         stop_seconds=settings.local_stop_seconds,
+        prewarm=settings.local_prewarm,
     )
 
 

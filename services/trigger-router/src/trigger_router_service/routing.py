@@ -110,23 +110,27 @@ class ItemEventConsumer:
         self._tag = await self._queue.consume(self._buffer.put)
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Stop consuming, finish what was delivered (bounded), then close."""
-        if self._queue is not None and self._tag is not None:
+        """Stop consuming, finish what was delivered (bounded), then close (idempotent)."""
+        queue, tag, self._queue, self._tag = self._queue, self._tag, None, None
+        if queue is not None and tag is not None:
+            # Bounded: on a connection that is down, a robust queue waits for it to return.
             with contextlib.suppress(Exception):
-                await self._queue.cancel(self._tag)
+                await asyncio.wait_for(queue.cancel(tag), timeout)
         deadline = time.monotonic() + timeout
         while (not self._buffer.empty() or not self._idle.is_set()) and (
             time.monotonic() < deadline
         ):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), 0.05)
-        if self._task is not None:
-            self._task.cancel()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._connection is not None:
+                await task
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed:
             # Whatever is still unacknowledged goes back to the queue.
-            await self._connection.close()
+            await connection.close()
 
     async def _work(self) -> None:
         while True:
@@ -178,8 +182,7 @@ class ItemEventConsumer:
                     await self._route_one(message, event)
             else:
                 self._record(outcome, [e for _, e in parsed])
-                for message, _ in parsed:
-                    await _settle(message)
+                await _ack_all([m for m, _ in parsed])
         self._metrics.handler_seconds.labels(HANDLER).observe(time.perf_counter() - started)
 
     async def _route_one(self, message: AbstractIncomingMessage, event: ItemEvent) -> None:
@@ -217,6 +220,32 @@ class ItemEventConsumer:
                 "triggers failed: their model service is gone",
                 extra={"trigger_ids": outcome.failed_triggers},
             )
+
+
+async def _ack_all(messages: Sequence[AbstractIncomingMessage]) -> None:
+    """Ack a routed batch with one ``basic.ack multiple`` on the highest delivery tag.
+
+    Safe because batches are settled in delivery order: every earlier delivery of the
+    channel is already acked or rejected. Messages from a channel that was since
+    reconnected (different channel objects) are settled one by one instead.
+    """
+    channels = {id(_channel_of(m)) for m in messages}
+    if len(messages) < 2 or len(channels) != 1 or None in {m.delivery_tag for m in messages}:
+        for message in messages:
+            await _settle(message)
+        return
+    last = max(messages, key=lambda m: m.delivery_tag or 0)
+    try:
+        await last.ack(multiple=True)
+    except Exception as exc:  # the channel died: the broker redelivers, claims dedup
+        log.debug("batch could not be acked: %s", exc)
+
+
+def _channel_of(message: AbstractIncomingMessage) -> object | None:
+    try:
+        return message.channel
+    except Exception:
+        return None
 
 
 async def _settle(message: AbstractIncomingMessage, *, requeue: bool | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -101,6 +102,21 @@ class LocalReplica:
         return self.process.returncode is None
 
 
+STANDBY_CODE = """
+import json, os, runpy, sys
+module = sys.argv[1]
+__import__(module)  # the slow part (a worker imports for seconds) happens before it is needed
+line = sys.stdin.readline()
+if not line:
+    sys.exit(0)
+os.environ.clear()
+os.environ.update(json.loads(line))
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+"""A standby replica: imports the worker module, waits for its environment on stdin,
+then runs the module as ``python -m`` would (same code path, imports already done)."""
+
+
 class LocalScaler:
     """Starts model-serving worker processes on this machine.
 
@@ -109,6 +125,11 @@ class LocalScaler:
     ``stop_seconds``). ``sync`` replaces replicas that exited on their own. ``actual``
     counts live processes. Replicas are children of this router process, so only the
     leader that started them manages them; ``close`` stops them all.
+
+    With ``prewarm`` one standby process has already imported the worker module (a
+    model-serving worker spends seconds importing before it even starts loading its
+    model); a scale-up hands it its environment and starts the next standby, so a cold
+    start costs the model load, not the interpreter start.
     """
 
     name = "local"
@@ -121,6 +142,7 @@ class LocalScaler:
         stop_seconds: float = 60.0,
         python: str = sys.executable,
         base_env: Mapping[str, str] | None = None,
+        prewarm: bool = False,
     ) -> None:
         self._module = module
         self._extra_env = dict(extra_env or {})
@@ -131,6 +153,8 @@ class LocalScaler:
         self._running: dict[str, list[LocalReplica]] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
+        self._prewarm = prewarm
+        self._standby: asyncio.subprocess.Process | None = None
         self.restarts = 0
         """Replicas that exited without being asked to and were replaced."""
 
@@ -153,10 +177,11 @@ class LocalScaler:
         return {s.service_id: len(self.replicas(s.service_id)) for s in services}
 
     async def sync(self) -> None:
-        """Replace replicas that exited without being asked to."""
+        """Replace replicas that exited without being asked to; keep a standby ready."""
         async with self._lock:
             for service_id in list(self._requested):
                 await self._converge(service_id)
+            await self._ensure_standby()
 
     async def step_down(self) -> None:
         """Stop every replica: the next leader (another process) starts its own."""
@@ -168,6 +193,11 @@ class LocalScaler:
             for service_id in list(self._requested):
                 self._requested[service_id] = 0
                 await self._converge(service_id)
+            standby, self._standby = self._standby, None
+        if standby is not None and standby.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                standby.kill()
+            await standby.wait()
         if self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)
 
@@ -194,31 +224,64 @@ class LocalScaler:
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
 
-    async def _spawn(self, service_id: str) -> LocalReplica:
-        replica_id = f"rep_{uuid.uuid4().hex[:16]}"
-        env = worker_env(
-            self._base_env if self._base_env is not None else os.environ,
-            self._extra_env,
-            service_id,
-            replica_id,
-        )
+    def _base(self) -> Mapping[str, str]:
+        return self._base_env if self._base_env is not None else os.environ
+
+    async def _ensure_standby(self) -> None:
+        if not self._prewarm or (self._standby is not None and self._standby.returncode is None):
+            return
+        env = {k: v for k, v in self._base().items() if not k.startswith(OTHER_SERVICE_PREFIXES)}
         try:
-            process = await asyncio.create_subprocess_exec(
+            self._standby = await asyncio.create_subprocess_exec(
                 self._python,
-                "-m",
+                "-c",
+                STANDBY_CODE,
                 self._module,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                # Its own session: a Ctrl-C on the router's terminal must not hit the
-                # workers directly; the router stops them (drain) itself.
+                env={**env, **self._extra_env},
+                stdin=subprocess.PIPE,
                 start_new_session=True,
             )
         except OSError as exc:
-            raise ScalerError(f"cannot start {self._module}: {exc}") from exc
+            log.warning("cannot start a standby replica", extra={"error": str(exc)})
+            self._standby = None
+
+    async def _spawn(self, service_id: str) -> LocalReplica:
+        replica_id = f"rep_{uuid.uuid4().hex[:16]}"
+        env = worker_env(self._base(), self._extra_env, service_id, replica_id)
+        standby, self._standby = self._standby, None
+        process: asyncio.subprocess.Process | None = None
+        if standby is not None and standby.returncode is None and standby.stdin is not None:
+            try:
+                standby.stdin.write(json.dumps(env).encode() + b"\n")
+                await standby.stdin.drain()
+                standby.stdin.close()
+                process = standby
+            except (OSError, ConnectionError):
+                process = None
+        if process is None:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    self._python,
+                    "-m",
+                    self._module,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    # Its own session: a Ctrl-C on the router's terminal must not hit the
+                    # workers directly; the router stops them (drain) itself.
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise ScalerError(f"cannot start {self._module}: {exc}") from exc
         log.info(
             "local replica started",
-            extra={"service_id": service_id, "replica_id": replica_id, "pid": process.pid},
+            extra={
+                "service_id": service_id,
+                "replica_id": replica_id,
+                "pid": process.pid,
+                "prewarmed": process is standby,
+            },
         )
+        await self._ensure_standby()
         return LocalReplica(replica_id, service_id, process)
 
     async def _stop(self, replica: LocalReplica) -> None:

@@ -74,6 +74,13 @@ class Settings(BaseServiceSettings, AuthSettingsMixin):
         default="model_serving_service.worker",
         description="Module the local backend runs with ``python -m`` as one replica.",
     )
+    local_prewarm: bool = Field(
+        default=True,
+        description=(
+            "Keep one standby worker process with its modules imported, so a scale-up "
+            "from 0 waits for the model load, not for the interpreter start."
+        ),
+    )
     local_stop_seconds: float = Field(
         default=60.0,
         gt=0,
