@@ -103,18 +103,23 @@ class LocalReplica:
 
 
 STANDBY_CODE = """
-import json, os, runpy, sys
-module = sys.argv[1]
-__import__(module)  # the slow part (a worker imports for seconds) happens before it is needed
+import importlib, json, os, runpy, sys, warnings
+name = sys.argv[1]
+module = importlib.import_module(name)  # the slow part happens before it is needed
 line = sys.stdin.readline()
 if not line:
     sys.exit(0)
 os.environ.clear()
 os.environ.update(json.loads(line))
-runpy.run_module(module, run_name="__main__", alter_sys=True)
+main = getattr(module, "main", None)
+if callable(main):
+    sys.exit(main())  # what `python -m` runs: `if __name__ == "__main__": sys.exit(main())`
+warnings.simplefilter("ignore", RuntimeWarning)
+runpy.run_module(name, run_name="__main__", alter_sys=True)
 """
 """A standby replica: imports the worker module, waits for its environment on stdin,
-then runs the module as ``python -m`` would (same code path, imports already done)."""
+then runs it as ``python -m`` would: its ``main()`` if it has one (model-serving's
+worker does), else the module as ``__main__``."""
 
 
 class LocalScaler:
