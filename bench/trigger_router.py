@@ -13,8 +13,8 @@ bucket) of its own, removed afterwards; the router runs in this process.
 - ``trigger_router.wake_requested``: from publishing an item event for a service at 0
   replicas until the scaler backend is asked for a replica (median of several rounds;
   the backend records the call, so this is the router's own path: consume, route,
-  commit, NOTIFY, leader, decision). Reference: KEDA's default 30 s polling interval;
-  target under 100 ms.
+  commit, NOTIFY, leader, decision); target under 100 ms.
+  ``trigger_router.wake_requested_vs_keda`` puts it next to KEDA's default 30 s polling.
 - ``trigger_router.cold_start_first_prediction``: the same from 0 with the real local
   backend: a model-serving worker process starts, loads the digits classifier on Triton
   and predicts. Baseline: the model load time (replica process start until its model is
@@ -71,6 +71,7 @@ ROUTING_IN = "trigger_router.routing_in"
 ROUTING_OUT = "trigger_router.routing_out"
 BARE_RELAY = "trigger_router.bare_relay"
 WAKE = "trigger_router.wake_requested"
+WAKE_VS_KEDA = "trigger_router.wake_requested_vs_keda"
 COLD_FIRST = "trigger_router.cold_start_first_prediction"
 COLD_VS_KEDA = "trigger_router.cold_start_vs_keda"
 
@@ -242,6 +243,7 @@ async def _trigger(repo: Repository, project_id: str, service_id: str) -> None:
 
 @contextlib.asynccontextmanager
 async def _router(settings: Settings, **kwargs: Any) -> AsyncIterator[Any]:
+    """The router app started, and every queue of its prefix deleted afterwards."""
     app = create_app(settings, **kwargs)
     queues: list[str] = []
     try:
@@ -249,6 +251,9 @@ async def _router(settings: Settings, **kwargs: Any) -> AsyncIterator[Any]:
             runtime = runtime_of(app)
             queues = list(runtime.consumer_queues)
             yield app
+            repo: Repository = runtime.extras["repo"]
+            services = await repo.pool.fetch("SELECT service_id FROM model_services")
+            queues += [runtime.topology.predict_queue(r["service_id"]) for r in services]
     finally:
         names, exchanges = _names(settings.topology_prefix, queues)
         await delete_names(settings.amqp, names, exchanges)
@@ -440,12 +445,14 @@ async def wake_latency(config: RouterBenchSettings) -> None:
             await connection.close()
     median = statistics.median(samples)
     results.record(
-        WAKE,
+        WAKE, median * 1000, "ms", "target", WAKE_TARGET_S * 1000, 1.0, higher_is_better=False
+    )
+    results.record(
+        WAKE_VS_KEDA,
         median * 1000,
         "ms",
         f"KEDA default polling ({KEDA_POLLING_S:g} s)",
         KEDA_POLLING_S * 1000,
-        WAKE_TARGET_S / KEDA_POLLING_S,
         higher_is_better=False,
     )
     print(
