@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
 from faststream.rabbit import RabbitBroker
 
 from common.db import apply_migrations, create_pool
+from common.errors import ServiceError
 from common.messaging import COMMON_MIGRATIONS, OutboxRelay, declare_dead_letter, delete_topology
 from common.observability import (
     ReadinessCheck,
@@ -133,6 +135,11 @@ def build_service_app(
     checks.update({"database": database, "broker": broker_check})
 
     app = FastAPI(title=title or f"prelabel {name}", version=version, lifespan=lifespan)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
     app.middleware("http")(timing_middleware(metrics))
     app.include_router(health_router(checks))
     for router in routers:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from annotation_service import api, handlers
-from annotation_service.domain import AnnotationError
 from annotation_service.ingest import IngestBatcher
 from annotation_service.repository import Repository
 from annotation_service.settings import Settings
@@ -50,9 +48,5 @@ def create_app(settings: Settings) -> FastAPI:
         routers=[api.router],
         title="prelabel annotation service",
     )
-
-    @app.exception_handler(AnnotationError)
-    async def annotation_error(_: Request, exc: AnnotationError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
 
     return app

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from common.contracts import PredictionCompleted
 from common.contracts.model_serving import AnnotationType
+from common.errors import ServiceError
 
 TaskItemStatus = Literal["pending-review", "approved", "corrected", "discarded"]
 ReviewedStatus = Literal["approved", "corrected", "discarded"]
@@ -31,13 +32,10 @@ ANNOTATION_TYPES: tuple[AnnotationType, ...] = (
 )
 
 
-class AnnotationError(Exception):
+class AnnotationError(ServiceError):
     """A request or message the service refuses, with the HTTP status it maps to."""
 
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+    status = 422
 
 
 class NotFoundError(AnnotationError):

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from billing_service import api, handlers
 from billing_service.charger import Charger
-from billing_service.domain import BillingError
 from billing_service.repository import Repository
 from billing_service.settings import Settings
 from common.auth import KeyIntrospector
@@ -47,9 +45,5 @@ def create_app(settings: Settings) -> FastAPI:
         routers=[api.router],
         title="prelabel billing service",
     )
-
-    @app.exception_handler(BillingError)
-    async def billing_error(_: Request, exc: BillingError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
 
     return app

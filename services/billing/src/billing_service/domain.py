@@ -18,18 +18,16 @@ from decimal import Decimal
 from typing import Literal
 
 from common.contracts import ReplicaStarted, ReplicaStopped
+from common.errors import ServiceError
 
 ZERO = Decimal(0)
 MICROS = Decimal(1_000_000)
 
 
-class BillingError(Exception):
+class BillingError(ServiceError):
     """A request the service refuses, with the HTTP status it maps to."""
 
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+    status = 422
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from common.blobs import blob_store
 from common.s3 import client_from_settings, ensure_bucket
 from common.service import ServiceRuntime, build_service_app
 from dataset_service import api, handlers
-from dataset_service.domain import DatasetError
 from dataset_service.repository import Repository
 from dataset_service.settings import Settings
 from dataset_service.usecases import ItemStore
@@ -52,9 +50,5 @@ def create_app(settings: Settings) -> FastAPI:
         routers=[api.router],
         title="prelabel dataset service",
     )
-
-    @app.exception_handler(DatasetError)
-    async def dataset_error(_: Request, exc: DatasetError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
 
     return app

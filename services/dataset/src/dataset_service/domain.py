@@ -15,6 +15,8 @@ from typing import Any
 
 import filetype
 
+from common.errors import ServiceError
+
 MAX_NAME_LENGTH = 255
 MAX_DIR_DEPTH = 32
 
@@ -34,14 +36,10 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _SPACE_RE = re.compile(r"\s+")
 
 
-class DatasetError(Exception):
+class DatasetError(ServiceError):
     """A rule was broken; ``status`` is the HTTP status that reports it."""
 
     status = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class NotFoundError(DatasetError):

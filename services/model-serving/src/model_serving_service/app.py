@@ -11,14 +11,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from common.auth import KeyIntrospector
 from common.s3 import client_from_settings, ensure_bucket
 from common.service import ServiceRuntime, build_service_app, runtime_of
 from model_serving_service import api
-from model_serving_service.domain import InvalidModelError, ModelServingError
 from model_serving_service.queues import PredictQueues
 from model_serving_service.repository import Repository
 from model_serving_service.settings import Settings
@@ -100,12 +98,5 @@ def create_app(settings: Settings) -> FastAPI:
                 await runtime_of(app).extras["stop_background"]()
 
     app.router.lifespan_context = lifespan
-
-    @app.exception_handler(ModelServingError)
-    async def model_serving_error(_: Request, exc: ModelServingError) -> JSONResponse:
-        body: dict[str, object] = {"detail": exc.message}
-        if isinstance(exc, InvalidModelError):
-            body["problems"] = exc.problems
-        return JSONResponse(body, status_code=exc.status)
 
     return app

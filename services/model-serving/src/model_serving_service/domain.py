@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from tritonclient.grpc import model_config_pb2
 
 from common.contracts import PredictedAnnotation
+from common.errors import ServiceError
 
 InputType = Literal["image", "text"]
 AdapterType = Literal["classification", "boxes", "polygons", "text"]
@@ -32,14 +33,10 @@ ServiceStatus = Literal["deploying", "ready", "failed", "undeploying", "undeploy
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-class ModelServingError(Exception):
+class ModelServingError(ServiceError):
     """A request that cannot be honoured; ``status`` is the HTTP status to answer with."""
 
     status = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class NotFoundError(ModelServingError):
@@ -62,6 +59,10 @@ class InvalidModelError(ModelServingError):
     def __init__(self, problems: Sequence[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = list(problems)
+
+    def body(self) -> dict[str, object]:
+        """The message and each problem on its own."""
+        return {**super().body(), "problems": self.problems}
 
 
 class TooLargeError(ModelServingError):

@@ -6,15 +6,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from common.auth import KeyIntrospector
 from common.service import ServiceRuntime, build_service_app, runtime_of
 from trigger_router_service import api, handlers
 from trigger_router_service.autoscaler import Autoscaler
 from trigger_router_service.datasets import DatasetClient
-from trigger_router_service.domain import RouterError
 from trigger_router_service.repository import Repository
 from trigger_router_service.routing import ItemEventConsumer
 from trigger_router_service.scalers import LocalScaler, ScalerBackend
@@ -114,9 +112,5 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
                     await autoscaler.stop()
 
     app.router.lifespan_context = lifespan
-
-    @app.exception_handler(RouterError)
-    async def router_error(_: Request, exc: RouterError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
 
     return app

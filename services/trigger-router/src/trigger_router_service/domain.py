@@ -18,18 +18,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.dql import Condition, DQLError, Node, matches, parse_filter
+from common.errors import ServiceError
 
 # --------------------------------------------------------------------------- errors
 
 
-class RouterError(Exception):
+class RouterError(ServiceError):
     """A rule was broken; ``status`` is the HTTP status that reports it."""
 
     status = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class NotFoundError(RouterError):
