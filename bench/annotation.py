@@ -3,7 +3,7 @@
 ``EVENTS`` predictions with ``BOXES`` boxes each are preloaded into the annotation
 service's real queue (RabbitMQ), then the real service (in-process, its own schema and
 topology prefix) consumes them: parse, store idempotently, write one
-``annotation.created.v1`` outbox row per annotation, ack. The figure is annotations
+``annotation.created.v2`` outbox row per prediction, ack. The figure is annotations
 stored per second, from the start of the first storing transaction to the moment every
 row is visible. The baseline is PostgreSQL inserting the very same rows into a table of
 the same shape (same indexes) from one connection with ``executemany``, measured in the

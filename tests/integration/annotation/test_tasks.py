@@ -214,5 +214,5 @@ async def test_human_annotations_are_validated_and_keep_the_model_original(
     assert relabel.json()["label"] == "dog"
     assert relabel.json()["original"]["label"] == "cat"
     assert relabel.json()["modified"] is True
-    created = await svc.events.wait_for(2, routing_key="annotation.created.v1")
+    created = await svc.events.wait_for(2, routing_key="annotation.created.v2")
     assert sorted(m.body["data"]["source"] for m in created) == ["human", "model"]

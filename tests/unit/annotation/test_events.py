@@ -5,13 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from annotation_service import domain
-from annotation_service.repository import SOURCE, created_events
-from common.contracts import AnnotationCreated, ModelRef, PredictedAnnotation, PredictionCompleted
+from annotation_service.repository import SOURCE, created_event
+from common.contracts import (
+    AnnotationsCreated,
+    CreatedAnnotation,
+    ModelRef,
+    PredictedAnnotation,
+    PredictionCompleted,
+)
 from common.envelope import CloudEvent, make_event
 from common.messaging import parse_event
 
 
-def test_serialised_created_events_equal_the_contract_events() -> None:
+def test_serialised_created_event_equals_the_contract_event() -> None:
     now = datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
     prediction = PredictionCompleted(
         execution_id='exe_\u00e9"1',
@@ -32,28 +38,27 @@ def test_serialised_created_events_equal_the_contract_events() -> None:
     )
     rows = domain.annotations_from_prediction(prediction)
 
-    fast = created_events(rows, "corr", now)
+    fast = created_event(rows, "corr", now)
 
-    for event, row in zip(fast, rows, strict=True):
-        expected = make_event(
-            AnnotationCreated(
-                annotation_id=row.id,
-                project_id=row.project_id,
-                dataset_id=row.dataset_id,
-                item_id=row.item_id,
-                type=row.type,  # type: ignore[arg-type]
-                label=row.label,
-                source=row.source,
-                execution_id=row.execution_id,
-            ),
-            source=SOURCE,
-            subject=row.id,
-            correlationid="corr",
-            event_id=domain.created_event_id(row.id),
-            time=now,
-        )
-        parsed: CloudEvent[AnnotationCreated] = parse_event(
-            event.to_json_bytes(), AnnotationCreated
-        )
-        assert parsed == expected
-        assert (event.id, event.routing_key) == (expected.id, expected.routing_key)
+    expected = make_event(
+        AnnotationsCreated(
+            project_id="prj",
+            dataset_id="ds",
+            item_id="it/\u2603",
+            source="model",
+            execution_id='exe_\u00e9"1',
+            annotations=[
+                CreatedAnnotation(annotation_id=row.id, type=row.type, label=row.label)  # type: ignore[arg-type]
+                for row in rows
+            ],
+        ),
+        source=SOURCE,
+        subject="it/\u2603",
+        correlationid="corr",
+        event_id=domain.created_event_id('exe_\u00e9"1'),
+        time=now,
+    )
+    parsed: CloudEvent[AnnotationsCreated] = parse_event(fast.to_json_bytes(), AnnotationsCreated)
+    assert parsed == expected
+    assert [a.label for a in parsed.data.annotations] == ['ca"t\n', "t"]
+    assert (fast.id, fast.routing_key) == (expected.id, expected.routing_key)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -28,7 +29,7 @@ from faststream.rabbit.schemas import QueueType
 from pydantic import ValidationError
 
 from common.contracts import Contract
-from common.envelope import CloudEvent
+from common.envelope import TYPE_PREFIX, CloudEvent
 from common.topology import DEAD_LETTER_REASON_HEADER, Topology
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,12 @@ async def raw_body(message: Any) -> bytes:
     return body
 
 
+@functools.cache
+def _envelope(contract: type[Contract]) -> type[CloudEvent[Any]]:
+    model: type[CloudEvent[Any]] = CloudEvent[contract]  # type: ignore[valid-type]
+    return model
+
+
 class PoisonMessageError(Exception):
     """A message that can never be processed (bad JSON, unknown type, invalid fields)."""
 
@@ -133,6 +140,18 @@ def parse_event(body: bytes | str | dict[str, Any], *contracts: type[C]) -> Clou
 
     Raises :class:`PoisonMessageError` with a reason a person can act on.
     """
+    if len(contracts) == 1 and isinstance(body, bytes | str):
+        # Hot path: pydantic parses and validates the JSON in one pass (several times
+        # faster than json.loads + model_validate). Anything wrong falls through to the
+        # step-by-step path below, which says what is wrong.
+        contract = contracts[0]
+        try:
+            event: CloudEvent[C] = _envelope(contract).model_validate_json(body)
+        except ValueError:
+            pass
+        else:
+            if event.type == TYPE_PREFIX + contract.routing_key:
+                return event
     try:
         raw: Any = json.loads(body) if isinstance(body, bytes | str) else body
     except ValueError as exc:
@@ -148,7 +167,7 @@ def parse_event(body: bytes | str | dict[str, Any], *contracts: type[C]) -> Clou
             f"unsupported event type {event_type!r}; expected one of: {expected}"
         )
     try:
-        return CloudEvent[contract].model_validate(raw)  # type: ignore[valid-type]
+        return _envelope(contract).model_validate(raw)  # type: ignore[return-value]
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()

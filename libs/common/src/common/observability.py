@@ -12,10 +12,11 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pythonjsonlogger.json import JsonFormatter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 event_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("event_id", default=None)
 correlation_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -121,21 +122,36 @@ def health_router(checks: dict[str, ReadinessCheck], *, timeout: float = 2.0) ->
     return router
 
 
-def timing_middleware(
-    metrics: ServiceMetrics,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    """HTTP middleware recording latency by route template (not raw path: bounded labels)."""
+class TimingMiddleware:
+    """ASGI middleware recording HTTP latency by route template (not raw path: bounded
+    labels).
 
-    async def middleware(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which wraps every request
+    and response body in extra tasks and streams: uploads go through here.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        metrics.http_seconds.labels(request.method, template, str(response.status_code)).observe(
-            time.perf_counter() - start
-        )
-        return response
+        status = 500
 
-    return middleware
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            # The router writes the matched route into the scope it was given.
+            template = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.http_seconds.labels(scope["method"], template, str(status)).observe(
+                time.perf_counter() - start
+            )

@@ -26,9 +26,9 @@ from common.messaging import COMMON_MIGRATIONS, OutboxRelay, declare_dead_letter
 from common.observability import (
     ReadinessCheck,
     ServiceMetrics,
+    TimingMiddleware,
     configure_logging,
     health_router,
-    timing_middleware,
 )
 from common.settings import BaseServiceSettings
 from common.topology import Topology
@@ -140,7 +140,7 @@ def build_service_app(
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status)
 
-    app.middleware("http")(timing_middleware(metrics))
+    app.add_middleware(TimingMiddleware, metrics=metrics)
     app.include_router(health_router(checks))
     for router in routers:
         app.include_router(router)
@@ -164,6 +164,9 @@ def serve(app: FastAPI, settings: BaseServiceSettings, name: str) -> None:
         port=settings.http_port,
         log_config=None,
         access_log=False,
+        # uvloop and httptools: the C event loop and HTTP parser (uploads, many small calls).
+        loop="uvloop",
+        http="httptools",
         timeout_graceful_shutdown=30,
     )
 

@@ -149,9 +149,10 @@ def annotation_id(execution_id: str, index: int) -> str:
     return f"ann_{digest[:24]}"
 
 
-def created_event_id(annotation: str) -> str:
-    """Event id of ``annotation.created.v1`` for an annotation (deterministic, see above)."""
-    return f"created:{annotation}"
+def created_event_id(key: str) -> str:
+    """Event id of ``annotation.created.v2``: keyed by the execution for a prediction's
+    annotations (all stored in one transaction), by the annotation for a person's."""
+    return f"created:{key}"
 
 
 def task_item_added_event_id(task_id: str, item_id: str) -> str:

@@ -21,7 +21,8 @@ from annotation_service.domain import (
     TaskRule,
 )
 from common.contracts import (
-    AnnotationCreated,
+    AnnotationsCreated,
+    CreatedAnnotation,
     ItemSnapshot,
     PredictionCompleted,
     TaskItemAdded,
@@ -52,47 +53,45 @@ class SerializedEvent:
 
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_CREATED_TYPE = "prelabel." + AnnotationCreated.routing_key
+_CREATED_TYPE = "prelabel." + AnnotationsCreated.routing_key
 
 
-def created_events(
+def created_event(
     rows: Sequence[NewAnnotation], correlation: str | None, at: datetime
-) -> list[SerializedEvent]:
-    """``annotation.created.v1`` envelopes for model annotations, serialised directly.
+) -> SerializedEvent:
+    """The ``annotation.created.v2`` envelope of one prediction's stored annotations,
+    serialised directly.
 
-    Ingestion emits one event per annotation; building each through pydantic costs more
-    than storing the row. The fields come from an already validated prediction, and a
-    unit test checks that these bytes parse into the same ``CloudEvent[AnnotationCreated]``
-    that ``make_event`` builds.
+    Ingestion emits one per prediction at thousands a second; the fields come from an
+    already validated prediction, and a unit test checks that these bytes parse into
+    the same ``CloudEvent[AnnotationsCreated]`` that ``make_event`` builds.
     """
-    time = at.isoformat()
-    events = []
-    for row in rows:
-        event_id = domain.created_event_id(row.id)
-        body = _encode(
-            {
-                "specversion": "1.0",
-                "id": event_id,
-                "source": SOURCE,
-                "type": _CREATED_TYPE,
-                "time": time,
-                "subject": row.id,
-                "datacontenttype": "application/json",
-                "correlationid": correlation,
-                "data": {
-                    "annotation_id": row.id,
-                    "project_id": row.project_id,
-                    "dataset_id": row.dataset_id,
-                    "item_id": row.item_id,
-                    "type": row.type,
-                    "label": row.label,
-                    "source": row.source,
-                    "execution_id": row.execution_id,
-                },
-            }
-        )
-        events.append(SerializedEvent(event_id, AnnotationCreated.routing_key, body.encode()))
-    return events
+    first = rows[0]
+    key = first.execution_id or first.id
+    event_id = domain.created_event_id(key)
+    body = _encode(
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": SOURCE,
+            "type": _CREATED_TYPE,
+            "time": at.isoformat(),
+            "subject": first.item_id,
+            "datacontenttype": "application/json",
+            "correlationid": correlation,
+            "data": {
+                "project_id": first.project_id,
+                "dataset_id": first.dataset_id,
+                "item_id": first.item_id,
+                "source": first.source,
+                "execution_id": first.execution_id,
+                "annotations": [
+                    {"annotation_id": row.id, "type": row.type, "label": row.label} for row in rows
+                ],
+            },
+        }
+    )
+    return SerializedEvent(event_id, AnnotationsCreated.routing_key, body.encode())
 
 
 @dataclass(frozen=True)
@@ -176,20 +175,20 @@ class Repository:
 
     def _created_event(self, ann: NewAnnotation, correlation: str | None) -> CloudEvent[Any]:
         return make_event(
-            AnnotationCreated(
-                annotation_id=ann.id,
+            AnnotationsCreated(
                 project_id=ann.project_id,
                 dataset_id=ann.dataset_id,
                 item_id=ann.item_id,
-                type=ann.type,
-                label=ann.label,
                 source=ann.source,
                 execution_id=ann.execution_id,
+                annotations=[
+                    CreatedAnnotation(annotation_id=ann.id, type=ann.type, label=ann.label)
+                ],
             ),
             source=SOURCE,
-            subject=ann.id,
+            subject=ann.item_id,
             correlationid=correlation,
-            event_id=domain.created_event_id(ann.id),
+            event_id=domain.created_event_id(ann.execution_id or ann.id),
         )
 
     def _added_event(
@@ -229,9 +228,9 @@ class Repository:
                 stored_per_event.append(mine)
             now = datetime.now(UTC)
             events: list[OutboxEvent] = [
-                event
+                created_event(rows, p.correlationid, now)
                 for p, rows in zip(predictions, stored_per_event, strict=True)
-                for event in created_events(rows, p.correlationid, now)
+                if rows
             ]
             added = await self._auto_add(conn, predictions)
             events.extend(

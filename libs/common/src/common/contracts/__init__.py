@@ -7,7 +7,12 @@ Schema snapshots are generated from one list.
 
 from __future__ import annotations
 
-from common.contracts.annotation import AnnotationCreated, TaskItemAdded, TaskItemReviewed
+from common.contracts.annotation import (
+    AnnotationsCreated,
+    CreatedAnnotation,
+    TaskItemAdded,
+    TaskItemReviewed,
+)
 from common.contracts.base import Contract
 from common.contracts.billing import BudgetExhausted, BudgetRestored
 from common.contracts.dataset import (
@@ -44,7 +49,7 @@ ALL_CONTRACTS: tuple[type[Contract], ...] = (
     ReplicaStopped,
     ServiceDeployed,
     ServiceUndeployed,
-    AnnotationCreated,
+    AnnotationsCreated,
     TaskItemAdded,
     TaskItemReviewed,
     BudgetExhausted,
@@ -64,10 +69,11 @@ def routing_key_of(contract: type[object]) -> str:
 __all__ = [
     "ALL_CONTRACTS",
     "REGISTRY",
-    "AnnotationCreated",
+    "AnnotationsCreated",
     "BudgetExhausted",
     "BudgetRestored",
     "Contract",
+    "CreatedAnnotation",
     "IngestItem",
     "ItemCreated",
     "ItemDeleted",
