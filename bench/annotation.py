@@ -29,7 +29,7 @@ from annotation_service.settings import Settings
 from bench import results
 from common.contracts import ModelRef, PredictedAnnotation, PredictionCompleted
 from common.envelope import CloudEvent, make_event
-from common.service import runtime_of
+from common.service import runtime_of, tune_gc
 from common.testing.broker import delete_names
 from common.topology import ANNOTATION, DATASET, MODEL_SERVING
 
@@ -204,6 +204,10 @@ async def measure_ingest(
         await asyncio.sleep(0.05)
 
     app = create_app(service_settings)
+    # A service process runs with tune_gc() (common.service.serve); so does this one, which
+    # also keeps the preloaded predictions out of the collector's walks, as a service
+    # process (which never holds them) would.
+    tune_gc()
     conn = await asyncpg.connect(settings.test_database_url)
     try:
         started = time.time()
@@ -220,7 +224,7 @@ async def measure_ingest(
             first_tx: datetime = await conn.fetchval(
                 f"SELECT min(created_at) FROM {schema}.annotations"
             )
-            batches = runtime_of(app).extras["batcher"].batches
+            batches = runtime_of(app).batch_consumers[0].batches
     finally:
         await conn.close()
     print(f"{INGEST}: {expected} annotations from {len(events)} events in {batches} transactions")

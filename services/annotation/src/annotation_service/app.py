@@ -7,7 +7,6 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from annotation_service import api, handlers
-from annotation_service.ingest import IngestBatcher
 from annotation_service.repository import Repository
 from annotation_service.settings import Settings
 from common.auth import KeyIntrospector
@@ -21,22 +20,16 @@ def create_app(settings: Settings) -> FastAPI:
 
     async def setup(runtime: ServiceRuntime) -> None:
         repo = Repository(runtime.pool, runtime.topology)
-        batcher = IngestBatcher(
-            repo.ingest, max_batch=settings.ingest_batch_max, writers=settings.ingest_writers
-        )
-        batcher.start()
-        runtime.resources.push_async_callback(batcher.stop)
         introspector = KeyIntrospector(settings.auth_url, ttl_seconds=settings.auth_cache_seconds)
         runtime.resources.push_async_callback(introspector.close)
-        runtime.extras.update(repo=repo, batcher=batcher, introspector=introspector)
+        runtime.extras.update(repo=repo, introspector=introspector)
         runtime.consumer_queues.extend(
             handlers.register(
-                runtime.broker,
-                runtime.topology,
+                runtime,
                 repo,
-                batcher,
-                runtime.metrics,
                 prefetch=settings.ingest_prefetch,
+                batch_max=settings.ingest_batch_max,
+                writers=settings.ingest_writers,
             )
         )
 

@@ -4,14 +4,12 @@ events keep the item facts exports need (file name, width, height)."""
 from __future__ import annotations
 
 import logging
-from functools import cache
 
-from faststream.rabbit import Channel, RabbitBroker
-from prometheus_client import Counter
+from faststream.rabbit import Channel
 
-from annotation_service.domain import AnnotationError
-from annotation_service.ingest import IngestBatcher
+from annotation_service.ingest import PredictionIngest
 from annotation_service.repository import Repository
+from common.consumer import BatchConsumer
 from common.contracts import (
     ItemCreated,
     ItemDeleted,
@@ -27,8 +25,9 @@ from common.messaging import (
     parse_event,
     raw_body,
 )
-from common.observability import ServiceMetrics, log_context, metric_name
-from common.topology import ANNOTATION, DATASET, MODEL_SERVING, Topology
+from common.observability import log_context
+from common.service import ServiceRuntime
+from common.topology import ANNOTATION, DATASET, MODEL_SERVING
 
 log = logging.getLogger(__name__)
 
@@ -37,55 +36,41 @@ ON_ITEM = "on_item_event"
 ITEM_EVENTS = (ItemCreated, ItemUpdated, ItemMetadataUpdated, ItemDeleted)
 
 
-@cache
-def annotations_stored() -> Counter:
-    """Annotations written from predictions (redeliveries add nothing)."""
-    return Counter(
-        metric_name(ANNOTATION, "annotations_stored_total"),
-        "Model annotations stored from prediction.completed.v1.",
-    )
-
-
 def register(
-    broker: RabbitBroker,
-    topology: Topology,
+    runtime: ServiceRuntime,
     repo: Repository,
-    batcher: IngestBatcher,
-    metrics: ServiceMetrics,
     *,
     prefetch: int,
+    batch_max: int,
+    writers: int,
 ) -> list[str]:
-    """Subscribe the handlers; return their queue names."""
+    """Subscribe the handlers; return their queue names.
+
+    Predictions arrive by the thousand and are stored in batches, so their queue is
+    consumed by a :class:`BatchConsumer`; item events by a FastStream subscriber.
+    """
+    broker, topology, metrics = runtime.broker, runtime.topology, runtime.metrics
     predictions = consumer_queue(
         topology, ANNOTATION, ON_PREDICTION, PredictionCompleted.routing_key
     )
+    runtime.batch_consumers.append(
+        BatchConsumer(
+            amqp_url=runtime.settings.amqp,
+            broker=broker,
+            topology=topology,
+            consumer=ANNOTATION,
+            handler_name=ON_PREDICTION,
+            queue=predictions,
+            exchange=events_exchange(topology, MODEL_SERVING),
+            handler=PredictionIngest(repo.ingest),
+            metrics=metrics,
+            prefetch=prefetch,
+            max_batch=batch_max,
+            writers=writers,
+        )
+    )
     # One queue for every v1 item event: each carries the full item snapshot.
     items = consumer_queue(topology, ANNOTATION, ON_ITEM, "item.*.v1")
-
-    @broker.subscriber(
-        predictions,
-        events_exchange(topology, MODEL_SERVING),
-        decoder=raw_body,
-        retry=True,
-        channel=Channel(prefetch_count=prefetch),
-    )
-    async def on_prediction_completed(body: bytes) -> None:
-        with metrics.handler_seconds.labels(ON_PREDICTION).time():
-            try:
-                event = parse_event(body, PredictionCompleted)
-                with log_context(event.id, event.correlationid):
-                    result = await batcher.submit(event)
-            except (PoisonMessageError, AnnotationError) as exc:
-                reason = exc.message if isinstance(exc, AnnotationError) else str(exc)
-                await dead_letter(broker, topology, ANNOTATION, predictions.name, body, reason)
-                metrics.messages.labels(ON_PREDICTION, "dead_lettered").inc()
-                return
-            except Exception:
-                metrics.messages.labels(ON_PREDICTION, "error").inc()
-                raise
-            annotations_stored().inc(result.stored)
-            duplicate = result.stored == 0 and len(event.data.annotations) > 0
-            metrics.messages.labels(ON_PREDICTION, "duplicate" if duplicate else "ok").inc()
 
     @broker.subscriber(
         items,

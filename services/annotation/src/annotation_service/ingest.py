@@ -1,105 +1,95 @@
-"""Micro-batching of prediction ingestion.
+"""Prediction ingestion: a batch of ``prediction.completed.v1`` bodies, one transaction.
 
-The broker hands the handler up to ``prefetch`` messages at once, each in its own
-task. Instead of one transaction per message, each handler submits its prediction
-here and waits: a single writer stores everything submitted so far in one
-transaction (one multi-row insert for the annotations, one for the outbox), then
-wakes the handlers, which ack. A message is acked only after its rows committed,
-so at-least-once delivery holds; if a batch fails, its predictions are retried one
-by one so a single bad message fails (and is redelivered or dead-lettered) alone.
+:class:`common.consumer.BatchConsumer` hands over the bodies of up to
+``ingest_batch_max`` deliveries at once. Each is parsed and its geometry checked
+first, so a bad message is dead-lettered with its reason without failing the
+others; the rest are stored together (one multi-row insert for the annotations, one
+for the outbox). If that transaction fails, the predictions are stored one by one,
+so a single message that cannot be stored fails (and is redelivered) alone.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from functools import cache
 
+from prometheus_client import Counter
+
+from annotation_service import domain
+from annotation_service.domain import AnnotationError, NewAnnotation
 from annotation_service.repository import IngestResult
+from common.consumer import HANDLED, DeadLetter, Handled, Outcome, Retry
 from common.contracts import PredictionCompleted
 from common.envelope import CloudEvent
+from common.messaging import PoisonMessageError, parse_event
+from common.observability import metric_name
+from common.topology import ANNOTATION
 
 log = logging.getLogger(__name__)
 
-Store = Callable[[Sequence[CloudEvent[PredictionCompleted]]], Awaitable[list[IngestResult]]]
-Pending = tuple[CloudEvent[PredictionCompleted], "asyncio.Future[IngestResult]"]
+Prediction = tuple[CloudEvent[PredictionCompleted], list[NewAnnotation]]
+"""A parsed prediction and the annotation rows it stores."""
+
+Store = Callable[[Sequence[Prediction]], Awaitable[list[IngestResult]]]
+
+DUPLICATE = Handled("duplicate")
 
 
-class IngestBatcher:
-    """Collects predictions from concurrent handlers and stores them in batches."""
+@cache
+def annotations_stored() -> Counter:
+    """Annotations written from predictions (redeliveries add nothing)."""
+    return Counter(
+        metric_name(ANNOTATION, "annotations_stored_total"),
+        "Model annotations stored from prediction.completed.v1.",
+    )
 
-    def __init__(self, store: Store, *, max_batch: int, writers: int = 1) -> None:
+
+class PredictionIngest:
+    """The batch handler of ``annotation.on_prediction_completed``."""
+
+    def __init__(self, store: Store) -> None:
         self._store = store
-        self._max_batch = max_batch
-        self._writers = writers
-        self._pending: list[Pending] = []
-        self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self.batches = 0
 
-    def start(self) -> None:
-        """Start the writer tasks.
+    async def __call__(self, bodies: Sequence[bytes]) -> list[Outcome]:
+        """One outcome per body: handled (ok or duplicate), dead-lettered, or retried."""
+        outcomes: list[Outcome] = [HANDLED] * len(bodies)
+        ready: list[tuple[int, Prediction]] = []
+        for index, body in enumerate(bodies):
+            try:
+                event = parse_event(body, PredictionCompleted)
+                rows = domain.annotations_from_prediction(event.data)
+            except PoisonMessageError as exc:
+                outcomes[index] = DeadLetter(str(exc))
+            except AnnotationError as exc:
+                outcomes[index] = DeadLetter(f"{event.type} {event.id}: {exc.message}")
+            else:
+                ready.append((index, (event, rows)))
+        if ready:
+            await self._store_all(ready, outcomes)
+        return outcomes
 
-        More than one writer lets one batch wait on PostgreSQL while the next is built.
-        """
-        self._tasks = [
-            asyncio.create_task(self._run(), name=f"annotation-ingest-{n}")
-            for n in range(self._writers)
-        ]
-
-    async def stop(self) -> None:
-        """Stop the writers; handlers still waiting fail and their messages are redelivered."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for _, future in self._pending:
-            if not future.done():
-                future.set_exception(ConnectionError("ingest stopped"))
-        self._pending.clear()
-
-    async def submit(self, event: CloudEvent[PredictionCompleted]) -> IngestResult:
-        """Store ``event``'s annotations; returns once they are committed."""
-        if not self._tasks or all(task.done() for task in self._tasks):
-            raise ConnectionError("ingest writer is not running")
-        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, future))
-        self._wake.set()
-        return await future
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
-                await self._flush(batch)
-
-    async def _flush(self, batch: list[Pending]) -> None:
-        self.batches += 1
+    async def _store_all(
+        self, ready: list[tuple[int, Prediction]], outcomes: list[Outcome]
+    ) -> None:
         try:
-            results = await self._store([event for event, _ in batch])
-        except asyncio.CancelledError:
-            raise
+            results = await self._store([prediction for _, prediction in ready])
         except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0][1], exc)
+            if len(ready) == 1:
+                index, (event, _) = ready[0]
+                log.warning(
+                    "storing a prediction failed; it will be redelivered",
+                    extra={"event_id": event.id, "error": f"{type(exc).__name__}: {exc}"},
+                )
+                outcomes[index] = Retry(f"{type(exc).__name__}: {exc}")
                 return
-            log.warning("ingest batch failed; retrying one by one", extra={"size": len(batch)})
-            for pending in batch:
-                await self._flush([pending])
+            log.warning("ingest batch failed; storing one by one", extra={"size": len(ready)})
+            for one in ready:
+                await self._store_all([one], outcomes)
             return
-        for (_, future), result in zip(batch, results, strict=True):
-            _settle(future, result)
-
-
-def _settle(future: asyncio.Future[IngestResult], outcome: IngestResult | Exception) -> None:
-    if future.done():  # the handler was cancelled (broker stopping)
-        return
-    if isinstance(outcome, Exception):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
+        stored = 0
+        for (index, (event, _)), result in zip(ready, results, strict=True):
+            stored += result.stored
+            duplicate = result.stored == 0 and len(event.data.annotations) > 0
+            outcomes[index] = DUPLICATE if duplicate else HANDLED
+        annotations_stored().inc(stored)

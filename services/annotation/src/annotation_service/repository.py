@@ -205,14 +205,16 @@ class Repository:
     # ------------------------------------------------------------------ predictions
 
     async def ingest(
-        self, predictions: Sequence[CloudEvent[PredictionCompleted]]
+        self, batch: Sequence[tuple[CloudEvent[PredictionCompleted], list[NewAnnotation]]]
     ) -> list[IngestResult]:
-        """Store the annotations of several predictions in one transaction.
+        """Store several predictions (each with the rows
+        :func:`domain.annotations_from_prediction` made of it) in one transaction.
 
         Idempotent on (execution id, index): rows already there are skipped, and so
         are their events. Items join the tasks whose rules accept the prediction.
         """
-        rows_per_event = [domain.annotations_from_prediction(p.data) for p in predictions]
+        predictions = [event for event, _ in batch]
+        rows_per_event = [rows for _, rows in batch]
         async with self.pool.acquire() as conn, conn.transaction():
             # Rows, task items and outbox rows go in key order: concurrent writers then take
             # their locks in one order and cannot deadlock on a redelivered duplicate.

@@ -6,4 +6,5 @@ from model_serving_service.settings import Settings
 
 if __name__ == "__main__":
     settings = load_settings(Settings)
-    serve(create_app(settings), settings, "model-serving")
+    # predict-now calls Triton with gRPC's asyncio client, which wants the standard loop.
+    serve(create_app(settings), settings, "model-serving", loop="asyncio")
