@@ -258,15 +258,14 @@ class Repository:
             """INSERT INTO annotations (id, project_id, dataset_id, item_id, type, label,
                    coordinates, confidence, text, source, execution_id, idx, service_id,
                    model_name, model_id, model_version)
-               SELECT id, project_id, dataset_id, item_id, type, label, coordinates::jsonb,
-                   confidence, text, 'model', execution_id, idx, service_id, model_name,
-                   model_id, model_version
+               SELECT id, project_id, dataset_id, item_id, type, label,
+                   $7::jsonb -> (n::int - 1), confidence, text, 'model', execution_id, idx,
+                   service_id, model_name, model_id, model_version
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                   $6::text[], $7::text[], $8::float8[], $9::text[], $10::text[], $11::int[],
-                   $12::text[], $13::text[], $14::text[], $15::text[])
-                   AS t(id, project_id, dataset_id, item_id, type, label, coordinates,
-                        confidence, text, execution_id, idx, service_id, model_name,
-                        model_id, model_version)
+                   $6::text[], $8::float8[], $9::text[], $10::text[], $11::int[],
+                   $12::text[], $13::text[], $14::text[], $15::text[]) WITH ORDINALITY
+                   AS t(id, project_id, dataset_id, item_id, type, label, confidence, text,
+                        execution_id, idx, service_id, model_name, model_id, model_version, n)
                ON CONFLICT (execution_id, idx) WHERE execution_id IS NOT NULL DO NOTHING
                RETURNING id""",
             [r.id for r in rows],
@@ -275,7 +274,9 @@ class Repository:
             [r.item_id for r in rows],
             [r.type for r in rows],
             [r.label for r in rows],
-            [json.dumps(r.coordinates) for r in rows],
+            # One JSON array for the whole batch (row n takes element n): the pool's jsonb
+            # codec encodes it in one call instead of one per row.
+            [r.coordinates for r in rows],
             [r.confidence for r in rows],
             [r.text for r in rows],
             [r.execution_id for r in rows],

@@ -16,13 +16,13 @@ class Settings(BaseServiceSettings, AuthSettingsMixin):
     http_port: int = Field(default=8084, ge=1, le=65535, description="HTTP API port.")
     db_schema: str = Field(default="annotation", description="PostgreSQL schema of this service.")
     ingest_prefetch: int = Field(
-        default=128, ge=1, description="prediction.completed messages one replica holds at once."
+        default=512, ge=1, description="prediction.completed messages one replica holds at once."
     )
     ingest_batch_max: int = Field(
         default=128, ge=1, description="Most predictions stored in one transaction."
     )
     ingest_writers: int = Field(
-        default=2, ge=1, description="Transactions storing predictions at once."
+        default=3, ge=1, description="Transactions storing predictions at once."
     )
     max_page_size: int = Field(default=1000, ge=1, description="Largest page of a list.")
     export_max_items: int = Field(
