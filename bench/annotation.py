@@ -1,8 +1,8 @@
 """Annotation ingestion: annotations/s stored from prediction.completed.v1 vs PostgreSQL.
 
 ``EVENTS`` predictions with ``BOXES`` boxes each are preloaded into the annotation
-service's real queue (RabbitMQ), then the real service (in-process, its own schema and
-topology prefix) consumes them: parse, store idempotently, write one
+service's real queue (RabbitMQ), then the real service (``python -m annotation_service``
+in a subprocess, as deployed, with its own schema and topology prefix) consumes them: parse, store idempotently, write one
 ``annotation.created.v2`` outbox row per prediction, ack (one ack per batch). The
 figure is annotations stored per second, from the start of the first storing transaction
 to the moment every row is visible; how long the relay then needs to publish the last
@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -28,9 +30,10 @@ from annotation_service import domain
 from annotation_service.app import create_app
 from annotation_service.settings import Settings
 from bench import results
+from bench._process import service_process
 from common.contracts import ModelRef, PredictedAnnotation, PredictionCompleted
 from common.envelope import CloudEvent, make_event
-from common.service import runtime_of, tune_gc
+from common.service import runtime_of
 from common.testing.broker import delete_names
 from common.topology import ANNOTATION, DATASET, MODEL_SERVING
 
@@ -204,39 +207,43 @@ async def measure_ingest(
             raise RuntimeError(f"{queue} did not fill up with {len(events)} messages")
         await asyncio.sleep(0.05)
 
-    app = create_app(service_settings)
-    # A service process runs with tune_gc() (common.service.serve); so does this one, which
-    # also keeps the preloaded predictions out of the collector's walks, as a service
-    # process (which never holds them) would.
-    tune_gc()
+    env = {
+        "ANNOTATION_AMQP_URL": settings.amqp_url,
+        "ANNOTATION_DATABASE_URL": settings.test_database_url,
+        "ANNOTATION_DB_SCHEMA": schema,
+        "ANNOTATION_TOPOLOGY_PREFIX": prefix,
+        "ANNOTATION_LOG_LEVEL": "WARNING",
+    }
     conn = await asyncpg.connect(settings.test_database_url)
     try:
-        started = time.time()
-        async with app.router.lifespan_context(app):
-            stop_at = time.monotonic() + STORE_MAX_S
-            while True:
-                stored = await conn.fetchval(f"SELECT count(*) FROM {schema}.annotations")
-                if stored >= expected:
-                    finished = time.time()
-                    break
-                if time.monotonic() > stop_at:
-                    raise RuntimeError(f"only {stored} of {expected} annotations stored in time")
-                await asyncio.sleep(0.02)
-            first_tx: datetime = await conn.fetchval(
-                f"SELECT min(created_at) FROM {schema}.annotations"
-            )
-            batches = runtime_of(app).batch_consumers[0].batches
-            # Not part of the figure: how long the relay takes to publish the last
-            # annotation.created.v2 events once every row is stored.
-            while await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox"):
-                if time.monotonic() > stop_at:
-                    raise RuntimeError("the outbox did not drain in time")
-                await asyncio.sleep(0.02)
-            drained = time.time() - finished
+        with tempfile.TemporaryDirectory(prefix="prelabel-bench-") as tmp:
+            started = time.time()
+            async with service_process(
+                "annotation_service", "ANNOTATION_", env, Path(tmp) / "annotation.log"
+            ):
+                stop_at = time.monotonic() + STORE_MAX_S
+                while True:
+                    stored = await conn.fetchval(f"SELECT count(*) FROM {schema}.annotations")
+                    if stored >= expected:
+                        finished = time.time()
+                        break
+                    if time.monotonic() > stop_at:
+                        raise RuntimeError(f"only {stored} of {expected} annotations stored")
+                    await asyncio.sleep(0.02)
+                first_tx: datetime = await conn.fetchval(
+                    f"SELECT min(created_at) FROM {schema}.annotations"
+                )
+                # Not part of the figure: how long the relay takes to publish the last
+                # annotation.created.v2 events once every row is stored.
+                while await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox"):
+                    if time.monotonic() > stop_at:
+                        raise RuntimeError("the outbox did not drain in time")
+                    await asyncio.sleep(0.02)
+                drained = time.time() - finished
     finally:
         await conn.close()
     print(
-        f"{INGEST}: {expected} annotations from {len(events)} events in {batches} transactions; "
+        f"{INGEST}: {expected} annotations from {len(events)} events; "
         f"outbox drained {drained:.2f} s after the last row"
     )
     return expected, finished - first_tx.timestamp(), finished - started

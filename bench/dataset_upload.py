@@ -20,16 +20,12 @@ Everything it made is removed again (schema, objects, bucket, queues).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
-import os
 import random
-import socket
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +35,7 @@ from PIL import Image
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bench import results
+from bench._process import service_process
 from common.s3 import delete_bucket, ensure_bucket, s3_client
 from common.testing.broker import delete_names
 from common.topology import DATASET, Topology
@@ -57,7 +54,6 @@ CONCURRENCY = 8
 TARGET_RATIO = 0.5
 UNIT = "items/s"
 ADMIN_KEY = "bench-admin-key"
-STARTUP_TIMEOUT_S = 60.0
 
 RAW = "dataset.s3_put_raw"
 HTTP = "dataset.upload_http"
@@ -97,56 +93,6 @@ def write_files(folder: Path, count: int, seed: int) -> list[LocalFile]:
         path.write_bytes(jpeg_of_size(seed * 1_000_003 + index))
         files.append(LocalFile(path, f"/{folder.name}", path.stat().st_size))
     return files
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.asynccontextmanager
-async def dataset_service(env: dict[str, str], log: Path) -> AsyncIterator[str]:
-    """Run ``python -m dataset_service`` until the block ends; yield its URL once ready."""
-    port = _free_port()
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "dataset_service",
-            env={**os.environ, **env, "DATASET_HTTP_PORT": str(port)},
-            stdout=out,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        async with httpx.AsyncClient(base_url=url, timeout=2.0) as http:
-            while True:
-                if process.returncode is not None:
-                    raise RuntimeError(f"dataset service exited: {await _tail(log)}")
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                if time.monotonic() >= deadline:
-                    raise RuntimeError(f"dataset service not ready: {await _tail(log)}")
-                await asyncio.sleep(0.1)
-        yield url
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                async with asyncio.timeout(30):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
-async def _tail(log: Path) -> str:
-    text = await asyncio.to_thread(log.read_text, errors="replace")
-    return text[-2000:]
 
 
 async def _new_project_key(url: str) -> str:
@@ -229,7 +175,9 @@ async def run() -> None:
         async with s3_client(*s3_args, max_pool_connections=CONCURRENCY * 2) as s3:
             await ensure_bucket(s3, bucket)
             try:
-                async with dataset_service(env, root / "dataset.log") as url:
+                async with service_process(
+                    "dataset_service", "DATASET_", env, root / "dataset.log"
+                ) as url:
                     api_key = await _new_project_key(url)
                     async with (
                         PrelabelClient(url, api_key, max_connections=CONCURRENCY * 2) as client,
