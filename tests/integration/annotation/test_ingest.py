@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import aio_pika
 from prometheus_client import REGISTRY
 
+from annotation_service.domain import NewAnnotation, annotations_from_prediction
+from annotation_service.repository import Repository
+from common.envelope import CloudEvent
 from common.testing.broker import publish_raw
 from common.testing.waits import wait_until
 from common.topology import DEAD_LETTER_REASON_HEADER
@@ -127,3 +131,43 @@ async def test_poison_predictions_go_to_the_dead_letter_queue_with_a_reason(
     assert any("not JSON" in r for r in reasons)
     assert any("annotation 0" in r and "box" in r for r in reasons)
     assert await svc.count("SELECT count(*) FROM annotations") == 0
+
+
+async def test_one_batch_with_duplicates_and_a_stored_prediction_stores_each_once(
+    annotation_service: AnnotationService,
+) -> None:
+    svc = annotation_service
+    repo: Repository = svc.runtime.extras["repo"]
+    old = prediction(svc.project_id, "ds_1", "item_old", boxes(2))
+    new = prediction(svc.project_id, "ds_1", "item_new", boxes(3))
+    other = prediction(svc.project_id, "ds_1", "item_other", [*boxes(1), *boxes(1, label="dog", offset=50)])
+    empty = prediction(svc.project_id, "ds_1", "item_empty", [])
+
+    def parsed(event: CloudEvent[Any]) -> tuple[CloudEvent[Any], list[NewAnnotation]]:
+        return event, annotations_from_prediction(event.data)
+
+    await repo.ingest([parsed(old)])
+    results = await repo.ingest([parsed(e) for e in (old, new, new, other, empty)])
+
+    assert [r.stored for r in results] == [0, 3, 0, 2, 0]
+    rows = await svc.runtime.pool.fetch(
+        "SELECT item_id, idx, label, coordinates FROM annotations ORDER BY item_id, idx"
+    )
+    assert [(r["item_id"], r["idx"]) for r in rows] == [
+        ("item_new", 0),
+        ("item_new", 1),
+        ("item_new", 2),
+        ("item_old", 0),
+        ("item_old", 1),
+        ("item_other", 0),
+        ("item_other", 1),
+    ]
+    other_rows = [r for r in rows if r["item_id"] == "item_other"]
+    assert [r["label"] for r in other_rows] == ["cat", "dog"]
+    assert [r["coordinates"] for r in other_rows] == [
+        a.coordinates for a in annotations_from_prediction(other.data)
+    ]
+    created = await svc.events.wait_for(3, routing_key="annotation.created.v2")
+    announced = {m.body["data"]["item_id"]: m.body["data"]["annotations"] for m in created}
+    assert sorted(announced) == ["item_new", "item_old", "item_other"]
+    assert [a["label"] for a in announced["item_other"]] == ["cat", "dog"]
