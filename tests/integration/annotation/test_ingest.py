@@ -140,7 +140,9 @@ async def test_one_batch_with_duplicates_and_a_stored_prediction_stores_each_onc
     repo: Repository = svc.runtime.extras["repo"]
     old = prediction(svc.project_id, "ds_1", "item_old", boxes(2))
     new = prediction(svc.project_id, "ds_1", "item_new", boxes(3))
-    other = prediction(svc.project_id, "ds_1", "item_other", [*boxes(1), *boxes(1, label="dog", offset=50)])
+    other = prediction(
+        svc.project_id, "ds_1", "item_other", [*boxes(1), *boxes(1, label="dog", offset=50)]
+    )
     empty = prediction(svc.project_id, "ds_1", "item_empty", [])
 
     def parsed(event: CloudEvent[Any]) -> tuple[CloudEvent[Any], list[NewAnnotation]]:
