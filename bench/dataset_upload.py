@@ -47,7 +47,7 @@ from prelabel_client.uploader import Uploader
 ORDER = 40
 TIMEOUT_S = 300.0
 
-FILES = 300
+FILES = 1000
 FILE_KB = 50
 WARMUP_FILES = 10
 CONCURRENCY = 8

@@ -251,6 +251,28 @@ async def enqueue(
     )
 
 
+NOTIFY_RELAY = "pg_notify('outbox_' || current_schema(), '')"
+"""SQL expression that wakes the relay when the transaction commits."""
+
+
+def outbox_insert(source: str, first_param: int) -> str:
+    """SQL of an ``INSERT INTO outbox`` writing one event per row of ``source`` (a CTE),
+    for a change and its event in one statement (one round trip, atomic on its own).
+
+    Takes four parameters from ``$first_param`` on, in the order of :func:`outbox_args`.
+    Select :data:`NOTIFY_RELAY` in the statement's final ``SELECT`` to wake the relay.
+    """
+    n = first_param
+    return f"""INSERT INTO outbox (event_id, exchange, exchange_type, routing_key, body, headers)
+               SELECT ${n}, ${n + 1}, 'topic', ${n + 2}, ${n + 3}, '{{}}'::jsonb FROM {source}
+               ON CONFLICT (event_id) DO NOTHING"""
+
+
+def outbox_args(event: OutboxEvent, exchange: str) -> tuple[str, str, str, bytes]:
+    """The parameters :func:`outbox_insert` takes for ``event`` on a topic ``exchange``."""
+    return event.id, exchange, event.routing_key, event.to_json_bytes()
+
+
 class OutboxEvent(Protocol):
     """What :func:`enqueue_many` needs of an event: a :class:`CloudEvent`, or an envelope
     a hot path already serialised (its id, routing key and JSON bytes)."""
@@ -327,11 +349,13 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         poll_seconds: float = 0.5,
+        linger_seconds: float = 0.002,
     ) -> None:
         self._pool = pool
         self._amqp_url = amqp_url
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
+        self._linger_seconds = linger_seconds
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -387,6 +411,9 @@ class OutboxRelay:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+                    # Woken by a commit: let the commits close behind it land too, so a
+                    # busy service relays in batches rather than a round per event.
+                    await asyncio.sleep(self._linger_seconds)
 
     async def _exchange(self, name: str, kind: str) -> AbstractExchange:
         exchange = self._exchanges.get(name)

@@ -205,7 +205,6 @@ async def upload_item(
     request: Request,
     dataset_id: str,
     project: Project_,
-    repository: Repo,
     items: Store,
     file: Annotated[UploadFile, File(description="The item's bytes.")],
     dir: Annotated[str, Form(description="Remote directory, e.g. /batch1.")] = "/",
@@ -216,7 +215,8 @@ async def upload_item(
     ] = None,
 ) -> ItemSnapshot:
     """Upload one file into a dataset (multipart)."""
-    await repository.dataset_exists(project, dataset_id)
+    # No dataset check up front: the insert checks it in the same statement, and a
+    # refused upload removes the blob it wrote (see ItemStore.add_item).
     limit = settings_of(request).max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:

@@ -8,7 +8,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -24,7 +24,7 @@ from common.contracts import (
 )
 from common.dql import Node, SortKey
 from common.envelope import make_event
-from common.messaging import enqueue
+from common.messaging import NOTIFY_RELAY, enqueue, outbox_args, outbox_insert
 from common.topology import DATASET, Topology
 from dataset_service.domain import ConflictError, NotFoundError, join_filename
 from dataset_service.dql_sql import compile_filter, compile_order_by
@@ -218,39 +218,59 @@ class Repository:
     ) -> tuple[ItemSnapshot, bool]:
         """Insert an item and its ``item.created.v1``; ``(item, created)``.
 
-        Idempotent on ``origin_id``: a repeated upload request or ingest command
-        returns the item it created the first time, with ``created=False``.
+        One statement (one round trip, atomic on its own): the row, its outbox event and
+        the relay's wake-up. The snapshot the event carries is built here, so the row
+        takes its id and timestamps from it. Idempotent on ``origin_id``: a repeated
+        upload request or ingest command returns the item it created the first time,
+        with ``created=False``.
         """
-        async with self.pool.acquire() as conn, conn.transaction():
-            try:
-                row = await conn.fetchrow(
-                    f"""INSERT INTO items (id, project_id, dataset_id, name, filename, dir, metadata,
-                                           origin_id)
-                        SELECT $1, $2, $3, $4, $5, $6, $7, $8
+        now = datetime.now(UTC)
+        item = ItemSnapshot(
+            id=new_id("itm"),
+            project_id=project_id,
+            dataset_id=dataset_id,
+            name=name,
+            filename=filename,
+            dir=directory,
+            type="file",
+            hidden=False,
+            created_at=now,
+            updated_at=now,
+            metadata=metadata,
+        )
+        event = make_event(ItemCreated(item=item), source=SOURCE, subject=item.id)
+        try:
+            inserted = await self.pool.fetchrow(
+                f"""WITH item AS (
+                        INSERT INTO items (id, project_id, dataset_id, name, filename, dir,
+                                           metadata, origin_id, created_at, updated_at)
+                        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $9
                         WHERE EXISTS (SELECT 1 FROM datasets WHERE id = $3 AND project_id = $2)
                         ON CONFLICT (origin_id) DO NOTHING
-                        RETURNING {ITEM_COLUMNS}""",
-                    new_id("itm"),
-                    project_id,
-                    dataset_id,
-                    name,
-                    filename,
-                    directory,
-                    metadata,
-                    origin_id,
-                )
-            except asyncpg.UniqueViolationError as exc:
-                raise ConflictError(f"an item {filename!r} already exists in this dataset") from exc
-            if row is None:
-                existing = await conn.fetchrow(
-                    f"SELECT {ITEM_COLUMNS} FROM items WHERE origin_id = $1", origin_id
-                )
-                if existing is None:
-                    raise NotFoundError(f"dataset {dataset_id} not found")
-                return _item(existing), False
-            item = _item(row)
-            await self._publish(conn, ItemCreated(item=item), item.id)
-        return item, True
+                        RETURNING id),
+                    event AS ({outbox_insert("item", 10)})
+                    SELECT id, {NOTIFY_RELAY} FROM item""",
+                item.id,
+                project_id,
+                dataset_id,
+                name,
+                filename,
+                directory,
+                metadata,
+                origin_id,
+                now,
+                *outbox_args(event, self.topology.events_exchange(DATASET)),
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise ConflictError(f"an item {filename!r} already exists in this dataset") from exc
+        if inserted is not None:
+            return item, True
+        existing = await self.pool.fetchrow(
+            f"SELECT {ITEM_COLUMNS} FROM items WHERE origin_id = $1", origin_id
+        )
+        if existing is None:
+            raise NotFoundError(f"dataset {dataset_id} not found")
+        return _item(existing), False
 
     async def get_item(self, project_id: str, item_id: str) -> ItemSnapshot:
         row = await self.pool.fetchrow(
