@@ -17,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError as BotoClientError
 from botocore.exceptions import EndpointConnectionError
 
+from common.blobs import BlobReadError
 from prelabel_client.client import PrelabelClient
 from prelabel_client.errors import ApiError
 from prelabel_client.plan import LocalFile
@@ -264,3 +265,13 @@ async def test_uploader_retries_with_one_idempotency_key_and_reports_4xx(tmp_pat
         (bad, "HTTP 415: content type application/zip is not supported")
     ]
     assert summary.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"),
+    [(None, True), (500, True), (503, True), (429, True), (403, False), (400, False)],
+)
+def test_blob_put_failures_are_retried_only_when_s3_may_answer_differently(
+    status: int | None, transient: bool
+) -> None:
+    assert is_transient(BlobReadError("S3 PUT blobs/x", status)) is transient

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from prelabel_client.errors import ApiError, ClientError
 from prelabel_client.models import Dataset, Item, ItemPage
@@ -40,14 +41,15 @@ class PrelabelClient:
     ) -> None:
         if not api_key:
             raise ClientError("an API key is required (PRELABEL_API_KEY)")
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
+            limits=limits,
+            transport=transport or AiohttpTransport(limits=limits),
         )
 
     async def __aenter__(self) -> Self:

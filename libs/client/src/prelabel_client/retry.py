@@ -20,6 +20,7 @@ import aiormq.exceptions as amqp_errors
 import botocore.exceptions as boto_errors
 import httpx
 
+from common.blobs import BlobReadError
 from prelabel_client.errors import ApiError
 
 T = TypeVar("T")
@@ -51,6 +52,8 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, amqp_errors.DeliveryError | amqp_errors.ChannelInvalidStateError):
         return True  # a nack, or a channel being restored after a dropped connection
+    if isinstance(exc, BlobReadError):
+        return exc.transient
     if isinstance(exc, boto_errors.ClientError):
         error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0

@@ -29,6 +29,16 @@ class BlobMissingError(Exception):
 class BlobReadError(Exception):
     """S3 answered with an error other than "no such key", or did not answer."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """S3's HTTP status; ``None`` when it did not answer (connection error, timeout)."""
+
+    @property
+    def transient(self) -> bool:
+        """Whether another attempt may succeed (no answer, 5xx, or throttled)."""
+        return self.status is None or self.status >= 500 or self.status == 429
+
 
 def blob_store(settings: S3SettingsMixin, max_connections: int = 64) -> BlobStore:
     """A store for the bucket of an S3 settings mixin."""
@@ -89,7 +99,7 @@ class BlobStore:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BlobReadError(f"S3 PUT {key}: {type(exc).__name__}: {exc}") from exc
         if status != 200:
-            raise BlobReadError(f"S3 PUT {key} answered {status}: {answer[:200]!r}")
+            raise BlobReadError(f"S3 PUT {key} answered {status}: {answer[:200]!r}", status)
 
     async def get(self, key: str) -> bytes:
         """The object's bytes; :class:`BlobMissingError` or :class:`BlobReadError`."""
@@ -104,4 +114,4 @@ class BlobStore:
             return body
         if status == 404:
             raise BlobMissingError(key)
-        raise BlobReadError(f"S3 GET {key} answered {status}: {body[:200]!r}")
+        raise BlobReadError(f"S3 GET {key} answered {status}: {body[:200]!r}", status)
