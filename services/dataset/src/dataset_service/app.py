@@ -29,11 +29,10 @@ def create_app(settings: Settings) -> FastAPI:
         store = ItemStore(repo, s3, blobs, settings.s3_bucket, settings.max_upload_bytes)
         runtime.extras.update(s3=s3, repo=repo, store=store)
         queue = handlers.register(
-            runtime.broker,
-            runtime.topology,
+            runtime,
             store,
-            runtime.metrics,
             prefetch=settings.ingest_prefetch,
+            batch_max=settings.ingest_batch_max,
         )
         runtime.consumer_queues.append(queue)
 

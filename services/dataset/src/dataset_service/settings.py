@@ -26,5 +26,8 @@ class Settings(BaseServiceSettings, S3SettingsMixin):
     max_page_size: int = Field(default=1000, ge=1, description="Largest page of an item list.")
     dql_max_depth: int = Field(default=10, ge=1, description="Deepest nesting a filter may use.")
     ingest_prefetch: int = Field(
-        default=32, ge=1, description="Ingest commands one replica handles at once."
+        default=128, ge=1, description="Ingest commands one replica holds at once."
+    )
+    ingest_batch_max: int = Field(
+        default=32, ge=1, description="Most ingest commands registered (concurrently) as one batch."
     )
