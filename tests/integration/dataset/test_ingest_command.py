@@ -114,3 +114,34 @@ async def test_bad_ingest_commands_are_dead_lettered_with_the_reason(
     assert "not found" in reasons[bad[3]]
     assert "dataset ds_missing not found" in reasons[bad[4]]
     assert await _items(svc, ds) == []
+
+
+async def test_a_command_for_a_dataset_deleted_since_the_last_one_is_dead_lettered(
+    dataset_service: DatasetService, bucket_client: Any, amqp_url: str
+) -> None:
+    svc = dataset_service
+    ds = await svc.create_dataset()
+    data = png_bytes(5, 5)
+    key = blob_key(hashlib.sha256(data).hexdigest())
+    await bucket_client.put_object(Bucket=svc.settings.s3_bucket, Key=key, Body=data)
+
+    def command(name: str) -> bytes:
+        return make_event(
+            IngestItem(dataset_id=ds, s3_key=key, name=name), source="/t"
+        ).to_json_bytes()
+
+    await publish_raw(amqp_url, _commands(svc), "ingest_item.v1", command("first.png"))
+    await svc.events.wait_for(1, routing_key="item.created.v1")  # the service knows ds now
+    deleted = await svc.http.delete(f"/datasets/{ds}", headers=svc.auth())
+    assert deleted.status_code == 204
+    # Deleting the dataset removed its now unused blob; the client puts it again.
+    await bucket_client.put_object(Bucket=svc.settings.s3_bucket, Key=key, Body=data)
+    late = command("late.png")
+    await publish_raw(amqp_url, _commands(svc), "ingest_item.v1", late)
+
+    queue = svc.runtime.topology.queue(DATASET, "on_ingest_item") + ".dlq"
+    letters = await _dead_letters(amqp_url, queue, 1)
+
+    assert letters[0].body == late
+    assert f"dataset {ds} not found" in str(letters[0].headers[DEAD_LETTER_REASON_HEADER])
+    assert await svc.runtime.pool.fetchval("SELECT count(*) FROM items") == 0

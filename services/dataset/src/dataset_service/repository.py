@@ -34,6 +34,15 @@ KEY_CACHE_SECONDS = 30.0
 ITEM_COLUMNS = "id, project_id, dataset_id, name, filename, dir, type, hidden, created_at, updated_at, metadata"
 
 
+DATASET_CACHE_SIZE = 10_000
+"""Datasets whose project ``dataset_project`` remembers (forgotten all at once when full)."""
+
+
+def str_or_none(value: object) -> str | None:
+    """A database value that is text or NULL."""
+    return None if value is None else str(value)
+
+
 def new_id(prefix: str) -> str:
     """A new entity id, e.g. ``ds_3f2a...``."""
     return f"{prefix}_{uuid.uuid4().hex}"
@@ -85,6 +94,8 @@ class Repository:
     topology: Topology
     key_cache: dict[str, tuple[float, str]] = field(default_factory=dict)
     """Known API keys (hash -> expiry, project); unknown keys are never cached."""
+    dataset_projects: dict[str, str] = field(default_factory=dict)
+    """dataset id -> project id, of datasets seen by ingest commands."""
 
     # ------------------------------------------------------------------ projects, keys
 
@@ -171,10 +182,21 @@ class Repository:
         return Dataset(**dict(row))
 
     async def dataset_project(self, dataset_id: str) -> str | None:
-        """The project of a dataset, for commands that arrive without a key."""
-        project: str | None = await self.pool.fetchval(
-            "SELECT project_id FROM datasets WHERE id = $1", dataset_id
+        """The project of a dataset, for commands that arrive without a key.
+
+        Remembered: a dataset never changes project, and a command for a dataset deleted
+        since still fails, at the insert (which checks the dataset in its statement).
+        """
+        project = self.dataset_projects.get(dataset_id)
+        if project is not None:
+            return project
+        project = str_or_none(
+            await self.pool.fetchval("SELECT project_id FROM datasets WHERE id = $1", dataset_id)
         )
+        if project is not None:
+            if len(self.dataset_projects) >= DATASET_CACHE_SIZE:
+                self.dataset_projects.clear()
+            self.dataset_projects[dataset_id] = project
         return project
 
     async def delete_dataset(self, project_id: str, dataset_id: str) -> list[ItemSnapshot]:
