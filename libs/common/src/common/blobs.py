@@ -12,14 +12,20 @@ the aiobotocore client of ``common.s3``.
 
 from __future__ import annotations
 
+import base64
+import zlib
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import Credentials
 
 from common.settings import S3SettingsMixin
+
+
+_UNSIGNED_PAYLOAD = Config(s3={"payload_signing_enabled": False})
 
 
 class BlobMissingError(Exception):
@@ -86,12 +92,22 @@ class BlobStore:
     ) -> tuple[str, dict[str, str]]:
         url = f"{self._base}{self._prefix}/{quote(self._bucket)}/{quote(key, safe='/-_.~')}"
         request = AWSRequest(method=method, url=url, data=body, headers=headers or {})
+        request.context["client_config"] = _UNSIGNED_PAYLOAD
         self._signer.add_auth(request)
         return url, dict(request.headers.items())
 
     async def put(self, key: str, body: bytes, content_type: str) -> None:
-        """Write the object; :class:`BlobReadError` when S3 refuses or does not answer."""
-        url, headers = self._signed("PUT", key, body, {"Content-Type": content_type})
+        """Write the object; :class:`BlobReadError` when S3 refuses or does not answer.
+
+        The body is not part of the signature (``UNSIGNED-PAYLOAD``); its CRC32 travels
+        in ``x-amz-checksum-crc32``, which is signed, and S3 refuses the object if the
+        bytes it received do not match. That is the integrity check S3 SDKs use by
+        default; a signed payload would make S3 hash every byte with SHA-256 as well.
+        """
+        crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+        url, headers = self._signed(
+            "PUT", key, body, {"Content-Type": content_type, "x-amz-checksum-crc32": crc}
+        )
         try:
             async with self._session.put(url, data=body, headers=headers) as response:
                 status = response.status
