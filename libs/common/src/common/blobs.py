@@ -24,7 +24,6 @@ from botocore.credentials import Credentials
 
 from common.settings import S3SettingsMixin
 
-
 _UNSIGNED_PAYLOAD = Config(s3={"payload_signing_enabled": False})
 
 
