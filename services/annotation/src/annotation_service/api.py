@@ -27,7 +27,7 @@ from common.service import runtime_of
 router = APIRouter()
 
 
-def repo(request: Request) -> Repository:
+async def repo(request: Request) -> Repository:
     """The service's repository."""
     repository: Repository = runtime_of(request.app).extras["repo"]
     return repository

@@ -24,7 +24,7 @@ router = APIRouter()
 MAX_USAGE_DAYS = 366
 
 
-def repo(request: Request) -> Repository:
+async def repo(request: Request) -> Repository:
     """The service's repository."""
     repository: Repository = runtime_of(request.app).extras["repo"]
     return repository

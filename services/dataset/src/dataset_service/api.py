@@ -43,13 +43,13 @@ from dataset_service.usecases import ItemStore
 router = APIRouter()
 
 
-def repo(request: Request) -> Repository:
+async def repo(request: Request) -> Repository:
     """The service's repository."""
     repository: Repository = runtime_of(request.app).extras["repo"]
     return repository
 
 
-def store(request: Request) -> ItemStore:
+async def store(request: Request) -> ItemStore:
     """The service's item store."""
     item_store: ItemStore = runtime_of(request.app).extras["store"]
     return item_store
@@ -65,13 +65,13 @@ async def project_id(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> str:
     """The project of the caller's API key."""
-    project = await repo(request).project_for_key(bearer_token(authorization))
+    project = await (await repo(request)).project_for_key(bearer_token(authorization))
     if project is None:
         raise HTTPException(401, "invalid API key")
     return project
 
 
-def admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+async def admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
     """Only the admin key (from settings) passes."""
     expected = settings_of(request).admin_key
     if expected is None:

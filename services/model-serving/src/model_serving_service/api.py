@@ -38,7 +38,7 @@ def _introspector(request: Request) -> KeyIntrospector:
     return introspector
 
 
-def _usecases(request: Request) -> ModelServing:
+async def _usecases(request: Request) -> ModelServing:
     usecases: ModelServing = runtime_of(request.app).extras["usecases"]
     return usecases
 

@@ -37,7 +37,7 @@ from trigger_router_service.settings import Settings
 router = APIRouter()
 
 
-def repo(request: Request) -> Repository:
+async def repo(request: Request) -> Repository:
     """The service's repository."""
     repository: Repository = runtime_of(request.app).extras["repo"]
     return repository
@@ -185,7 +185,7 @@ def validate_filter(filter_: dict[str, Any], *, max_depth: int) -> None:
     compile_filter(filter_, max_depth=max_depth)
 
 
-def execution_filter(
+async def execution_filter(
     service_id: str | None = None,
     trigger_id: str | None = None,
     status: Annotated[list[ExecutionStatus] | None, Query()] = None,
