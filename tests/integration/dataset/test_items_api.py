@@ -117,6 +117,23 @@ async def test_bad_uploads_get_clear_errors_and_leave_nothing_behind(
         "metadata list": (await svc.upload(ds, png_bytes(), "m.png", metadata="[1, 2]"), 400),
         "metadata not json": (await svc.upload(ds, png_bytes(), "n.png", metadata="{oops"), 400),
         "broken image": (await svc.upload(ds, b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "x.png"), 400),
+        "no file field": (
+            await svc.http.post(
+                f"/datasets/{ds}/items",
+                data={"dir": "/a"},
+                files={"other": ("a.png", png_bytes())},
+                headers=svc.auth(),
+            ),
+            400,
+        ),
+        "dir sent as a file": (
+            await svc.http.post(
+                f"/datasets/{ds}/items",
+                files={"file": ("a.png", png_bytes()), "dir": ("d", b"/a")},
+                headers=svc.auth(),
+            ),
+            400,
+        ),
     }
 
     for label, (response, status) in cases.items():
@@ -124,6 +141,8 @@ async def test_bad_uploads_get_clear_errors_and_leave_nothing_behind(
         assert response.json()["detail"], label
     assert "image/png" in cases["unsupported"][0].json()["detail"]
     assert "limit" in cases["oversized"][0].json()["detail"]
+    assert "'file'" in cases["no file field"][0].json()["detail"]
+    assert "'dir'" in cases["dir sent as a file"][0].json()["detail"]
     listed = await svc.http.get(f"/datasets/{ds}/items", headers=svc.auth())
     assert listed.json()["total_count"] == 0
     assert await _bucket_keys(bucket_client, svc.settings.s3_bucket) == []
