@@ -265,7 +265,7 @@ async def upload_item(
     # up front either: the insert checks it in the same statement, and a refused
     # upload removes the blob it wrote (see ItemStore.add_item).
     limit = settings_of(request).max_upload_bytes
-    async with request.form(max_files=1, max_fields=8) as form:
+    async with request.form(max_files=2, max_fields=8) as form:
         file = form.get("file")
         if not isinstance(file, StarletteUploadFile):
             raise DatasetError("the multipart field 'file' with the item's bytes is required")
