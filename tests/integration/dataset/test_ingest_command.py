@@ -13,6 +13,8 @@ from common.s3 import blob_key
 from common.testing.broker import publish_raw
 from common.testing.waits import wait_until
 from common.topology import DATASET, DEAD_LETTER_REASON_HEADER
+from dataset_service.domain import ConflictError, NotFoundError
+from dataset_service.usecases import IngestRequest, ItemStore
 from tests.integration.dataset.conftest import DatasetService, png_bytes
 
 
@@ -145,3 +147,53 @@ async def test_a_command_for_a_dataset_deleted_since_the_last_one_is_dead_letter
     assert letters[0].body == late
     assert f"dataset {ds} not found" in str(letters[0].headers[DEAD_LETTER_REASON_HEADER])
     assert await svc.runtime.pool.fetchval("SELECT count(*) FROM items") == 0
+
+
+async def test_a_batch_registers_each_command_once_and_fails_only_the_bad_ones(
+    dataset_service: DatasetService, bucket_client: Any
+) -> None:
+    svc = dataset_service
+    store: ItemStore = svc.runtime.extras["store"]
+    ds = await svc.create_dataset()
+    data = png_bytes(6, 3)
+    key = blob_key(hashlib.sha256(data).hexdigest())
+    await bucket_client.put_object(Bucket=svc.settings.s3_bucket, Key=key, Body=data)
+
+    def request(origin: str, name: str = "a.png", **changes: str) -> IngestRequest:
+        fields: dict[str, Any] = {
+            "dataset_id": ds,
+            "s3_key": key,
+            "name": name,
+            "directory": "/batch",
+            "user_metadata": {},
+            "origin_id": origin,
+        }
+        return IngestRequest(**{**fields, **changes})
+
+    results = await store.ingest_many(
+        [
+            request("ingest:1"),
+            request("ingest:1"),  # the same command delivered twice
+            request("ingest:2"),  # another command for the same path
+            request("ingest:3", "b.png", s3_key="blobs/missing"),
+            request("ingest:4", "c.png", dataset_id="ds_missing"),
+            request("ingest:5", "d.png"),
+        ]
+    )
+
+    first, again, clash, no_blob, no_dataset, other = results
+    assert isinstance(first, tuple)
+    assert first[1] is True
+    assert isinstance(again, tuple)
+    assert (again[0].id, again[1]) == (first[0].id, False)
+    assert isinstance(clash, ConflictError)
+    assert isinstance(no_blob, NotFoundError)
+    assert "blobs/missing" in no_blob.message
+    assert isinstance(no_dataset, NotFoundError)
+    assert "ds_missing" in no_dataset.message
+    assert isinstance(other, tuple)
+    assert other[1] is True
+    names = sorted(i["name"] for i in await _items(svc, ds))
+    assert names == ["a.png", "d.png"]
+    created = await svc.events.wait_for(2, routing_key="item.created.v1")
+    assert sorted(m.body["data"]["item"]["name"] for m in created) == ["a.png", "d.png"]

@@ -255,22 +255,21 @@ NOTIFY_RELAY = "pg_notify('outbox_' || current_schema(), '')"
 """SQL expression that wakes the relay when the transaction commits."""
 
 
-def outbox_insert(source: str, first_param: int) -> str:
-    """SQL of an ``INSERT INTO outbox`` writing one event per row of ``source`` (a CTE),
-    for a change and its event in one statement (one round trip, atomic on its own).
+def outbox_insert(
+    source: str, *, event_id: str, exchange: str, routing_key: str, body: str
+) -> str:
+    """SQL of an ``INSERT INTO outbox`` writing one event per row of ``source`` (a CTE
+    or a join), for changes and their events in one statement (one round trip, atomic
+    on its own).
 
-    Takes four parameters from ``$first_param`` on, in the order of :func:`outbox_args`.
-    Select :data:`NOTIFY_RELAY` in the statement's final ``SELECT`` to wake the relay.
+    ``event_id``, ``exchange``, ``routing_key`` and ``body`` are SQL expressions:
+    parameters, or columns of ``source``. Select :data:`NOTIFY_RELAY` in the
+    statement's final ``SELECT`` to wake the relay.
     """
-    n = first_param
     return f"""INSERT INTO outbox (event_id, exchange, exchange_type, routing_key, body, headers)
-               SELECT ${n}, ${n + 1}, 'topic', ${n + 2}, ${n + 3}, '{{}}'::jsonb FROM {source}
+               SELECT {event_id}, {exchange}, 'topic', {routing_key}, {body}, '{{}}'::jsonb
+               FROM {source}
                ON CONFLICT (event_id) DO NOTHING"""
-
-
-def outbox_args(event: OutboxEvent, exchange: str) -> tuple[str, str, str, bytes]:
-    """The parameters :func:`outbox_insert` takes for ``event`` on a topic ``exchange``."""
-    return event.id, exchange, event.routing_key, event.to_json_bytes()
 
 
 class OutboxEvent(Protocol):

@@ -1,25 +1,23 @@
 """Broker handlers of the dataset service: ``ingest_item.v1`` from upload clients.
 
 Upload clients send ingest commands by the hundred a second, so their queue is consumed
-by a :class:`common.consumer.BatchConsumer`: the commands of a batch are registered
-concurrently (each reads its blob, checks it and inserts its item and event in one
-statement) and acknowledged together.
+by a :class:`common.consumer.BatchConsumer`: the blobs of a batch are read and checked
+concurrently, their items and events inserted in one statement, and the commands
+acknowledged together.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
 from common.consumer import HANDLED, BatchConsumer, DeadLetter, Handled, Outcome, Retry
 from common.contracts import IngestItem
 from common.messaging import PoisonMessageError, commands_exchange, consumer_queue, parse_event
-from common.observability import log_context
 from common.service import ServiceRuntime
 from common.topology import DATASET
 from dataset_service.domain import DatasetError, parse_user_metadata
-from dataset_service.usecases import ItemStore
+from dataset_service.usecases import IngestRequest, ItemStore
 
 log = logging.getLogger(__name__)
 
@@ -35,29 +33,42 @@ class IngestCommands:
 
     async def __call__(self, bodies: Sequence[bytes]) -> list[Outcome]:
         """One outcome per command: registered (ok or duplicate), dead-lettered, retried."""
-        return list(await asyncio.gather(*(self._one(body) for body in bodies)))
-
-    async def _one(self, body: bytes) -> Outcome:
-        try:
-            event = parse_event(body, IngestItem)
-            with log_context(event.id, event.correlationid):
+        outcomes: list[Outcome] = [HANDLED] * len(bodies)
+        requests: list[tuple[int, IngestRequest]] = []
+        for index, body in enumerate(bodies):
+            try:
+                event = parse_event(body, IngestItem)
                 command = event.data
-                _, created = await self._store.ingest(
-                    dataset_id=command.dataset_id,
-                    s3_key=command.s3_key,
-                    name=command.name,
-                    directory=command.dir,
-                    user_metadata=parse_user_metadata(command.metadata),
-                    origin_id=f"ingest:{event.id}",
+                requests.append(
+                    (
+                        index,
+                        IngestRequest(
+                            dataset_id=command.dataset_id,
+                            s3_key=command.s3_key,
+                            name=command.name,
+                            directory=command.dir,
+                            user_metadata=parse_user_metadata(command.metadata),
+                            origin_id=f"ingest:{event.id}",
+                        ),
+                    )
                 )
-        except PoisonMessageError as exc:
-            return DeadLetter(str(exc))
-        except DatasetError as exc:
-            return DeadLetter(exc.message)
-        except Exception as exc:
-            log.warning("ingest command failed; it will be redelivered", exc_info=True)
-            return Retry(f"{type(exc).__name__}: {exc}")
-        return HANDLED if created else DUPLICATE
+            except PoisonMessageError as exc:
+                outcomes[index] = DeadLetter(str(exc))
+            except DatasetError as exc:
+                outcomes[index] = DeadLetter(exc.message)
+        results = await self._store.ingest_many([request for _, request in requests])
+        for (index, request), result in zip(requests, results, strict=True):
+            if isinstance(result, DatasetError):
+                outcomes[index] = DeadLetter(result.message)
+            elif isinstance(result, Exception):
+                log.warning(
+                    "ingest command failed; it will be redelivered",
+                    extra={"origin_id": request.origin_id, "error": repr(result)},
+                )
+                outcomes[index] = Retry(f"{type(result).__name__}: {result}")
+            else:
+                outcomes[index] = HANDLED if result[1] else DUPLICATE
+        return outcomes
 
 
 def register(runtime: ServiceRuntime, store: ItemStore, *, prefetch: int, batch_max: int) -> str:

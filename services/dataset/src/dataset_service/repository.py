@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,7 @@ from common.contracts import (
 )
 from common.dql import Node, SortKey
 from common.envelope import make_event
-from common.messaging import NOTIFY_RELAY, enqueue, outbox_args, outbox_insert
+from common.messaging import NOTIFY_RELAY, enqueue, outbox_insert
 from common.topology import DATASET, Topology
 from dataset_service.domain import ConflictError, NotFoundError, join_filename
 from dataset_service.dql_sql import compile_filter, compile_order_by
@@ -80,6 +81,20 @@ class Dataset(BaseModel):
     description: str
     created_at: datetime
     item_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """An item to insert (its bytes already checked and stored)."""
+
+    project_id: str
+    dataset_id: str
+    name: str
+    filename: str
+    dir: str
+    metadata: dict[str, Any]
+    origin_id: str
+    """Id of the upload request or ingest command that makes it (idempotency)."""
 
 
 def _item(row: asyncpg.Record) -> ItemSnapshot:
@@ -227,72 +242,112 @@ class Repository:
             self.topology.events_exchange(DATASET),
         )
 
-    async def insert_item(
-        self,
-        *,
-        project_id: str,
-        dataset_id: str,
-        name: str,
-        filename: str,
-        directory: str,
-        metadata: dict[str, Any],
-        origin_id: str,
-    ) -> tuple[ItemSnapshot, bool]:
-        """Insert an item and its ``item.created.v1``; ``(item, created)``.
+    async def insert_item(self, new: NewItem) -> tuple[ItemSnapshot, bool]:
+        """Insert one item and its ``item.created.v1``; ``(item, created)``.
 
-        One statement (one round trip, atomic on its own): the row, its outbox event and
-        the relay's wake-up. The snapshot the event carries is built here, so the row
-        takes its id and timestamps from it. Idempotent on ``origin_id``: a repeated
-        upload request or ingest command returns the item it created the first time,
-        with ``created=False``.
+        See :meth:`insert_items`; a dataset that does not exist (in the item's project)
+        raises :class:`NotFoundError`.
+        """
+        (result,) = await self.insert_items([new])
+        if result is None:
+            raise NotFoundError(f"dataset {new.dataset_id} not found")
+        return result
+
+    async def insert_items(
+        self, batch: Sequence[NewItem]
+    ) -> list[tuple[ItemSnapshot, bool] | None]:
+        """Insert items and their ``item.created.v1`` events; per item ``(item, created)``,
+        or ``None`` when its dataset does not exist (in its project).
+
+        One statement (one round trip, atomic on its own): the rows, their outbox events
+        and the relay's wake-up. The snapshots the events carry are built here, so the
+        rows take their ids and timestamps from them. Idempotent on ``origin_id``: a
+        repeated upload request or ingest command gets the item it created the first
+        time, with ``created=False``. A name already taken in its dataset raises
+        :class:`ConflictError` and inserts nothing.
         """
         now = datetime.now(UTC)
-        item = ItemSnapshot(
-            id=new_id("itm"),
-            project_id=project_id,
-            dataset_id=dataset_id,
-            name=name,
-            filename=filename,
-            dir=directory,
-            type="file",
-            hidden=False,
-            created_at=now,
-            updated_at=now,
-            metadata=metadata,
-        )
-        event = make_event(ItemCreated(item=item), source=SOURCE, subject=item.id)
+        items = [
+            ItemSnapshot(
+                id=new_id("itm"),
+                project_id=new.project_id,
+                dataset_id=new.dataset_id,
+                name=new.name,
+                filename=new.filename,
+                dir=new.dir,
+                type="file",
+                hidden=False,
+                created_at=now,
+                updated_at=now,
+                metadata=new.metadata,
+            )
+            for new in batch
+        ]
+        events = [make_event(ItemCreated(item=i), source=SOURCE, subject=i.id) for i in items]
         try:
-            inserted = await self.pool.fetchrow(
-                f"""WITH item AS (
+            rows = await self.pool.fetch(
+                f"""WITH new AS (
+                        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                            $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[],
+                            $10::bytea[])
+                            AS n(id, project_id, dataset_id, name, filename, dir, metadata,
+                                 origin_id, event_id, body)),
+                    item AS (
                         INSERT INTO items (id, project_id, dataset_id, name, filename, dir,
                                            metadata, origin_id, created_at, updated_at)
-                        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $9
-                        WHERE EXISTS (SELECT 1 FROM datasets WHERE id = $3 AND project_id = $2)
+                        SELECT id, project_id, dataset_id, name, filename, dir, metadata,
+                               origin_id, $11, $11
+                        FROM new
+                        WHERE EXISTS (SELECT 1 FROM datasets d
+                                      WHERE d.id = new.dataset_id
+                                        AND d.project_id = new.project_id)
                         ON CONFLICT (origin_id) DO NOTHING
                         RETURNING id),
-                    event AS ({outbox_insert("item", 10)})
+                    event AS ({
+                    outbox_insert(
+                        "new JOIN item USING (id)",
+                        event_id="new.event_id",
+                        exchange="$12",
+                        routing_key="$13",
+                        body="new.body",
+                    )
+                })
                     SELECT id, {NOTIFY_RELAY} FROM item""",
-                item.id,
-                project_id,
-                dataset_id,
-                name,
-                filename,
-                directory,
-                metadata,
-                origin_id,
+                [i.id for i in items],
+                [i.project_id for i in items],
+                [i.dataset_id for i in items],
+                [i.name for i in items],
+                [i.filename for i in items],
+                [i.dir for i in items],
+                [i.metadata for i in items],
+                [new.origin_id for new in batch],
+                [e.id for e in events],
+                [e.to_json_bytes() for e in events],
                 now,
-                *outbox_args(event, self.topology.events_exchange(DATASET)),
+                self.topology.events_exchange(DATASET),
+                ItemCreated.routing_key,
             )
         except asyncpg.UniqueViolationError as exc:
-            raise ConflictError(f"an item {filename!r} already exists in this dataset") from exc
-        if inserted is not None:
-            return item, True
-        existing = await self.pool.fetchrow(
-            f"SELECT {ITEM_COLUMNS} FROM items WHERE origin_id = $1", origin_id
-        )
-        if existing is None:
-            raise NotFoundError(f"dataset {dataset_id} not found")
-        return _item(existing), False
+            taken = exc.detail or "a name in this batch"
+            raise ConflictError(f"an item with that name already exists ({taken})") from exc
+        inserted = {row["id"] for row in rows}
+        results: list[tuple[ItemSnapshot, bool] | None] = [
+            (item, True) if item.id in inserted else None for item in items
+        ]
+        others = [new.origin_id for new, result in zip(batch, results, strict=True) if not result]
+        if others:
+            existing = {
+                row["origin_id"]: _item(row)
+                for row in await self.pool.fetch(
+                    f"SELECT origin_id, {ITEM_COLUMNS} FROM items WHERE origin_id = ANY($1)",
+                    others,
+                )
+            }
+            results = [
+                result or ((existing[new.origin_id], False) if new.origin_id in existing else None)
+                for new, result in zip(batch, results, strict=True)
+            ]
+        return results
 
     async def get_item(self, project_id: str, item_id: str) -> ItemSnapshot:
         row = await self.pool.fetchrow(

@@ -8,8 +8,10 @@ written, a blob that no other item uses is removed again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +30,36 @@ from dataset_service.domain import (
     system_metadata,
 )
 from dataset_service.media import image_size
-from dataset_service.repository import Repository
+from dataset_service.repository import NewItem, Repository
 
 log = logging.getLogger(__name__)
 
 HEAD_BEFORE_PUT_BYTES = 1024 * 1024
 """Blobs at least this large are checked for existence before being uploaded."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRequest:
+    """An ingest command: a blob an upload client put into the bucket, to register."""
+
+    dataset_id: str
+    s3_key: str
+    name: str
+    directory: str
+    user_metadata: dict[str, Any]
+    origin_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An item whose blob is checked and stored, ready to insert."""
+
+    new: NewItem
+    key: str
+    """The blob's content key."""
+    sha256: str
+    wrote_blob: bool
+    """Whether this upload wrote the blob (and removes it again if the item fails)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +72,7 @@ class ItemStore:
     bucket: str
     max_upload_bytes: int
 
-    async def add_item(
+    async def _stored(
         self,
         *,
         project_id: str,
@@ -57,8 +83,9 @@ class ItemStore:
         user_metadata: dict[str, Any],
         origin_id: str,
         source_key: str | None = None,
-    ) -> tuple[ItemSnapshot, bool]:
-        """Validate, store the blob under its content hash, then register the item."""
+    ) -> Stored:
+        """Check the bytes, then store the blob under its content hash (unless it is
+        there already); the item to insert."""
         clean_name = sanitize_name(name)
         clean_dir = normalize_dir(directory)
         facts = inspect_blob(data, self.max_upload_bytes)
@@ -76,41 +103,37 @@ class ItemStore:
             await self.blobs.put(key, data, facts.mimetype)
             wrote_blob = True
         metadata = {"system": system_metadata(facts, key, width, height), "user": user_metadata}
-        try:
-            return await self.repo.insert_item(
-                project_id=project_id,
-                dataset_id=dataset_id,
-                name=clean_name,
-                filename=join_filename(clean_dir, clean_name),
-                directory=clean_dir,
-                metadata=metadata,
-                origin_id=origin_id,
-            )
-        except BaseException:
-            if wrote_blob and not await self.repo.blob_in_use(facts.sha256):
-                with contextlib.suppress(ClientError):
-                    await self.s3.delete_object(Bucket=self.bucket, Key=key)
-            raise
+        new = NewItem(
+            project_id=project_id,
+            dataset_id=dataset_id,
+            name=clean_name,
+            filename=join_filename(clean_dir, clean_name),
+            dir=clean_dir,
+            metadata=metadata,
+            origin_id=origin_id,
+        )
+        return Stored(new, key, facts.sha256, wrote_blob)
 
-    async def ingest(
+    async def _forget_blob(self, stored: Stored) -> None:
+        """The item could not be inserted: remove the blob written for it, unless
+        another item uses the same content."""
+        if stored.wrote_blob and not await self.repo.blob_in_use(stored.sha256):
+            with contextlib.suppress(ClientError):
+                await self.s3.delete_object(Bucket=self.bucket, Key=stored.key)
+
+    async def add_item(
         self,
         *,
+        project_id: str,
         dataset_id: str,
-        s3_key: str,
+        data: bytes,
         name: str,
-        directory: str,
+        directory: str | None,
         user_metadata: dict[str, Any],
         origin_id: str,
     ) -> tuple[ItemSnapshot, bool]:
-        """Register a blob an upload client already put into the bucket."""
-        project_id = await self.repo.dataset_project(dataset_id)
-        if project_id is None:
-            raise NotFoundError(f"dataset {dataset_id} not found")
-        try:
-            data = await self.blobs.get(s3_key)
-        except BlobMissingError as exc:
-            raise NotFoundError(f"blob {s3_key!r} not found in bucket {self.bucket}") from exc
-        return await self.add_item(
+        """Validate, store the blob under its content hash, then register the item."""
+        stored = await self._stored(
             project_id=project_id,
             dataset_id=dataset_id,
             data=data,
@@ -118,7 +141,76 @@ class ItemStore:
             directory=directory,
             user_metadata=user_metadata,
             origin_id=origin_id,
-            source_key=s3_key,
+        )
+        try:
+            return await self.repo.insert_item(stored.new)
+        except BaseException:
+            await self._forget_blob(stored)
+            raise
+
+    async def ingest_many(
+        self, commands: Sequence[IngestRequest]
+    ) -> list[tuple[ItemSnapshot, bool] | Exception]:
+        """Register blobs upload clients already put into the bucket; per command the
+        ``(item, created)`` or the error it failed with.
+
+        Each blob is read and checked concurrently; the items are then inserted in one
+        statement. When that fails (a name already taken in its dataset, say), they are
+        inserted one by one, so only the command at fault fails.
+        """
+        gathered = await asyncio.gather(
+            *(self._fetched(command) for command in commands), return_exceptions=True
+        )
+        checked: list[Stored | Exception] = []
+        for outcome in gathered:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # cancelled: the service is stopping
+            checked.append(outcome)
+        ready = [(n, s) for n, s in enumerate(checked) if isinstance(s, Stored)]
+        results: list[tuple[ItemSnapshot, bool] | Exception] = [
+            s if isinstance(s, Exception) else NotFoundError("not inserted") for s in checked
+        ]
+        inserted: list[tuple[ItemSnapshot, bool] | Exception | None]
+        try:
+            inserted = list(await self.repo.insert_items([stored.new for _, stored in ready]))
+        except Exception as exc:
+            if len(ready) <= 1:
+                inserted = [exc] * len(ready)
+            else:
+                inserted = []
+                for _, stored in ready:
+                    try:
+                        inserted.extend(await self.repo.insert_items([stored.new]))
+                    except Exception as one:
+                        inserted.append(one)
+        for (n, stored), result in zip(ready, inserted, strict=True):
+            if result is None:
+                result = NotFoundError(f"dataset {stored.new.dataset_id} not found")
+            if isinstance(result, Exception):
+                await self._forget_blob(stored)
+            results[n] = result
+        return results
+
+    async def _fetched(self, command: IngestRequest) -> Stored:
+        """Read and check the blob of one ingest command."""
+        project_id = await self.repo.dataset_project(command.dataset_id)
+        if project_id is None:
+            raise NotFoundError(f"dataset {command.dataset_id} not found")
+        try:
+            data = await self.blobs.get(command.s3_key)
+        except BlobMissingError as exc:
+            raise NotFoundError(
+                f"blob {command.s3_key!r} not found in bucket {self.bucket}"
+            ) from exc
+        return await self._stored(
+            project_id=project_id,
+            dataset_id=command.dataset_id,
+            data=data,
+            name=command.name,
+            directory=command.directory,
+            user_metadata=command.user_metadata,
+            origin_id=command.origin_id,
+            source_key=command.s3_key,
         )
 
     async def delete_blob_if_unused(self, item: ItemSnapshot) -> None:
