@@ -255,9 +255,7 @@ NOTIFY_RELAY = "pg_notify('outbox_' || current_schema(), '')"
 """SQL expression that wakes the relay when the transaction commits."""
 
 
-def outbox_insert(
-    source: str, *, event_id: str, exchange: str, routing_key: str, body: str
-) -> str:
+def outbox_insert(source: str, *, event_id: str, exchange: str, routing_key: str, body: str) -> str:
     """SQL of an ``INSERT INTO outbox`` writing one event per row of ``source`` (a CTE
     or a join), for changes and their events in one statement (one round trip, atomic
     on its own).
