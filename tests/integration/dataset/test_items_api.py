@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -302,3 +303,30 @@ async def test_event_committed_before_a_crash_is_published_after_restart(
         await wait_until(outbox_empty, message="outbox drained")
     assert created[0].body["data"]["item"]["id"] == item["id"]
     assert len(svc.events.of("item.created.v1")) == 1
+
+
+async def test_concurrent_uploads_each_get_their_own_answer(
+    dataset_service: DatasetService, bucket_client: Any
+) -> None:
+    svc = dataset_service
+    ds = await svc.create_dataset()
+    other = await svc.create_dataset("elsewhere")
+    # Sent at once, so the service may insert them together: each still stands alone.
+    uploads = [
+        svc.upload(ds, png_bytes(4 + n, 4), f"img{n}.png", directory="/together") for n in range(6)
+    ]
+    uploads.append(svc.upload(ds, png_bytes(30, 30), "img0.png", directory="/together"))
+    uploads.append(svc.upload("ds_missing", png_bytes(31, 31), "lost.png"))
+    uploads.append(svc.upload(other, png_bytes(5, 4), "img0.png", directory="/together"))
+
+    responses = await asyncio.gather(*uploads)
+
+    statuses = [r.status_code for r in responses]
+    assert sorted(statuses[:7]) == [201] * 6 + [409]
+    assert statuses[7:] == [404, 201]
+    listed = await svc.http.get(f"/datasets/{ds}/items", headers=svc.auth())
+    assert listed.json()["total_count"] == 6
+    # One blob per content kept (the other dataset's item shares img1's); the blobs of
+    # the refused uploads are gone.
+    keys = await _bucket_keys(bucket_client, svc.settings.s3_bucket)
+    assert len(keys) == 6

@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from common.batching import Coalescer
 from common.blobs import BlobMissingError, BlobStore
 from common.contracts import ItemSnapshot
 from common.s3 import blob_key, object_exists
@@ -71,6 +72,10 @@ class ItemStore:
     blobs: BlobStore
     bucket: str
     max_upload_bytes: int
+    _inserter: Coalescer[Stored, tuple[ItemSnapshot, bool]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_inserter", Coalescer(self._insert_all))
 
     async def _stored(
         self,
@@ -142,11 +147,8 @@ class ItemStore:
             user_metadata=user_metadata,
             origin_id=origin_id,
         )
-        try:
-            return await self.repo.insert_item(stored.new)
-        except BaseException:
-            await self._forget_blob(stored)
-            raise
+        # Uploads in flight at the same moment are inserted together (one statement).
+        return await self._inserter.submit(stored)
 
     async def ingest_many(
         self, commands: Sequence[IngestRequest]
@@ -170,25 +172,37 @@ class ItemStore:
         results: list[tuple[ItemSnapshot, bool] | Exception] = [
             s if isinstance(s, Exception) else NotFoundError("not inserted") for s in checked
         ]
+        inserted = await self._insert_all([stored for _, stored in ready])
+        for (n, _), result in zip(ready, inserted, strict=True):
+            results[n] = result
+        return results
+
+    async def _insert_all(
+        self, batch: Sequence[Stored]
+    ) -> list[tuple[ItemSnapshot, bool] | Exception]:
+        """Insert the items of ``batch`` in one statement, or one by one when that fails
+        (so only an item at fault fails); the blob of an item that failed is removed
+        again unless another item uses it."""
         inserted: list[tuple[ItemSnapshot, bool] | Exception | None]
         try:
-            inserted = list(await self.repo.insert_items([stored.new for _, stored in ready]))
+            inserted = list(await self.repo.insert_items([stored.new for stored in batch]))
         except Exception as exc:
-            if len(ready) <= 1:
-                inserted = [exc] * len(ready)
+            if len(batch) <= 1:
+                inserted = [exc] * len(batch)
             else:
                 inserted = []
-                for _, stored in ready:
+                for stored in batch:
                     try:
                         inserted.extend(await self.repo.insert_items([stored.new]))
                     except Exception as one:
                         inserted.append(one)
-        for (n, stored), result in zip(ready, inserted, strict=True):
+        results: list[tuple[ItemSnapshot, bool] | Exception] = []
+        for stored, result in zip(batch, inserted, strict=True):
             if result is None:
                 result = NotFoundError(f"dataset {stored.new.dataset_id} not found")
             if isinstance(result, Exception):
                 await self._forget_blob(stored)
-            results[n] = result
+            results.append(result)
         return results
 
     async def _fetched(self, command: IngestRequest) -> Stored:
