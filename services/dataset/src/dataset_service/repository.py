@@ -242,17 +242,6 @@ class Repository:
             self.topology.events_exchange(DATASET),
         )
 
-    async def insert_item(self, new: NewItem) -> tuple[ItemSnapshot, bool]:
-        """Insert one item and its ``item.created.v1``; ``(item, created)``.
-
-        See :meth:`insert_items`; a dataset that does not exist (in the item's project)
-        raises :class:`NotFoundError`.
-        """
-        (result,) = await self.insert_items([new])
-        if result is None:
-            raise NotFoundError(f"dataset {new.dataset_id} not found")
-        return result
-
     async def insert_items(
         self, batch: Sequence[NewItem]
     ) -> list[tuple[ItemSnapshot, bool] | None]:
