@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_service import domain
 from billing_service.domain import BillingError
-from billing_service.repository import BudgetView, Repository
+from billing_service.repository import Repository
 from common.auth import KeyIntrospector, project_dependency
 from common.service import runtime_of
 
@@ -58,6 +58,8 @@ class BudgetIn(BaseModel):
 class BudgetOut(BaseModel):
     """A project's automation budget as of now."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     project_id: str
     budget: Decimal | None
     spent: Decimal
@@ -65,19 +67,6 @@ class BudgetOut(BaseModel):
     exhausted: bool
     charged_at: datetime | None
     exhausted_at: datetime | None
-
-    @classmethod
-    def of(cls, view: BudgetView) -> BudgetOut:
-        """From the repository's view."""
-        return cls(
-            project_id=view.project_id,
-            budget=view.budget,
-            spent=view.spent,
-            remaining=view.remaining,
-            exhausted=view.exhausted,
-            charged_at=view.charged_at,
-            exhausted_at=view.exhausted_at,
-        )
 
 
 class UsageRow(BaseModel):
@@ -149,7 +138,7 @@ def _range(since: date | None, until: date | None) -> tuple[date, date]:
 @router.get("/budget", tags=["budget"])
 async def get_budget(project: Project, repository: Repo) -> BudgetOut:
     """The budget, what was spent up to now and whether it is exhausted."""
-    return BudgetOut.of(await repository.budget(project, datetime.now(UTC)))
+    return BudgetOut.model_validate(await repository.budget(project, datetime.now(UTC)))
 
 
 @router.put("/budget", tags=["budget"])
@@ -157,7 +146,7 @@ async def set_budget(body: BudgetIn, project: Project, repository: Repo) -> Budg
     """Set the budget (null: unlimited)."""
     amount = domain.parse_amount(body.amount) if body.amount is not None else None
     view, _ = await repository.change_budget(project, "set", amount, datetime.now(UTC))
-    return BudgetOut.of(view)
+    return BudgetOut.model_validate(view)
 
 
 @router.post("/budget/top-up", tags=["budget"])
@@ -166,7 +155,7 @@ async def top_up(body: AmountIn, project: Project, repository: Repo) -> BudgetOu
     ``budget.restored.v1``."""
     amount = domain.parse_amount(body.amount, allow_zero=False)
     view, _ = await repository.change_budget(project, "top-up", amount, datetime.now(UTC))
-    return BudgetOut.of(view)
+    return BudgetOut.model_validate(view)
 
 
 @router.get("/usage", tags=["usage"])

@@ -27,7 +27,7 @@ from model_serving_service.domain import (
     TooLargeError,
 )
 from model_serving_service.queues import PredictQueues
-from model_serving_service.repository import Model, Replica, Repository, Service
+from model_serving_service.repository import Repository, Service
 from model_serving_service.usecases import ModelServing, parse_spec_form
 
 router = APIRouter()
@@ -93,6 +93,8 @@ class InstallIn(SpecOverrides):
 class ModelOut(BaseModel):
     """A model of the project."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     name: str
     version: str
@@ -101,20 +103,6 @@ class ModelOut(BaseModel):
     triton_name: str
     spec: ModelSpec
     created_at: datetime
-
-    @classmethod
-    def of(cls, model: Model) -> ModelOut:
-        """From a model."""
-        return cls(
-            id=model.id,
-            name=model.name,
-            version=model.version,
-            source=model.source,
-            catalog_name=model.catalog_name,
-            triton_name=model.triton_name,
-            spec=model.spec,
-            created_at=model.created_at,
-        )
 
 
 class ScalingIn(BaseModel):
@@ -150,6 +138,8 @@ class QueueOut(BaseModel):
 class ReplicaOut(BaseModel):
     """A replica (predict worker) of the service."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     state: str
     host: str | None
@@ -157,19 +147,6 @@ class ReplicaOut(BaseModel):
     started_at: datetime
     ready_at: datetime | None
     seen_at: datetime
-
-    @classmethod
-    def of(cls, replica: Replica) -> ReplicaOut:
-        """From a replica."""
-        return cls(
-            id=replica.id,
-            state=replica.state,
-            host=replica.host,
-            pid=replica.pid,
-            started_at=replica.started_at,
-            ready_at=replica.ready_at,
-            seen_at=replica.seen_at,
-        )
 
 
 class ServiceOut(BaseModel):
@@ -244,7 +221,7 @@ async def install(
     options = body or InstallIn()
     overrides = SpecOverrides.model_validate(options.model_dump(exclude={"name"}))
     model = await usecases.install(project_id, name, name=options.name, overrides=overrides)
-    return ModelOut.of(model)
+    return ModelOut.model_validate(model)
 
 
 # --------------------------------------------------------------------------- models
@@ -287,19 +264,19 @@ async def register_model(
     model = await usecases.register(
         project_id, name=name, version=version, archive=data, spec_doc=parse_spec_form(spec)
     )
-    return ModelOut.of(model)
+    return ModelOut.model_validate(model)
 
 
 @router.get("/models", tags=["models"])
 async def list_models(project_id: ProjectId, usecases: UseCases) -> list[ModelOut]:
     """The project's models."""
-    return [ModelOut.of(m) for m in await usecases.repo.list_models(project_id)]
+    return [ModelOut.model_validate(m) for m in await usecases.repo.list_models(project_id)]
 
 
 @router.get("/models/{model_id}", tags=["models"])
 async def get_model(model_id: str, project_id: ProjectId, usecases: UseCases) -> ModelOut:
     """One model."""
-    return ModelOut.of(await usecases.get_model(project_id, model_id))
+    return ModelOut.model_validate(await usecases.get_model(project_id, model_id))
 
 
 @router.delete("/models/{model_id}", status_code=204, tags=["models"])
@@ -324,7 +301,7 @@ async def _service_out(usecases: ModelServing, service: Service) -> ServiceOut:
         dead_letters=dead.messages if dead else None,
     )
     repo: Repository = usecases.repo
-    out.replicas = [ReplicaOut.of(r) for r in await repo.active_replicas(service.id)]
+    out.replicas = [ReplicaOut.model_validate(r) for r in await repo.active_replicas(service.id)]
     return out
 
 
