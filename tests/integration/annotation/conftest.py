@@ -24,7 +24,8 @@ from common.contracts import (
 )
 from common.envelope import CloudEvent, make_event
 from common.service import ServiceRuntime, runtime_of
-from common.testing.broker import EventProbe, delete_names, probe_exchange, publish_raw
+from common.testing.broker import EventProbe, publish_raw
+from common.testing.servers import app_in_process
 from common.topology import ANNOTATION, DATASET, MODEL_SERVING
 from tests.conftest import AuthService
 
@@ -145,24 +146,16 @@ async def annotation_service(
         delivery_limit=3,
     )
     app = create_app(settings)
-    exchange = f"{topology_prefix}{ANNOTATION}.events"
     project_id, api_key = await auth_service.new_project()
-    async with (
-        probe_exchange(amqp_url, exchange) as events,
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://annotation"
-        ) as http,
-    ):
-        yield AnnotationService(app, http, settings, amqp_url, project_id, api_key, events)
-        queues = runtime_of(app).consumer_queues
-    await delete_names(
-        amqp_url,
-        [*queues, *(f"{q}.dlq" for q in queues)],
-        [
-            exchange,
+    async with app_in_process(
+        app,
+        amqp_url=amqp_url,
+        events_exchange=f"{topology_prefix}{ANNOTATION}.events",
+        base_url="http://annotation",
+        exchanges=[
             f"{topology_prefix}{ANNOTATION}.dlx",
             f"{topology_prefix}{MODEL_SERVING}.events",
             f"{topology_prefix}{DATASET}.events",
         ],
-    )
+    ) as (http, events):
+        yield AnnotationService(app, http, settings, amqp_url, project_id, api_key, events)

@@ -17,7 +17,8 @@ from billing_service.settings import Settings
 from common.contracts import ReplicaStarted, ReplicaStopped
 from common.envelope import CloudEvent, make_event
 from common.service import ServiceRuntime, runtime_of
-from common.testing.broker import EventProbe, delete_names, probe_exchange, publish_raw
+from common.testing.broker import EventProbe, publish_raw
+from common.testing.servers import app_in_process
 from common.topology import BILLING, MODEL_SERVING
 from tests.conftest import AuthService
 
@@ -115,19 +116,12 @@ async def billing_service(
         charge_interval_seconds=0.2,
     )
     app = create_app(settings)
-    exchange = f"{topology_prefix}{BILLING}.events"
     project_id, api_key = await auth_service.new_project()
-    async with (
-        probe_exchange(amqp_url, exchange) as events,
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://billing"
-        ) as http,
-    ):
+    async with app_in_process(
+        app,
+        amqp_url=amqp_url,
+        events_exchange=f"{topology_prefix}{BILLING}.events",
+        base_url="http://billing",
+        exchanges=[f"{topology_prefix}{BILLING}.dlx", f"{topology_prefix}{MODEL_SERVING}.events"],
+    ) as (http, events):
         yield BillingService(app, http, settings, amqp_url, project_id, api_key, events)
-        queues = runtime_of(app).consumer_queues
-    await delete_names(
-        amqp_url,
-        [*queues, *(f"{q}.dlq" for q in queues)],
-        [exchange, f"{topology_prefix}{BILLING}.dlx", f"{topology_prefix}{MODEL_SERVING}.events"],
-    )

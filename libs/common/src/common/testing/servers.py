@@ -1,14 +1,19 @@
-"""Run an ASGI app on a real loopback port inside the test's event loop."""
+"""Run a service app inside the test's event loop: on a real loopback port, or in
+process behind an ASGI client with a probe on its events exchange."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
+
+from common.service import runtime_of
+from common.testing.broker import EventProbe, delete_names, probe_exchange
 
 
 def free_port() -> int:
@@ -38,3 +43,42 @@ async def serve_app(app: FastAPI, port: int | None = None) -> AsyncIterator[str]
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.asynccontextmanager
+async def app_in_process(
+    app: FastAPI,
+    *,
+    amqp_url: str,
+    events_exchange: str,
+    base_url: str,
+    exchanges: Sequence[str] = (),
+    timeout: float = 5.0,
+) -> AsyncIterator[tuple[httpx.AsyncClient, EventProbe]]:
+    """Start ``app`` (its lifespan: pool, broker, relay) in this event loop; yield an HTTP
+    client that calls it in process and a probe collecting what it publishes on
+    ``events_exchange``.
+
+    Afterwards the app's queues (with their dead-letter queues), ``events_exchange`` and
+    ``exchanges`` are deleted, even when the test failed: quorum queues hold files open
+    on the broker.
+    """
+    queues: list[str] = []
+    try:
+        async with (
+            probe_exchange(amqp_url, events_exchange) as events,
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url=base_url, timeout=timeout
+            ) as http,
+        ):
+            try:
+                yield http, events
+            finally:
+                queues = list(runtime_of(app).consumer_queues)
+    finally:
+        await delete_names(
+            amqp_url,
+            [*queues, *(f"{q}.dlq" for q in queues)],
+            [events_exchange, *exchanges],
+        )
