@@ -14,7 +14,8 @@ from PIL import Image
 from common.s3 import s3_client
 from common.service import ServiceRuntime, runtime_of
 from common.settings import S3SettingsMixin
-from common.testing.broker import EventProbe, delete_names, probe_exchange
+from common.testing.broker import EventProbe
+from common.testing.servers import app_in_process
 from common.topology import DATASET
 from dataset_service.app import create_app
 from dataset_service.settings import Settings
@@ -137,27 +138,17 @@ async def dataset_service(
 ) -> AsyncIterator[DatasetService]:
     settings = dataset_settings_
     app = create_app(settings)
-    exchange = f"{settings.topology_prefix}{DATASET}.events"
-    async with (
-        probe_exchange(amqp_url, exchange) as events,
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://dataset"
-        ) as http,
-    ):
+    prefix = settings.topology_prefix
+    async with app_in_process(
+        app,
+        amqp_url=amqp_url,
+        events_exchange=f"{prefix}{DATASET}.events",
+        base_url="http://dataset",
+        exchanges=[f"{prefix}{DATASET}.commands", f"{prefix}{DATASET}.dlx"],
+    ) as (http, events):
         service = DatasetService(app, http, settings, "", "", events)
         service.project_id, service.api_key = await service.new_project("acme")
         yield service
-        queues = runtime_of(app).consumer_queues
-    await delete_names(
-        amqp_url,
-        [*queues, *(f"{q}.dlq" for q in queues)],
-        [
-            exchange,
-            f"{settings.topology_prefix}{DATASET}.commands",
-            f"{settings.topology_prefix}{DATASET}.dlx",
-        ],
-    )
 
 
 @pytest.fixture
