@@ -183,6 +183,8 @@ class ItemStore:
         """Insert the items of ``batch`` in one statement, or one by one when that fails
         (so only an item at fault fails); the blob of an item that failed is removed
         again unless another item uses it."""
+        if not batch:
+            return []
         inserted: list[tuple[ItemSnapshot, bool] | Exception | None]
         try:
             inserted = list(await self.repo.insert_items([stored.new for stored in batch]))
