@@ -1,14 +1,15 @@
 """Annotation ingestion: annotations/s stored from prediction.completed.v1 vs PostgreSQL.
 
 ``EVENTS`` predictions with ``BOXES`` boxes each are preloaded into the annotation
-service's real queue (RabbitMQ), then the real service (``python -m annotation_service``
-in a subprocess, as deployed, with its own schema and topology prefix) consumes them: parse, store idempotently, write one
-``annotation.created.v2`` outbox row per prediction, ack (one ack per batch). The
-figure is annotations stored per second, from the start of the first storing transaction
-to the moment every row is visible; how long the relay then needs to publish the last
-events is printed beside it. The baseline is PostgreSQL inserting the very same rows into a table of
-the same shape (same indexes) from one connection with ``executemany``, measured in the
-same run; ``COPY`` of the same rows is recorded beside it for reference.
+service's real queue (RabbitMQ), then the real service (``python -m
+annotation_service`` in a subprocess, as deployed, with its own schema and topology
+prefix) consumes them: parse, store idempotently, write one ``annotation.created.v2``
+outbox row per prediction, ack (one ack per batch). The figure is annotations stored
+per second, from the start of the first storing transaction to the moment every row
+is visible; how long the relay then needs to publish the last events is printed
+beside it. The baseline is PostgreSQL inserting the very same rows into a table of
+the same shape (same indexes) from one connection with ``executemany``, measured in
+the same run; ``COPY`` of the same rows is recorded beside it for reference.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Coalescing concurrent calls into batches (group commit).
+"""Writing in batches: coalescing concurrent calls (group commit), and falling back to
+one item at a time when a batch fails.
 
 Many requests in flight at once each want one row written; a round trip and a commit
 per row cost more than the row itself. A :class:`Coalescer` passes the first call
@@ -18,6 +19,27 @@ R = TypeVar("R")
 
 Flush = Callable[[Sequence[T]], Awaitable[Sequence[R | Exception]]]
 """Writes a batch; returns one result per item, or the exception that item failed with."""
+
+
+async def together_or_alone(
+    items: Sequence[T], write: Callable[[Sequence[T]], Awaitable[Sequence[R]]]
+) -> list[R | Exception]:
+    """``write`` all ``items`` at once (one result each); if that fails, write each alone,
+    so that only an item at fault fails. One result or exception per item, in order."""
+    if not items:
+        return []
+    try:
+        return list(await write(items))
+    except Exception as exc:
+        if len(items) == 1:
+            return [exc]
+    results: list[R | Exception] = []
+    for item in items:
+        try:
+            results.extend(await write([item]))
+        except Exception as exc:
+            results.append(exc)
+    return results
 
 
 class Coalescer(Generic[T, R]):

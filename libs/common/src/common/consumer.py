@@ -49,6 +49,8 @@ class Handled:
 
 
 HANDLED = Handled()
+DUPLICATE = Handled("duplicate")
+"""Handled before: a redelivery that changed nothing."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
-from faststream.rabbit import RabbitBroker
+from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
 
-from common.consumer import BatchConsumer
+from common.consumer import BatchConsumer, BatchHandler
 from common.db import apply_migrations, create_pool
 from common.errors import ServiceError
 from common.messaging import COMMON_MIGRATIONS, OutboxRelay, declare_dead_letter, delete_topology
@@ -62,6 +62,37 @@ class ServiceRuntime:
     queues belong in ``consumer_queues`` too."""
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     """Closed on shutdown; ``setup`` enters its clients here."""
+
+    def consume_in_batches(
+        self,
+        queue: RabbitQueue,
+        exchange: RabbitExchange,
+        handler: BatchHandler,
+        *,
+        handler_name: str,
+        prefetch: int,
+        max_batch: int,
+        writers: int = 1,
+    ) -> str:
+        """Consume ``queue`` (bound to ``exchange``) with a :class:`BatchConsumer` started
+        and stopped with the service; return the queue's name (a consumer queue too)."""
+        self.batch_consumers.append(
+            BatchConsumer(
+                amqp_url=self.settings.amqp,
+                broker=self.broker,
+                topology=self.topology,
+                consumer=self.name.replace("-", "_"),
+                handler_name=handler_name,
+                queue=queue,
+                exchange=exchange,
+                handler=handler,
+                metrics=self.metrics,
+                prefetch=prefetch,
+                max_batch=max_batch,
+                writers=writers,
+            )
+        )
+        return queue.name
 
 
 Setup = Callable[[ServiceRuntime], Awaitable[None]]
@@ -197,8 +228,8 @@ def serve(app: FastAPI, settings: BaseServiceSettings, name: str, *, loop: str =
         port=settings.http_port,
         log_config=None,
         access_log=False,
-        # httptools: the C HTTP parser (uploads, many small calls).
         loop=loop,
+        # httptools: the C HTTP parser (uploads, many small calls).
         http="httptools",
         timeout_graceful_shutdown=30,
     )

@@ -9,7 +9,6 @@ from faststream.rabbit import Channel
 
 from annotation_service.ingest import PredictionIngest
 from annotation_service.repository import Repository
-from common.consumer import BatchConsumer
 from common.contracts import (
     ItemCreated,
     ItemDeleted,
@@ -47,27 +46,21 @@ def register(
     """Subscribe the handlers; return their queue names.
 
     Predictions arrive by the thousand and are stored in batches, so their queue is
-    consumed by a :class:`BatchConsumer`; item events by a FastStream subscriber.
+    consumed by a :class:`common.consumer.BatchConsumer`; item events by a FastStream
+    subscriber.
     """
     broker, topology, metrics = runtime.broker, runtime.topology, runtime.metrics
     predictions = consumer_queue(
         topology, ANNOTATION, ON_PREDICTION, PredictionCompleted.routing_key
     )
-    runtime.batch_consumers.append(
-        BatchConsumer(
-            amqp_url=runtime.settings.amqp,
-            broker=broker,
-            topology=topology,
-            consumer=ANNOTATION,
-            handler_name=ON_PREDICTION,
-            queue=predictions,
-            exchange=events_exchange(topology, MODEL_SERVING),
-            handler=PredictionIngest(repo.ingest),
-            metrics=metrics,
-            prefetch=prefetch,
-            max_batch=batch_max,
-            writers=writers,
-        )
+    runtime.consume_in_batches(
+        predictions,
+        events_exchange(topology, MODEL_SERVING),
+        PredictionIngest(repo.ingest),
+        handler_name=ON_PREDICTION,
+        prefetch=prefetch,
+        max_batch=batch_max,
+        writers=writers,
     )
     # One queue for every v1 item event: each carries the full item snapshot.
     items = consumer_queue(topology, ANNOTATION, ON_ITEM, "item.*.v1")

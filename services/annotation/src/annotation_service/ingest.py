@@ -19,7 +19,8 @@ from prometheus_client import Counter
 from annotation_service import domain
 from annotation_service.domain import AnnotationError, NewAnnotation
 from annotation_service.repository import IngestResult
-from common.consumer import HANDLED, DeadLetter, Handled, Outcome, Retry
+from common.batching import together_or_alone
+from common.consumer import DUPLICATE, HANDLED, DeadLetter, Outcome, Retry
 from common.contracts import PredictionCompleted
 from common.envelope import CloudEvent
 from common.messaging import PoisonMessageError, parse_event
@@ -32,8 +33,6 @@ Prediction = tuple[CloudEvent[PredictionCompleted], list[NewAnnotation]]
 """A parsed prediction and the annotation rows it stores."""
 
 Store = Callable[[Sequence[Prediction]], Awaitable[list[IngestResult]]]
-
-DUPLICATE = Handled("duplicate")
 
 
 @cache
@@ -72,23 +71,16 @@ class PredictionIngest:
     async def _store_all(
         self, ready: list[tuple[int, Prediction]], outcomes: list[Outcome]
     ) -> None:
-        try:
-            results = await self._store([prediction for _, prediction in ready])
-        except Exception as exc:
-            if len(ready) == 1:
-                index, (event, _) = ready[0]
-                log.warning(
-                    "storing a prediction failed; it will be redelivered",
-                    extra={"event_id": event.id, "error": f"{type(exc).__name__}: {exc}"},
-                )
-                outcomes[index] = Retry(f"{type(exc).__name__}: {exc}")
-                return
-            log.warning("ingest batch failed; storing one by one", extra={"size": len(ready)})
-            for one in ready:
-                await self._store_all([one], outcomes)
-            return
+        results = await together_or_alone([prediction for _, prediction in ready], self._store)
         stored = 0
         for (index, (event, _)), result in zip(ready, results, strict=True):
+            if isinstance(result, Exception):
+                log.warning(
+                    "storing a prediction failed; it will be redelivered",
+                    extra={"event_id": event.id, "error": f"{type(result).__name__}: {result}"},
+                )
+                outcomes[index] = Retry(f"{type(result).__name__}: {result}")
+                continue
             stored += result.stored
             duplicate = result.stored == 0 and len(event.data.annotations) > 0
             outcomes[index] = DUPLICATE if duplicate else HANDLED

@@ -145,10 +145,6 @@ def annotation_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _row_id(row: NewAnnotation) -> str:
-    return row.id
-
-
 def _event_id(event: OutboxEvent) -> str:
     return event.id
 

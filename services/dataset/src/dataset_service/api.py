@@ -61,10 +61,11 @@ def settings_of(request: Request) -> Settings:
 
 
 async def project_id(
-    request: Request, authorization: Annotated[str | None, Header()] = None
+    repository: Annotated[Repository, Depends(repo)],
+    authorization: Annotated[str | None, Header()] = None,
 ) -> str:
     """The project of the caller's API key."""
-    project = await (await repo(request)).project_for_key(bearer_token(authorization))
+    project = await repository.project_for_key(bearer_token(authorization))
     if project is None:
         raise HTTPException(401, "invalid API key")
     return project
@@ -254,6 +255,7 @@ async def upload_item(
     request: Request,
     dataset_id: str,
     project: Project_,
+    items: Store,
     request_id: Annotated[
         str | None, Header(alias="Idempotency-Key", description="Retries reuse the item.")
     ] = None,
@@ -275,7 +277,7 @@ async def upload_item(
         directory = _form_text(form, "dir") or "/"
         user_metadata = parse_user_metadata(_form_text(form, "metadata"))
         name = _form_text(form, "name") or file.filename or ""
-    item, _ = await (await store(request)).add_item(
+    item, _ = await items.add_item(
         project_id=project,
         dataset_id=dataset_id,
         data=data,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from common.consumer import HANDLED, BatchConsumer, DeadLetter, Handled, Outcome, Retry
+from common.consumer import DUPLICATE, HANDLED, DeadLetter, Outcome, Retry
 from common.contracts import IngestItem
 from common.messaging import PoisonMessageError, commands_exchange, consumer_queue, parse_event
 from common.service import ServiceRuntime
@@ -22,7 +22,6 @@ from dataset_service.usecases import IngestRequest, ItemStore
 log = logging.getLogger(__name__)
 
 HANDLER = "on_ingest_item"
-DUPLICATE = Handled("duplicate")
 
 
 class IngestCommands:
@@ -73,21 +72,12 @@ class IngestCommands:
 
 def register(runtime: ServiceRuntime, store: ItemStore, *, prefetch: int, batch_max: int) -> str:
     """Consume ingest commands; return the queue's name."""
-    queue = consumer_queue(runtime.topology, DATASET, HANDLER, IngestItem.routing_key)
-    runtime.batch_consumers.append(
-        BatchConsumer(
-            amqp_url=runtime.settings.amqp,
-            broker=runtime.broker,
-            topology=runtime.topology,
-            consumer=DATASET,
-            handler_name=HANDLER,
-            queue=queue,
-            exchange=commands_exchange(runtime.topology, DATASET),
-            handler=IngestCommands(store),
-            metrics=runtime.metrics,
-            prefetch=prefetch,
-            max_batch=batch_max,
-            writers=2,
-        )
+    return runtime.consume_in_batches(
+        consumer_queue(runtime.topology, DATASET, HANDLER, IngestItem.routing_key),
+        commands_exchange(runtime.topology, DATASET),
+        IngestCommands(store),
+        handler_name=HANDLER,
+        prefetch=prefetch,
+        max_batch=batch_max,
+        writers=2,
     )
-    return queue.name

@@ -39,11 +39,6 @@ DATASET_CACHE_SIZE = 10_000
 """Datasets whose project ``dataset_project`` remembers (forgotten all at once when full)."""
 
 
-def str_or_none(value: object) -> str | None:
-    """A database value that is text or NULL."""
-    return None if value is None else str(value)
-
-
 def new_id(prefix: str) -> str:
     """A new entity id, e.g. ``ds_3f2a...``."""
     return f"{prefix}_{uuid.uuid4().hex}"
@@ -205,14 +200,14 @@ class Repository:
         project = self.dataset_projects.get(dataset_id)
         if project is not None:
             return project
-        project = str_or_none(
-            await self.pool.fetchval("SELECT project_id FROM datasets WHERE id = $1", dataset_id)
+        fetched: str | None = await self.pool.fetchval(
+            "SELECT project_id FROM datasets WHERE id = $1", dataset_id
         )
-        if project is not None:
+        if fetched is not None:
             if len(self.dataset_projects) >= DATASET_CACHE_SIZE:
                 self.dataset_projects.clear()
-            self.dataset_projects[dataset_id] = project
-        return project
+            self.dataset_projects[dataset_id] = fetched
+        return fetched
 
     async def delete_dataset(self, project_id: str, dataset_id: str) -> list[ItemSnapshot]:
         """Delete a dataset and its items, announcing each item's deletion."""
@@ -325,18 +320,19 @@ class Repository:
         ]
         others = [new.origin_id for new, result in zip(batch, results, strict=True) if not result]
         if others:
-            existing = {
-                row["origin_id"]: _item(row)
-                for row in await self.pool.fetch(
-                    f"SELECT origin_id, {ITEM_COLUMNS} FROM items WHERE origin_id = ANY($1)",
-                    others,
-                )
-            }
+            existing = await self._by_origin(others)
             results = [
                 result or ((existing[new.origin_id], False) if new.origin_id in existing else None)
                 for new, result in zip(batch, results, strict=True)
             ]
         return results
+
+    async def _by_origin(self, origins: Sequence[str]) -> dict[str, ItemSnapshot]:
+        """The items the given requests or commands created, by origin id."""
+        rows = await self.pool.fetch(
+            f"SELECT origin_id, {ITEM_COLUMNS} FROM items WHERE origin_id = ANY($1)", origins
+        )
+        return {row["origin_id"]: _item(row) for row in rows}
 
     async def get_item(self, project_id: str, item_id: str) -> ItemSnapshot:
         row = await self.pool.fetchrow(

@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from common.batching import Coalescer
+from common.batching import Coalescer, together_or_alone
 from common.blobs import BlobMissingError, BlobStore
 from common.contracts import ItemSnapshot
 from common.s3 import blob_key, object_exists
@@ -183,21 +183,7 @@ class ItemStore:
         """Insert the items of ``batch`` in one statement, or one by one when that fails
         (so only an item at fault fails); the blob of an item that failed is removed
         again unless another item uses it."""
-        if not batch:
-            return []
-        inserted: list[tuple[ItemSnapshot, bool] | Exception | None]
-        try:
-            inserted = list(await self.repo.insert_items([stored.new for stored in batch]))
-        except Exception as exc:
-            if len(batch) <= 1:
-                inserted = [exc] * len(batch)
-            else:
-                inserted = []
-                for stored in batch:
-                    try:
-                        inserted.extend(await self.repo.insert_items([stored.new]))
-                    except Exception as one:
-                        inserted.append(one)
+        inserted = await together_or_alone([stored.new for stored in batch], self.repo.insert_items)
         results: list[tuple[ItemSnapshot, bool] | Exception] = []
         for stored, result in zip(batch, inserted, strict=True):
             if result is None:
