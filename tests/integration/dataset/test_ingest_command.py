@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -14,6 +15,7 @@ from common.testing.broker import publish_raw
 from common.testing.waits import wait_until
 from common.topology import DATASET, DEAD_LETTER_REASON_HEADER
 from dataset_service.domain import ConflictError, NotFoundError
+from dataset_service.repository import NewItem, Repository
 from dataset_service.usecases import IngestRequest, ItemStore
 from tests.integration.dataset.conftest import DatasetService, png_bytes
 
@@ -197,3 +199,30 @@ async def test_a_batch_registers_each_command_once_and_fails_only_the_bad_ones(
     assert names == ["a.png", "d.png"]
     created = await svc.events.wait_for(2, routing_key="item.created.v1")
     assert sorted(m.body["data"]["item"]["name"] for m in created) == ["a.png", "d.png"]
+
+
+async def test_twins_of_one_command_inserted_at_once_make_one_item_and_a_duplicate(
+    dataset_service: DatasetService,
+) -> None:
+    svc = dataset_service
+    repo: Repository = svc.runtime.extras["repo"]
+    ds = await svc.create_dataset()
+    project = await repo.dataset_project(ds)
+    assert project is not None
+
+    for n in range(20):  # the race is narrow: give it many chances
+        twin = NewItem(
+            project_id=project,
+            dataset_id=ds,
+            name=f"t{n}.png",
+            filename=f"/twins/t{n}.png",
+            dir="/twins",
+            metadata={},
+            origin_id=f"ingest:twin-{n}",
+        )
+        first, second = await asyncio.gather(repo.insert_items([twin]), repo.insert_items([twin]))
+        (a,), (b,) = first, second
+        assert a is not None
+        assert b is not None
+        assert a[0].id == b[0].id
+        assert sorted([a[1], b[1]]) == [False, True]

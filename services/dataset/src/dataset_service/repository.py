@@ -312,6 +312,12 @@ class Repository:
                 ItemCreated.routing_key,
             )
         except asyncpg.UniqueViolationError as exc:
+            # ON CONFLICT covers origin_id only: a twin of the same request or command
+            # inserted concurrently (a redelivery, a client retry) makes the name index
+            # answer first. Once it committed, that is a duplicate, not a clash.
+            twins = await self._by_origin([new.origin_id for new in batch])
+            if len(twins) == len(batch):
+                return [(twins[new.origin_id], False) for new in batch]
             taken = exc.detail or "a name in this batch"
             raise ConflictError(f"an item with that name already exists ({taken})") from exc
         inserted = {row["id"] for row in rows}
