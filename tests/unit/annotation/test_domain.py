@@ -37,6 +37,13 @@ def _prediction(
         ("point", [3, 4], [3.0, 4.0]),
         ("classification", None, None),
         ("text", None, None),
+        ("text", [[5, 6], [1, 2]], [[1.0, 2.0], [5.0, 6.0]]),
+        # An OCR line: the quadrilateral the detector found, kept point by point.
+        (
+            "text",
+            [[10, 20], [90, 22], [89, 40], [9, 38]],
+            [[10.0, 20.0], [90.0, 22.0], [89.0, 40.0], [9.0, 38.0]],
+        ),
         ("segmentation", {"rle": "abc"}, {"rle": "abc"}),
     ],
 )
@@ -55,6 +62,10 @@ def test_valid_geometry_is_normalized(kind: str, coordinates: object, expected: 
         ("classification", [1, 2]),
         ("ellipse", None),
         ("box", [[True, 2], [3, 4]]),
+        ("text", [[1, 2]]),
+        ("text", "a line"),
+        ("text", [[0, 0], [1, 0], [1, "x"]]),
+        ("text", [[0, 0], [1, 0], [1, float("inf")]]),
     ],
 )
 def test_invalid_geometry_is_refused_with_a_reason(kind: str, coordinates: object) -> None:

@@ -95,7 +95,8 @@ def normalize_geometry(kind: str, coordinates: Any) -> Any:
 
     box: ``[[x1, y1], [x2, y2]]`` (corners reordered so x1 <= x2, y1 <= y2);
     polygon: ``[[x, y], ...]`` with at least 3 points; point: ``[x, y]``;
-    classification and text: no geometry (``None``) or an optional box for text;
+    classification: no geometry (``None``); text: ``None``, a box (two corners) or the
+    line's polygon (at least 3 points, as OCR models detect a line as a quadrilateral);
     segmentation: any JSON value (mask encodings differ by model).
     """
     if kind == "box":
@@ -106,7 +107,17 @@ def normalize_geometry(kind: str, coordinates: Any) -> Any:
         raise AnnotationError(
             f"unknown annotation type {kind!r}; expected one of {ANNOTATION_TYPES}"
         )
-    if kind == "box" or (kind == "text" and coordinates is not None):
+    if kind == "text":
+        if coordinates is None:
+            return None
+        if not isinstance(coordinates, list | tuple) or len(coordinates) < 2:
+            raise AnnotationError(
+                "text: coordinates must be null, a box [[x1, y1], [x2, y2]] "
+                "or a polygon of at least 3 points [[x, y], ...]"
+            )
+        if len(coordinates) > 2:
+            return [_point(p, "text") for p in coordinates]
+    if kind in ("box", "text"):
         if not isinstance(coordinates, list | tuple) or len(coordinates) != 2:
             raise AnnotationError(f"{kind}: coordinates must be [[x1, y1], [x2, y2]]")
         (x1, y1), (x2, y2) = (_point(p, kind) for p in coordinates)

@@ -36,7 +36,8 @@ class PredictedAnnotation(BaseModel):
     label: str
     """Label after the label map."""
     coordinates: Any = None
-    """Geometry: box ``[[x1, y1], [x2, y2]]``, polygon ``[[x, y], ...]``, ``None`` for classes."""
+    """Geometry: box ``[[x1, y1], [x2, y2]]``, polygon ``[[x, y], ...]``, ``None`` for classes;
+    a text line's polygon (OCR: its quadrilateral), a box or ``None``."""
     confidence: float = Field(ge=0.0, le=1.0)
     """Model confidence."""
     text: str | None = None
