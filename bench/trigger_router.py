@@ -48,7 +48,9 @@ from common.s3 import blob_key, delete_bucket, ensure_bucket, s3_client
 from common.service import runtime_of
 from common.testing.broker import delete_names, probe_exchange
 from common.topology import BILLING, DATASET, MODEL_SERVING, TRIGGER_ROUTER, Topology
+from model_serving_service.deps import Deps as ModelServingDeps
 from trigger_router_service.app import create_app
+from trigger_router_service.deps import Deps as RouterDeps
 from trigger_router_service.domain import TriggerSpec
 from trigger_router_service.repository import Repository
 from trigger_router_service.routing import ItemEventConsumer
@@ -251,7 +253,7 @@ async def _router(settings: Settings, **kwargs: Any) -> AsyncIterator[Any]:
             runtime = runtime_of(app)
             queues = list(runtime.consumer_queues)
             yield app
-            repo: Repository = runtime.extras["repo"]
+            repo: Repository = runtime.deps_as(RouterDeps).repo
             services = await repo.pool.fetch("SELECT service_id FROM model_services")
             queues += [runtime.topology.predict_queue(r["service_id"]) for r in services]
     finally:
@@ -303,8 +305,8 @@ async def routing_throughput(config: RouterBenchSettings) -> None:
     project_id = f"prj_bench_{suffix}"
     async with _router(settings) as app:
         runtime = runtime_of(app)
-        repo: Repository = runtime.extras["repo"]
-        consumer: ItemEventConsumer = runtime.extras["item_consumer"]
+        repo: Repository = runtime.deps_as(RouterDeps).repo
+        consumer: ItemEventConsumer = runtime.deps_as(RouterDeps).item_consumer
         service_id = await _setup_service(repo, project_id)
         await _trigger(repo, project_id, service_id)
         predict_queue = await _declare_predict_queue(settings.amqp, runtime.topology, service_id)
@@ -406,7 +408,7 @@ async def wake_latency(config: RouterBenchSettings) -> None:
     backend = RecordingScaler()
     async with _router(settings, backend=backend) as app:
         runtime = runtime_of(app)
-        repo: Repository = runtime.extras["repo"]
+        repo: Repository = runtime.deps_as(RouterDeps).repo
         service_id = await _setup_service(repo, project_id, cooldown_seconds=0.2)
         await _trigger(repo, project_id, service_id)
         predict_queue = await _declare_predict_queue(settings.amqp, runtime.topology, service_id)
@@ -541,7 +543,7 @@ async def cold_start(config: RouterBenchSettings) -> None:
             _router(router_settings, backend=backend) as app,
         ):
             await ensure_bucket(s3, bucket)
-            usecases = runtime_of(ms_app).extras["usecases"]
+            usecases = runtime_of(ms_app).deps_as(ModelServingDeps).usecases
             model = await usecases.install(
                 project_id,
                 "digits-classifier",
@@ -553,7 +555,7 @@ async def cold_start(config: RouterBenchSettings) -> None:
                 project_id, model.id, None, {"cooldown_seconds": 600, "drain_seconds": 10}
             )
             service_id = service.id
-            repo: Repository = runtime_of(app).extras["repo"]
+            repo: Repository = runtime_of(app).deps_as(RouterDeps).repo
 
             async def ready() -> bool:
                 return await repo.service_in_project(project_id, service_id) == "ready"

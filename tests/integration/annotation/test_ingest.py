@@ -8,6 +8,7 @@ from typing import Any
 import aio_pika
 from prometheus_client import REGISTRY
 
+from annotation_service.deps import Deps as AnnotationDeps
 from annotation_service.domain import NewAnnotation, annotations_from_prediction
 from annotation_service.repository import Repository
 from common.envelope import CloudEvent
@@ -137,7 +138,7 @@ async def test_one_batch_with_duplicates_and_a_stored_prediction_stores_each_onc
     annotation_service: AnnotationService,
 ) -> None:
     svc = annotation_service
-    repo: Repository = svc.runtime.extras["repo"]
+    repo: Repository = svc.runtime.deps_as(AnnotationDeps).repo
     old = prediction(svc.project_id, "ds_1", "item_old", boxes(2))
     new = prediction(svc.project_id, "ds_1", "item_new", boxes(3))
     other = prediction(

@@ -8,6 +8,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
+from billing_service.deps import Deps as BillingDeps
 from common.contracts import ModelRef, PredictionCompleted
 from common.envelope import make_event
 from common.testing.waits import wait_until
@@ -185,7 +186,7 @@ async def test_an_exhausted_budget_is_announced_once_and_a_top_up_restores_it(
     data = exhausted[0].body["data"]
     assert (data["project_id"], _d(data["budget"])) == (svc.project_id, _d("2.50"))
     assert _d(data["spent"]) >= 3
-    charger = svc.runtime.extras["charger"]
+    charger = svc.runtime.deps_as(BillingDeps).charger
     rounds = charger.rounds
 
     async def charged_more() -> bool:

@@ -14,6 +14,7 @@ from common.s3 import blob_key
 from common.testing.broker import publish_raw
 from common.testing.waits import wait_until
 from common.topology import DATASET, DEAD_LETTER_REASON_HEADER
+from dataset_service.deps import Deps as DatasetDeps
 from dataset_service.domain import ConflictError, NotFoundError
 from dataset_service.repository import NewItem, Repository
 from dataset_service.usecases import IngestRequest, ItemStore
@@ -155,7 +156,7 @@ async def test_a_batch_registers_each_command_once_and_fails_only_the_bad_ones(
     dataset_service: DatasetService, bucket_client: Any
 ) -> None:
     svc = dataset_service
-    store: ItemStore = svc.runtime.extras["store"]
+    store: ItemStore = svc.runtime.deps_as(DatasetDeps).store
     ds = await svc.create_dataset()
     data = png_bytes(6, 3)
     key = blob_key(hashlib.sha256(data).hexdigest())
@@ -205,7 +206,7 @@ async def test_twins_of_one_command_inserted_at_once_make_one_item_and_a_duplica
     dataset_service: DatasetService,
 ) -> None:
     svc = dataset_service
-    repo: Repository = svc.runtime.extras["repo"]
+    repo: Repository = svc.runtime.deps_as(DatasetDeps).repo
     ds = await svc.create_dataset()
     project = await repo.dataset_project(ds)
     assert project is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import tritonclient.http as triton_http
 
 from common.testing.waits import wait_until
+from model_serving_service.deps import Deps as ModelServingDeps
 from tests.integration.model_serving.conftest import (
     ModelServingService,
     astronaut_png,
@@ -144,7 +145,7 @@ async def test_undeploy_serves_the_queue_then_removes_it(ms: ModelServingService
         worker.request_stop()
 
     async def queue_gone() -> bool:
-        return await ms.runtime.extras["usecases"].queues.depth(queue) is None
+        return await ms.runtime.deps_as(ModelServingDeps).usecases.queues.depth(queue) is None
 
     queue = f"{ms.settings.topology_prefix}predict.{service['id']}"
     await wait_until(queue_gone, timeout=30, message="work queue deleted")
@@ -164,7 +165,7 @@ async def test_undeploy_fails_requests_nobody_served(ms: ModelServingService) ->
     assert in_use.status_code == 409
     item = await ms.put_item(solid((250, 0, 0)), "image/png")
     executions = [await ms.send(service["id"], item) for _ in range(3)]
-    usecases = ms.runtime.extras["usecases"]
+    usecases = ms.runtime.deps_as(ModelServingDeps).usecases
     usecases.settings = usecases.settings.model_copy(update={"undeploy_drain_seconds": 0.2})
 
     await ms.http.delete(f"/services/{service['id']}", headers=ms.auth())

@@ -36,6 +36,7 @@ from common.testing.waits import wait_until
 from common.topology import BILLING, DATASET, MODEL_SERVING, TRIGGER_ROUTER, Topology
 from tests.conftest import AuthService
 from trigger_router_service.app import create_app
+from trigger_router_service.deps import Deps as RouterDeps
 from trigger_router_service.scalers import ScalerBackend
 from trigger_router_service.settings import Settings
 
@@ -143,7 +144,7 @@ class Router:
         return service_id
 
     async def wait_service(self, service_id: str, project_id: str | None = None) -> None:
-        repo = self.runtime.extras["repo"]
+        repo = self.runtime.deps_as(RouterDeps).repo
 
         async def known() -> bool:
             return bool(await repo.service_in_project(project_id or self.project_id, service_id))

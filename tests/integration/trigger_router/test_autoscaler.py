@@ -25,6 +25,7 @@ from common.testing.waits import wait_until
 from common.topology import BILLING, TRIGGER_ROUTER
 from tests.integration.trigger_router.conftest import Router, RouterFactory, item_snapshot
 from trigger_router_service.autoscaler import Autoscaler
+from trigger_router_service.deps import Deps as RouterDeps
 from trigger_router_service.scalers import LocalScaler
 
 FAST = {"autoscaler_enabled": True, "reconcile_seconds": 0.25, "leader_retry_seconds": 0.25}
@@ -47,7 +48,8 @@ async def _true(value: bool) -> bool:
 
 
 def autoscaler(router: Router) -> Autoscaler:
-    scaler: Autoscaler = router.runtime.extras["autoscaler"]
+    scaler = router.runtime.deps_as(RouterDeps).autoscaler
+    assert scaler is not None
     return scaler
 
 

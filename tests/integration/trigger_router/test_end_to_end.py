@@ -43,6 +43,7 @@ from tests.integration.model_serving.conftest import (
 from tests.integration.trigger_router.conftest import Router, RouterFactory
 from trigger_router_service import metrics
 from trigger_router_service.autoscaler import Autoscaler
+from trigger_router_service.deps import Deps as RouterDeps
 from trigger_router_service.scalers import LocalScaler
 
 WORKER = "model_serving_service.worker"
@@ -57,7 +58,8 @@ class Stack:
 
     @property
     def autoscaler(self) -> Autoscaler:
-        scaler: Autoscaler = self.router.runtime.extras["autoscaler"]
+        scaler = self.router.runtime.deps_as(RouterDeps).autoscaler
+        assert scaler is not None
         return scaler
 
     @property

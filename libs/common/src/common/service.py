@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
@@ -38,11 +38,29 @@ from common.topology import Topology
 log = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=BaseServiceSettings)
+D = TypeVar("D")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Background:
+    """Background work of a service: started once the broker, the batch consumers and
+    the outbox relay run, stopped (in reverse order of registration) before them."""
+
+    name: str
+    start: Hook | None
+    stop: Hook
 
 
 @dataclass
 class ServiceRuntime:
-    """What a running service holds; handlers and routes receive it explicitly."""
+    """What a running service holds; handlers and routes receive it explicitly.
+
+    ``setup`` returns the service's own typed, frozen dependencies object (its
+    repository, clients of other services ...); routes read it with
+    :func:`dependencies`, nothing looks it up by name.
+    """
 
     name: str
     settings: BaseServiceSettings
@@ -55,13 +73,26 @@ class ServiceRuntime:
     """Queues this service consumes (their dead-letter queues are declared at start)."""
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
     """Extra readiness checks (S3, Triton ...)."""
-    extras: dict[str, Any] = field(default_factory=dict)
-    """Service-specific clients built in ``setup`` (S3 client, Triton client ...)."""
+    deps: object = None
+    """What ``setup`` returned: the service's dependencies (read with :meth:`deps_as`)."""
+    background: list[Background] = field(default_factory=list)
+    """Background work started after the broker and stopped before it (:meth:`on_start`)."""
     batch_consumers: list[BatchConsumer] = field(default_factory=list)
     """Hot queues consumed in batches (started after the broker, stopped before it); their
     queues belong in ``consumer_queues`` too."""
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     """Closed on shutdown; ``setup`` enters its clients here."""
+
+    def deps_as(self, cls: type[D]) -> D:
+        """The service's dependencies, checked to be a ``cls``."""
+        if not isinstance(self.deps, cls):
+            raise TypeError(f"{self.name}: dependencies are {type(self.deps).__name__}, not {cls}")
+        return self.deps
+
+    def on_start(self, name: str, start: Hook | None, stop: Hook) -> None:
+        """Run ``start`` once the service's messaging runs and ``stop`` before it stops
+        (``start`` may be ``None`` for work ``setup`` already began)."""
+        self.background.append(Background(name, start, stop))
 
     def consume_in_batches(
         self,
@@ -95,7 +126,8 @@ class ServiceRuntime:
         return queue.name
 
 
-Setup = Callable[[ServiceRuntime], Awaitable[None]]
+Setup = Callable[[ServiceRuntime], Awaitable[object]]
+"""Builds the service's clients into the runtime and returns its dependencies object."""
 
 _metrics_by_service: dict[str, ServiceMetrics] = {}
 
@@ -120,8 +152,9 @@ def build_service_app(
     """Build the service's FastAPI app.
 
     ``setup(runtime)`` runs before the broker starts: it registers subscribers on
-    ``runtime.broker``, appends their queue names to ``runtime.consumer_queues`` and
-    adds clients to ``runtime.extras``/readiness checks to ``runtime.checks``.
+    ``runtime.broker``, appends their queue names to ``runtime.consumer_queues``, adds
+    readiness checks to ``runtime.checks`` and background work with
+    ``runtime.on_start``, and returns the service's dependencies (``runtime.deps``).
     """
     metrics = service_metrics(name)
     checks: dict[str, ReadinessCheck] = {}
@@ -138,7 +171,7 @@ def build_service_app(
         runtime = ServiceRuntime(name, settings, topology, pool, broker, relay, metrics)
         async with runtime.resources:
             if setup is not None:
-                await setup(runtime)
+                runtime.deps = await setup(runtime)
             checks.update(runtime.checks)
             await broker.connect()
             await declare_dead_letter(
@@ -149,9 +182,14 @@ def build_service_app(
                 await consumer.start()
             await relay.start()
             app.state.runtime = runtime
-            log.info("service started", extra={"port": settings.http_port})
             try:
-                yield
+                async with contextlib.AsyncExitStack() as background:
+                    for work in runtime.background:
+                        if work.start is not None:
+                            await work.start()
+                        background.push_async_callback(work.stop)
+                    log.info("service started", extra={"port": settings.http_port})
+                    yield
             finally:
                 for consumer in runtime.batch_consumers:
                     await consumer.stop()
@@ -191,6 +229,16 @@ def runtime_of(app: FastAPI) -> ServiceRuntime:
     """The runtime of a started app."""
     runtime: ServiceRuntime = app.state.runtime
     return runtime
+
+
+def dependencies(cls: type[D]) -> Callable[[Request], Awaitable[D]]:
+    """A FastAPI dependency answering the started service's dependencies, a ``cls``."""
+
+    async def get(request: Request) -> D:
+        return runtime_of(request.app).deps_as(cls)
+
+    get.__name__ = f"{cls.__name__.lower()}_of"
+    return get
 
 
 GC_GEN0_THRESHOLD = 10_000

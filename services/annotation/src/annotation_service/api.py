@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from annotation_service import domain
+from annotation_service.deps import Deps, deps
 from annotation_service.domain import AnnotationError
 from annotation_service.repository import Repository
 from annotation_service.settings import Settings
@@ -27,21 +28,18 @@ from common.service import runtime_of
 router = APIRouter()
 
 
-async def repo(request: Request) -> Repository:
+async def repo(d: Annotated[Deps, Depends(deps)]) -> Repository:
     """The service's repository."""
-    repository: Repository = runtime_of(request.app).extras["repo"]
-    return repository
+    return d.repo
 
 
 def settings_of(request: Request) -> Settings:
     """The service's settings."""
-    settings: Settings = runtime_of(request.app).settings  # type: ignore[assignment]
-    return settings
+    return runtime_of(request.app).deps_as(Deps).settings
 
 
 def _introspector(request: Request) -> KeyIntrospector:
-    introspector: KeyIntrospector = runtime_of(request.app).extras["introspector"]
-    return introspector
+    return runtime_of(request.app).deps_as(Deps).introspector
 
 
 Project = Annotated[str, Depends(project_dependency(_introspector))]

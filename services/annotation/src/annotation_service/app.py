@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from annotation_service import api, handlers
+from annotation_service.deps import Deps
 from annotation_service.repository import Repository
 from annotation_service.settings import Settings
 from common.auth import KeyIntrospector
@@ -18,11 +19,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: Settings) -> FastAPI:
     """Build the annotation app: prediction and item handlers, task and export API."""
 
-    async def setup(runtime: ServiceRuntime) -> None:
+    async def setup(runtime: ServiceRuntime) -> Deps:
         repo = Repository(runtime.pool, runtime.topology)
         introspector = KeyIntrospector(settings.auth_url, ttl_seconds=settings.auth_cache_seconds)
         runtime.resources.push_async_callback(introspector.close)
-        runtime.extras.update(repo=repo, introspector=introspector)
         runtime.consumer_queues.extend(
             handlers.register(
                 runtime,
@@ -32,6 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
                 writers=settings.ingest_writers,
             )
         )
+        return Deps(settings=settings, repo=repo, introspector=introspector)
 
     app = build_service_app(
         "annotation",

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_service import domain
+from billing_service.deps import Deps, deps
 from billing_service.domain import BillingError
 from billing_service.repository import Repository
 from common.auth import KeyIntrospector, project_dependency
@@ -24,15 +25,13 @@ router = APIRouter()
 MAX_USAGE_DAYS = 366
 
 
-async def repo(request: Request) -> Repository:
+async def repo(d: Annotated[Deps, Depends(deps)]) -> Repository:
     """The service's repository."""
-    repository: Repository = runtime_of(request.app).extras["repo"]
-    return repository
+    return d.repo
 
 
 def _introspector(request: Request) -> KeyIntrospector:
-    introspector: KeyIntrospector = runtime_of(request.app).extras["introspector"]
-    return introspector
+    return runtime_of(request.app).deps_as(Deps).introspector
 
 
 Project = Annotated[str, Depends(project_dependency(_introspector))]

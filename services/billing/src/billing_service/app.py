@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from billing_service import api, handlers
 from billing_service.charger import Charger
+from billing_service.deps import Deps
 from billing_service.repository import Repository
 from billing_service.settings import Settings
 from common.auth import KeyIntrospector
@@ -19,14 +20,16 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: Settings) -> FastAPI:
     """Build the billing app: replica and prediction handlers, charger, budget API."""
 
-    async def setup(runtime: ServiceRuntime) -> None:
+    async def setup(runtime: ServiceRuntime) -> Deps:
         repo = Repository(runtime.pool, runtime.topology, settings.rates, settings.default_budget)
         charger = Charger(repo, settings.charge_interval_seconds)
-        charger.start()
-        runtime.resources.push_async_callback(charger.stop)
+
+        async def start_charger() -> None:
+            charger.start()
+
+        runtime.on_start("charger", start_charger, charger.stop)
         introspector = KeyIntrospector(settings.auth_url, ttl_seconds=settings.auth_cache_seconds)
         runtime.resources.push_async_callback(introspector.close)
-        runtime.extras.update(repo=repo, charger=charger, introspector=introspector)
         runtime.consumer_queues.extend(
             handlers.register(
                 runtime.broker,
@@ -36,6 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
                 prefetch=settings.event_prefetch,
             )
         )
+        return Deps(settings=settings, repo=repo, charger=charger, introspector=introspector)
 
     app = build_service_app(
         "billing",

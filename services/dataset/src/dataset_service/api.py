@@ -28,6 +28,7 @@ from common.auth import bearer_token
 from common.contracts import ItemSnapshot
 from common.dql import DQLError, parse_filter, parse_sort
 from common.service import runtime_of
+from dataset_service.deps import Deps, deps
 from dataset_service.domain import (
     DatasetError,
     TooLargeError,
@@ -42,22 +43,19 @@ from dataset_service.usecases import ItemStore
 router = APIRouter()
 
 
-async def repo(request: Request) -> Repository:
+async def repo(d: Annotated[Deps, Depends(deps)]) -> Repository:
     """The service's repository."""
-    repository: Repository = runtime_of(request.app).extras["repo"]
-    return repository
+    return d.repo
 
 
-async def store(request: Request) -> ItemStore:
+async def store(d: Annotated[Deps, Depends(deps)]) -> ItemStore:
     """The service's item store."""
-    item_store: ItemStore = runtime_of(request.app).extras["store"]
-    return item_store
+    return d.store
 
 
 def settings_of(request: Request) -> Settings:
     """The service's settings."""
-    settings: Settings = runtime_of(request.app).settings  # type: ignore[assignment]
-    return settings
+    return runtime_of(request.app).deps_as(Deps).settings
 
 
 async def project_id(

@@ -10,6 +10,7 @@ from common.blobs import blob_store
 from common.s3 import client_from_settings, ensure_bucket
 from common.service import ServiceRuntime, build_service_app
 from dataset_service import api, handlers
+from dataset_service.deps import Deps
 from dataset_service.repository import Repository
 from dataset_service.settings import Settings
 from dataset_service.usecases import ItemStore
@@ -20,14 +21,13 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: Settings) -> FastAPI:
     """Build the dataset app: HTTP API, ingest handler, S3 client."""
 
-    async def setup(runtime: ServiceRuntime) -> None:
+    async def setup(runtime: ServiceRuntime) -> Deps:
         s3 = await runtime.resources.enter_async_context(client_from_settings(settings))
         await ensure_bucket(s3, settings.s3_bucket)
         blobs = blob_store(settings)
         runtime.resources.push_async_callback(blobs.close)
         repo = Repository(runtime.pool, runtime.topology)
         store = ItemStore(repo, s3, blobs, settings.s3_bucket, settings.max_upload_bytes)
-        runtime.extras.update(s3=s3, repo=repo, store=store)
         queue = handlers.register(
             runtime,
             store,
@@ -40,6 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
             await s3.head_bucket(Bucket=settings.s3_bucket)
 
         runtime.checks["s3"] = s3_ready
+        return Deps(settings=settings, s3=s3, repo=repo, store=store)
 
     app = build_service_app(
         "dataset",

@@ -19,6 +19,7 @@ from common.auth import KeyIntrospector, project_dependency
 from common.contracts import PredictedAnnotation
 from common.service import runtime_of
 from model_serving_service.catalog import CATALOG, CatalogModel
+from model_serving_service.deps import Deps, deps
 from model_serving_service.domain import (
     AdapterType,
     InputType,
@@ -34,13 +35,11 @@ router = APIRouter()
 
 
 def _introspector(request: Request) -> KeyIntrospector:
-    introspector: KeyIntrospector = runtime_of(request.app).extras["auth"]
-    return introspector
+    return runtime_of(request.app).deps_as(Deps).auth
 
 
-async def _usecases(request: Request) -> ModelServing:
-    usecases: ModelServing = runtime_of(request.app).extras["usecases"]
-    return usecases
+async def _usecases(d: Annotated[Deps, Depends(deps)]) -> ModelServing:
+    return d.usecases
 
 
 ProjectId = Annotated[str, Depends(project_dependency(_introspector))]

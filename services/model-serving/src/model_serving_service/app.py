@@ -7,16 +7,15 @@ started and stopped by the trigger-router's autoscaler.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from common.auth import KeyIntrospector
 from common.s3 import client_from_settings, ensure_bucket
-from common.service import ServiceRuntime, build_service_app, runtime_of
+from common.service import ServiceRuntime, build_service_app
 from model_serving_service import api
+from model_serving_service.deps import Deps
 from model_serving_service.queues import PredictQueues
 from model_serving_service.repository import Repository
 from model_serving_service.settings import Settings
@@ -29,7 +28,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: Settings) -> FastAPI:
     """Build the model-serving app: API, Triton clients, work-queue admin, janitor."""
 
-    async def setup(runtime: ServiceRuntime) -> None:
+    async def setup(runtime: ServiceRuntime) -> Deps:
         control = TritonControl(
             settings.triton_http_url, load_timeout=settings.load_timeout_seconds
         )
@@ -52,7 +51,6 @@ def create_app(settings: Settings) -> FastAPI:
             inference=inference,
             queues=queues,
         )
-        runtime.extras.update(triton=control, s3=s3, auth=auth, usecases=usecases, repo=repo)
         await usecases.resume()
         janitor = asyncio.create_task(usecases.janitor(), name="model-serving-janitor")
 
@@ -64,8 +62,11 @@ def create_app(settings: Settings) -> FastAPI:
             await stop_janitor()
             await usecases.close()
 
+        # Background work (deploy probes, undeploy drains, the janitor) stops before the
+        # composition root closes the database pool it uses; and if the start fails
+        # before that hook runs, with the other resources.
         runtime.resources.push_async_callback(stop_background)
-        runtime.extras["stop_background"] = stop_background
+        runtime.on_start("background", None, stop_background)
 
         async def triton_ready() -> None:
             if not await control.server_ready():
@@ -75,6 +76,9 @@ def create_app(settings: Settings) -> FastAPI:
             await s3.head_bucket(Bucket=settings.s3_bucket)
 
         runtime.checks.update(triton=triton_ready, s3=s3_ready)
+        return Deps(
+            settings=settings, triton=control, s3=s3, auth=auth, usecases=usecases, repo=repo
+        )
 
     app = build_service_app(
         "model-serving",
@@ -84,19 +88,5 @@ def create_app(settings: Settings) -> FastAPI:
         routers=[api.router],
         title="prelabel model-serving service",
     )
-
-    # Background work (deploy probes, undeploy drains, the janitor) stops before the
-    # composition root closes the database pool it uses.
-    service_lifespan = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with service_lifespan(app):
-            try:
-                yield
-            finally:
-                await runtime_of(app).extras["stop_background"]()
-
-    app.router.lifespan_context = lifespan
 
     return app

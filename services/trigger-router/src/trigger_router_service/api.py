@@ -16,6 +16,7 @@ from common.auth import KeyIntrospector, project_dependency
 from common.service import runtime_of
 from trigger_router_service import metrics
 from trigger_router_service.datasets import DatasetClient
+from trigger_router_service.deps import Deps, deps
 from trigger_router_service.domain import (
     ExecutionStatus,
     NotFoundError,
@@ -37,22 +38,19 @@ from trigger_router_service.settings import Settings
 router = APIRouter()
 
 
-async def repo(request: Request) -> Repository:
+async def repo(d: Annotated[Deps, Depends(deps)]) -> Repository:
     """The service's repository."""
-    repository: Repository = runtime_of(request.app).extras["repo"]
-    return repository
+    return d.repo
 
 
 def settings_of(request: Request) -> Settings:
     """The service's settings."""
-    settings: Settings = runtime_of(request.app).settings  # type: ignore[assignment]
-    return settings
+    return runtime_of(request.app).deps_as(Deps).settings
 
 
 def introspector(request: Request) -> KeyIntrospector:
     """The API key checker."""
-    checker: KeyIntrospector = runtime_of(request.app).extras["keys"]
-    return checker
+    return runtime_of(request.app).deps_as(Deps).keys
 
 
 Project = Annotated[str, Depends(project_dependency(introspector))]
@@ -302,8 +300,7 @@ class PredictIn(BaseModel):
 
 def datasets(request: Request) -> DatasetClient:
     """The dataset service client."""
-    client: DatasetClient = runtime_of(request.app).extras["datasets"]
-    return client
+    return runtime_of(request.app).deps_as(Deps).datasets
 
 
 @router.post("/services/{service_id}/predict", status_code=201, tags=["batches"])

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from common.auth import KeyIntrospector
-from common.service import ServiceRuntime, build_service_app, runtime_of
+from common.service import ServiceRuntime, build_service_app
 from trigger_router_service import api, handlers
 from trigger_router_service.autoscaler import Autoscaler
 from trigger_router_service.datasets import DatasetClient
+from trigger_router_service.deps import Deps
 from trigger_router_service.repository import Repository
 from trigger_router_service.routing import ItemEventConsumer
 from trigger_router_service.scalers import LocalScaler, ScalerBackend
@@ -42,7 +41,7 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
     ``backend`` replaces the one the settings choose (tests, embedding).
     """
 
-    async def setup(runtime: ServiceRuntime) -> None:
+    async def setup(runtime: ServiceRuntime) -> Deps:
         repo = Repository(
             runtime.pool, runtime.topology, settings.db_schema, settings.dql_max_depth
         )
@@ -59,7 +58,6 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
             prefetch=settings.routing_prefetch,
             batch=settings.routing_batch,
         )
-        runtime.extras.update(repo=repo, keys=keys, item_consumer=consumer, datasets=dataset_client)
         runtime.consumer_queues.append(consumer.queue_name)
         runtime.consumer_queues.extend(
             handlers.register(
@@ -70,8 +68,33 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
                 prefetch=settings.outcome_prefetch,
             )
         )
+        # The item consumer and the autoscaler start once the broker, the dead-letter
+        # queues and the outbox relay are up, and stop before them.
+        runtime.on_start("item-consumer", consumer.start, consumer.stop)
+        autoscaler: Autoscaler | None = None
+        if settings.autoscaler_enabled:
+            autoscaler = Autoscaler(
+                repo=repo,
+                backend=backend or await make_backend(settings),
+                topology=runtime.topology,
+                dsn=settings.dsn,
+                schema=settings.db_schema,
+                amqp_url=settings.amqp,
+                reconcile_seconds=settings.reconcile_seconds,
+                leader_retry_seconds=settings.leader_retry_seconds,
+                inflight_horizon_seconds=settings.inflight_horizon_seconds,
+            )
+            runtime.on_start("autoscaler", autoscaler.start, autoscaler.stop)
+        return Deps(
+            settings=settings,
+            repo=repo,
+            keys=keys,
+            datasets=dataset_client,
+            item_consumer=consumer,
+            autoscaler=autoscaler,
+        )
 
-    app = build_service_app(
+    return build_service_app(
         "trigger-router",
         settings,
         migrations=MIGRATIONS,
@@ -79,38 +102,3 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
         routers=[api.router],
         title="prelabel trigger-router",
     )
-    base_lifespan = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The item consumer and the autoscaler start once the broker, the dead-letter
-        # queues and the outbox relay are up, and stop before them.
-        async with base_lifespan(app):
-            runtime = runtime_of(app)
-            consumer: ItemEventConsumer = runtime.extras["item_consumer"]
-            autoscaler: Autoscaler | None = None
-            await consumer.start()
-            try:
-                if settings.autoscaler_enabled:
-                    autoscaler = Autoscaler(
-                        repo=runtime.extras["repo"],
-                        backend=backend or await make_backend(settings),
-                        topology=runtime.topology,
-                        dsn=settings.dsn,
-                        schema=settings.db_schema,
-                        amqp_url=settings.amqp,
-                        reconcile_seconds=settings.reconcile_seconds,
-                        leader_retry_seconds=settings.leader_retry_seconds,
-                        inflight_horizon_seconds=settings.inflight_horizon_seconds,
-                    )
-                    runtime.extras["autoscaler"] = autoscaler
-                    await autoscaler.start()
-                yield
-            finally:
-                await consumer.stop()
-                if autoscaler is not None:
-                    await autoscaler.stop()
-
-    app.router.lifespan_context = lifespan
-
-    return app
