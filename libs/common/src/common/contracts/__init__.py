@@ -22,6 +22,7 @@ from common.contracts.dataset import (
     ItemMetadataUpdated,
     ItemSnapshot,
     ItemUpdated,
+    SystemMetadata,
 )
 from common.contracts.model_serving import (
     ModelRef,
@@ -90,6 +91,7 @@ __all__ = [
     "ServiceDeployed",
     "ServiceScaled",
     "ServiceUndeployed",
+    "SystemMetadata",
     "TaskItemAdded",
     "TaskItemReviewed",
     "routing_key_of",

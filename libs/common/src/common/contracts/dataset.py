@@ -2,13 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from common.contracts.base import Contract
 from common.topology import DATASET
+
+
+class SystemMetadata(BaseModel):
+    """``metadata.system`` of an item: what the dataset service recorded of its blob.
+
+    Read with :meth:`of`, which never fails: a field that is missing or of the wrong
+    type (an item registered by an older client, a hand-edited row) reads as ``None``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True)
+
+    mimetype: StrictStr | None = None
+    """Content type sniffed from the bytes (``image/png`` ...)."""
+    size: StrictInt | None = None
+    """Blob size in bytes."""
+    sha256: StrictStr | None = None
+    """Hex SHA-256 of the content."""
+    blob_key: StrictStr | None = None
+    """S3 key of the content (content-addressed)."""
+    width: StrictInt | None = None
+    """Image width in pixels (images only)."""
+    height: StrictInt | None = None
+    """Image height in pixels (images only)."""
+
+    @classmethod
+    def of(cls, metadata: Mapping[str, Any] | Any) -> SystemMetadata:
+        """The ``system`` part of an item's ``metadata``, field by field."""
+        raw = metadata.get("system") if isinstance(metadata, Mapping) else None
+        if not isinstance(raw, Mapping):
+            return cls()
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            bad = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+            return cls.model_validate({k: v for k, v in raw.items() if k not in bad})
 
 
 class ItemSnapshot(BaseModel):
@@ -38,6 +74,11 @@ class ItemSnapshot(BaseModel):
     """Last change (UTC)."""
     metadata: dict[str, Any] = Field(default_factory=dict)
     """``system`` (mimetype, size, width, height, sha256, blob key) and ``user`` metadata."""
+
+    @property
+    def system(self) -> SystemMetadata:
+        """``metadata.system``, typed."""
+        return SystemMetadata.of(self.metadata)
 
     def as_filter_document(self) -> dict[str, Any]:
         """The item as the DQL in-memory evaluator sees it."""
