@@ -49,12 +49,12 @@ from common.service import runtime_of
 from common.testing.broker import delete_names, probe_exchange
 from common.topology import BILLING, DATASET, MODEL_SERVING, TRIGGER_ROUTER, Topology
 from model_serving_service.deps import Deps as ModelServingDeps
+from trigger_router_service.adapters.item_events import ItemEventConsumer
+from trigger_router_service.adapters.scalers import LocalScaler, ServiceRef
 from trigger_router_service.app import create_app
 from trigger_router_service.deps import Deps as RouterDeps
-from trigger_router_service.domain import TriggerSpec
+from trigger_router_service.domain.triggers import TriggerSpec
 from trigger_router_service.repository import Repository
-from trigger_router_service.routing import ItemEventConsumer
-from trigger_router_service.scalers import LocalScaler, ServiceRef
 from trigger_router_service.settings import Settings
 
 ORDER = 40

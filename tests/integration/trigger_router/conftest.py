@@ -35,9 +35,9 @@ from common.testing.broker import delete_names, publish_raw
 from common.testing.waits import wait_until
 from common.topology import BILLING, DATASET, MODEL_SERVING, TRIGGER_ROUTER, Topology
 from tests.conftest import AuthService
+from trigger_router_service.adapters.scalers import ScalerBackend
 from trigger_router_service.app import create_app
 from trigger_router_service.deps import Deps as RouterDeps
-from trigger_router_service.scalers import ScalerBackend
 from trigger_router_service.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

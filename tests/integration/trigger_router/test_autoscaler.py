@@ -24,9 +24,9 @@ from common.testing.broker import EventProbe, probe_exchange
 from common.testing.waits import wait_until
 from common.topology import BILLING, TRIGGER_ROUTER
 from tests.integration.trigger_router.conftest import Router, RouterFactory, item_snapshot
-from trigger_router_service.autoscaler import Autoscaler
+from trigger_router_service.adapters.scalers import LocalScaler
 from trigger_router_service.deps import Deps as RouterDeps
-from trigger_router_service.scalers import LocalScaler
+from trigger_router_service.usecases.autoscaling import Autoscaler
 
 FAST = {"autoscaler_enabled": True, "reconcile_seconds": 0.25, "leader_retry_seconds": 0.25}
 

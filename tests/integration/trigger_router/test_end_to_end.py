@@ -42,9 +42,9 @@ from tests.integration.model_serving.conftest import (
 )
 from tests.integration.trigger_router.conftest import Router, RouterFactory
 from trigger_router_service import metrics
-from trigger_router_service.autoscaler import Autoscaler
+from trigger_router_service.adapters.scalers import LocalScaler
 from trigger_router_service.deps import Deps as RouterDeps
-from trigger_router_service.scalers import LocalScaler
+from trigger_router_service.usecases.autoscaling import Autoscaler
 
 WORKER = "model_serving_service.worker"
 

@@ -16,8 +16,8 @@ from common.testing.servers import serve_app
 from common.testing.waits import wait_until
 from tests.integration.trigger_router.conftest import RouterFactory, item_snapshot
 from tests.integration.trigger_router.fake_kube_api import FakeKubeApi
-from trigger_router_service.kube import MERGE_PATCH, REQUIRED_PERMISSIONS, KubernetesScaler
-from trigger_router_service.scalers import ScalerError, ServiceRef
+from trigger_router_service.adapters.kube import MERGE_PATCH, REQUIRED_PERMISSIONS, KubernetesScaler
+from trigger_router_service.adapters.scalers import ScalerError, ServiceRef
 from trigger_router_service.settings import Settings
 
 RBAC = Path(__file__).resolve().parents[3] / "deploy" / "k8s" / "rbac.yaml"

@@ -8,7 +8,7 @@ import aio_pika
 
 from common.testing.broker import delete_names
 from common.testing.waits import wait_until
-from trigger_router_service.autoscaler import QueueInspector
+from trigger_router_service.adapters.queues import QueueInspector
 
 
 async def test_inspector_reconnects_after_the_broker_drops_its_connection(

@@ -8,27 +8,28 @@ from typing import Any
 import pytest
 
 from common.dql import Condition
-from trigger_router_service.domain import (
-    Action,
-    ActiveTrigger,
-    ExecutionMode,
-    ExecutionStatus,
+from trigger_router_service.adapters.scalers import worker_env
+from trigger_router_service.domain.errors import RouterError
+from trigger_router_service.domain.executions import ExecutionStatus, initial_status
+from trigger_router_service.domain.scaling import (
     QueueStats,
-    RouterError,
     ScalingInput,
     ScalingPolicy,
-    TriggerSpec,
-    compile_filter,
     decide,
     deployment_name,
     estimate_load,
-    initial_status,
-    is_newer,
-    matching_triggers,
     replicas_for_load,
+)
+from trigger_router_service.domain.services import is_newer
+from trigger_router_service.domain.triggers import (
+    Action,
+    ActiveTrigger,
+    ExecutionMode,
+    TriggerSpec,
+    compile_filter,
+    matching_triggers,
     validate_spec,
 )
-from trigger_router_service.scalers import worker_env
 
 # --------------------------------------------------------------------------- specs
 

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from common.testing.waits import wait_until
-from trigger_router_service.scalers import LocalReplica, LocalScaler, ScalerError, ServiceRef
+from trigger_router_service.adapters.scalers import (
+    LocalReplica,
+    LocalScaler,
+    ScalerError,
+    ServiceRef,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SERVICE = ServiceRef("svc_local", "prj_1")

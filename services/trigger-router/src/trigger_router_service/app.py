@@ -9,13 +9,13 @@ from fastapi import FastAPI
 from common.auth import KeyIntrospector
 from common.service import ServiceRuntime, build_service_app
 from trigger_router_service import api, handlers
-from trigger_router_service.autoscaler import Autoscaler
-from trigger_router_service.datasets import DatasetClient
+from trigger_router_service.adapters.datasets import DatasetClient
+from trigger_router_service.adapters.item_events import ItemEventConsumer
+from trigger_router_service.adapters.scalers import LocalScaler, ScalerBackend
 from trigger_router_service.deps import Deps
 from trigger_router_service.repository import Repository
-from trigger_router_service.routing import ItemEventConsumer
-from trigger_router_service.scalers import LocalScaler, ScalerBackend
 from trigger_router_service.settings import Settings
+from trigger_router_service.usecases.autoscaling import Autoscaler
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -23,7 +23,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 async def make_backend(settings: Settings) -> ScalerBackend:
     """The scaler backend the settings choose."""
     if settings.scaler_backend == "kubernetes":
-        from trigger_router_service.kube import KubernetesScaler
+        from trigger_router_service.adapters.kube import KubernetesScaler
 
         return await KubernetesScaler.from_settings(settings)
     return LocalScaler(

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from common.auth import KeyIntrospector
 from common.service import dependencies
-from trigger_router_service.autoscaler import Autoscaler
-from trigger_router_service.datasets import DatasetClient
+from trigger_router_service.adapters.datasets import DatasetClient
+from trigger_router_service.adapters.item_events import ItemEventConsumer
 from trigger_router_service.repository import Repository
-from trigger_router_service.routing import ItemEventConsumer
 from trigger_router_service.settings import Settings
+from trigger_router_service.usecases.autoscaling import Autoscaler
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from trigger_router_service.domain import deployment_name
-from trigger_router_service.scalers import ScalerError, ServiceRef
+from trigger_router_service.adapters.scalers import ScalerError, ServiceRef
+from trigger_router_service.domain.scaling import deployment_name
 
 if TYPE_CHECKING:
     from trigger_router_service.settings import Settings

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from common.contracts import ItemSnapshot
-from trigger_router_service.domain import NotFoundError, RouterError
+from trigger_router_service.domain.errors import NotFoundError, RouterError
 
 
 class UpstreamError(RouterError):

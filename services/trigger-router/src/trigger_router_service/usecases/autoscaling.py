@@ -12,7 +12,7 @@ and reconciles just that service at once: no polling delay on a cold start.
 
 Load = ready + unacknowledged messages. A passive declare counts only ready ones;
 unacked = clamp(ledger's published-and-unfinished executions - ready, 0,
-consumers * concurrency) (see :func:`domain.estimate_load`).
+consumers * concurrency) (see :func:`domain.scaling.estimate_load`).
 """
 
 from __future__ import annotations
@@ -25,16 +25,16 @@ import time
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 
-import aio_pika
-import aiormq
 import asyncpg
-from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from common.topology import Topology
 from trigger_router_service import metrics
-from trigger_router_service.domain import QueueStats, ScalingInput, decide, estimate_load
-from trigger_router_service.repository import Repository, ScalingRow, wake_channel
-from trigger_router_service.scalers import ScalerBackend, ScalerError, ServiceRef
+from trigger_router_service.adapters.queues import QueueInspector
+from trigger_router_service.adapters.scalers import ScalerBackend, ScalerError, ServiceRef
+from trigger_router_service.domain.scaling import QueueStats, ScalingInput, decide, estimate_load
+from trigger_router_service.repository import Repository
+from trigger_router_service.repository.base import wake_channel
+from trigger_router_service.repository.scaling import ScalingRow
 
 log = logging.getLogger(__name__)
 
@@ -44,51 +44,6 @@ def leader_lock_key(schema: str) -> int:
     database in different schemas each get their own leader)."""
     digest = hashlib.sha256(f"trigger_router.autoscaler:{schema}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
-
-
-class QueueInspector:
-    """Reads predict queue depth with passive declares on a connection of its own."""
-
-    def __init__(self, amqp_url: str, timeout: float = 5.0) -> None:
-        self._url = amqp_url
-        self._timeout = timeout
-        self._connection: AbstractConnection | None = None
-        self._channel: AbstractChannel | None = None
-
-    async def stats(self, queue: str) -> tuple[bool, int, int]:
-        """(exists, ready messages, consumers); a missing queue is (False, 0, 0)."""
-        # ``is_closed`` only turns true after ``close()``: a connection the broker dropped
-        # (a restart, an outage) shows up as not ``connected`` instead.
-        if (
-            self._connection is None
-            or self._connection.is_closed
-            or not self._connection.connected.is_set()
-        ):
-            # Not robust on purpose: a robust channel would replay passive declares of
-            # missing queues on reconnect; a plain one is simply rebuilt here.
-            self._connection = await aio_pika.connect(self._url, timeout=self._timeout)
-            self._channel = None
-        if self._channel is None or self._channel.is_closed:
-            self._channel = await self._connection.channel()
-        try:
-            declared = await self._channel.declare_queue(queue, passive=True, timeout=self._timeout)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            # The broker closed the channel with 404: the service's queue is not declared
-            # yet (model-serving declares it on deploy). No queue, no load.
-            self._channel = None
-            return False, 0, 0
-        except (RuntimeError, aiormq.exceptions.AMQPConnectionError, ConnectionError):
-            # A dead connection: drop it so the next reconcile connects afresh.
-            self._connection, self._channel = None, None
-            raise
-        result = declared.declaration_result
-        return True, int(result.message_count or 0), int(result.consumer_count or 0)
-
-    async def close(self) -> None:
-        """Close the connection."""
-        if self._connection is not None and not self._connection.is_closed:
-            await self._connection.close()
-        self._connection = None
 
 
 class Autoscaler:

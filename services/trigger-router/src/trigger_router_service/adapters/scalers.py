@@ -1,5 +1,5 @@
 """Scaler backends behind one interface: ``local`` worker processes or a Kubernetes
-Deployment's scale subresource (:mod:`trigger_router_service.kube`).
+Deployment's scale subresource (:mod:`trigger_router_service.adapters.kube`).
 
 The autoscaler decides *how many* replicas a model service should run; a backend
 makes it so and reports how many really run. Backends are told desired counts,

@@ -35,13 +35,11 @@ from common.messaging import PoisonMessageError, dead_letter, parse_event
 from common.observability import ServiceMetrics, log_context
 from common.topology import DATASET, TRIGGER_ROUTER, Topology
 from trigger_router_service import metrics
-from trigger_router_service.domain import (
-    ACTION_BY_ROUTING_KEY,
-    ActiveTrigger,
-    ExecutionStatus,
-    RouterError,
-)
-from trigger_router_service.repository import ItemEvent, Repository, RouteOutcome, item_event
+from trigger_router_service.domain.errors import RouterError
+from trigger_router_service.domain.executions import ExecutionStatus
+from trigger_router_service.domain.routing import ItemEvent, RouteOutcome, item_event
+from trigger_router_service.domain.triggers import ACTION_BY_ROUTING_KEY, ActiveTrigger
+from trigger_router_service.repository import Repository
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,48 @@
+"""What the routes are given: the caller's project, the repository, settings, clients."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from common.auth import KeyIntrospector, project_dependency
+from common.service import runtime_of
+from trigger_router_service.adapters.datasets import DatasetClient
+from trigger_router_service.deps import Deps, deps
+from trigger_router_service.domain.errors import RouterError
+from trigger_router_service.repository import Repository
+from trigger_router_service.settings import Settings
+
+
+async def repo(d: Annotated[Deps, Depends(deps)]) -> Repository:
+    """The service's repository."""
+    return d.repo
+
+
+def settings_of(request: Request) -> Settings:
+    """The service's settings."""
+    return runtime_of(request.app).deps_as(Deps).settings
+
+
+def introspector(request: Request) -> KeyIntrospector:
+    """The API key checker."""
+    return runtime_of(request.app).deps_as(Deps).keys
+
+
+def datasets(request: Request) -> DatasetClient:
+    """The dataset service client."""
+    return runtime_of(request.app).deps_as(Deps).datasets
+
+
+Project = Annotated[str, Depends(project_dependency(introspector))]
+Repo = Annotated[Repository, Depends(repo)]
+
+
+async def check_service(repository: Repository, project: str, service_id: str) -> None:
+    """Reject a model service that is not in the project or is undeployed."""
+    status = await repository.service_in_project(project, service_id)
+    if status is None:
+        raise RouterError(f"model service {service_id} does not exist in this project")
+    if status == "undeployed":
+        raise RouterError(f"model service {service_id} is undeployed")

@@ -1,0 +1,82 @@
+"""Executions: one item through one model service, and the states it passes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+
+class ExecutionStatus(StrEnum):
+    """Execution life cycle."""
+
+    CREATED = "created"
+    QUEUED = "queued"
+    IN_PROGRESS = "in-progress"
+    SUCCESS = "success"
+    FAILED = "failed"
+    WAITING_FOR_BUDGET = "waiting-for-budget"
+    CANCELLED = "cancelled"
+
+
+FINAL_STATUSES = frozenset(
+    {ExecutionStatus.SUCCESS, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+)
+"""States nothing moves an execution out of except a rerun (failed) or nothing (others)."""
+
+OUTSTANDING_STATUSES = frozenset(
+    {ExecutionStatus.QUEUED, ExecutionStatus.IN_PROGRESS, ExecutionStatus.WAITING_FOR_BUDGET}
+)
+"""States whose predict request may still be in a queue or with a replica."""
+
+RERUNNABLE_STATUSES = frozenset({ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
+"""States a rerun may start from."""
+
+CANCELLABLE_STATUSES = frozenset(
+    {ExecutionStatus.CREATED, ExecutionStatus.QUEUED, ExecutionStatus.WAITING_FOR_BUDGET}
+)
+"""States a cancel may stop (a replica may still run a queued one: its outcome is ignored)."""
+
+
+def initial_status(budget_exhausted: bool) -> ExecutionStatus:
+    """Where a new execution starts: its predict request is held while the budget is spent."""
+    return ExecutionStatus.WAITING_FOR_BUDGET if budget_exhausted else ExecutionStatus.QUEUED
+
+
+class Execution(BaseModel):
+    """One item through one model service."""
+
+    id: str
+    project_id: str
+    service_id: str
+    trigger_id: str | None
+    batch_id: str | None
+    item_id: str
+    dataset_id: str
+    event_id: str | None
+    action: str | None
+    status: ExecutionStatus
+    attempts: int
+    cold_start: bool
+    """Whether it waited for a replica to start (queued while the service ran none)."""
+    replica_id: str | None
+    error: str | None
+    created_at: datetime
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ExecutionFilter:
+    """Filters of an execution list (all optional, AND-ed)."""
+
+    service_id: str | None = None
+    trigger_id: str | None = None
+    statuses: tuple[ExecutionStatus, ...] = ()
+    item_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None

@@ -1,0 +1,84 @@
+"""What every part of the repository shares: the pool, the topology, the schema,
+and the outbox writes and wake-ups that go with state changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from common.contracts import (
+    ItemSnapshot,
+    PredictRequest,
+)
+from common.dql import Node
+from common.envelope import CloudEvent, make_event
+from common.messaging import enqueue_many
+from common.topology import Topology
+
+SOURCE = "/services/trigger-router"
+
+
+def wake_channel(schema: str) -> str:
+    """The NOTIFY channel that wakes the autoscaler leader (payload: a service id)."""
+    return f"scale_{schema}"
+
+
+def predict_request(
+    execution_id: str,
+    service_id: str,
+    project_id: str,
+    item: ItemSnapshot | dict[str, Any],
+    trigger_id: str | None,
+    attempt: int,
+) -> CloudEvent[Any]:
+    """The envelope of one execution's predict request; its id is stable per attempt,
+    so a retried transaction cannot publish the same attempt twice."""
+    snapshot = item if isinstance(item, ItemSnapshot) else ItemSnapshot.model_validate(item)
+    return make_event(
+        PredictRequest(
+            execution_id=execution_id,
+            service_id=service_id,
+            project_id=project_id,
+            item=snapshot,
+            trigger_id=trigger_id,
+            attempt=attempt,
+        ),
+        source=SOURCE,
+        subject=snapshot.id,
+        correlationid=execution_id,
+        event_id=f"{execution_id}.{attempt}",
+    )
+
+
+@dataclass
+class Store:
+    """The connection pool and names each part of the repository works with."""
+
+    pool: asyncpg.Pool
+    topology: Topology
+    schema: str
+    dql_max_depth: int = 10
+    _filters: dict[tuple[str, datetime], Node] = field(default_factory=dict, repr=False)
+
+    async def _publish_predicts(
+        self, conn: asyncpg.Connection, requests: Sequence[CloudEvent[Any]], services: list[str]
+    ) -> None:
+        await enqueue_many(
+            conn,
+            requests,
+            self.topology.predict_exchange,
+            exchange_type="direct",
+            routing_keys=services,
+        )
+
+    async def _wake(self, conn: asyncpg.Connection, services: Sequence[str]) -> None:
+        if services:
+            await conn.execute(
+                "SELECT pg_notify($1, s) FROM unnest($2::text[]) AS s",
+                wake_channel(self.schema),
+                sorted(set(services)),
+            )

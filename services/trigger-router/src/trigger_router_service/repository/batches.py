@@ -1,0 +1,121 @@
+"""Batches: browser-style predict requests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from common.contracts import (
+    ItemSnapshot,
+)
+from common.ids import new_id
+from trigger_router_service.domain.batches import Batch
+from trigger_router_service.domain.errors import NotFoundError
+from trigger_router_service.domain.executions import (
+    FINAL_STATUSES,
+    ExecutionStatus,
+    initial_status,
+)
+from trigger_router_service.repository.executions import (
+    Executions,
+    NewExecution,
+)
+from trigger_router_service.repository.scaling import scaling_state
+
+
+class Batches(Executions):
+    """Batches and their executions."""
+
+    async def create_batch(
+        self,
+        project_id: str,
+        service_id: str,
+        selection: dict[str, Any],
+        items: Sequence[ItemSnapshot],
+    ) -> Batch:
+        """One execution per distinct item, their predict requests (held while the
+        budget is exhausted) and a wake-up for the service, in one transaction."""
+        unique = list({item.id: item for item in items}.values())
+        batch_id = new_id("bat")
+        async with self.pool.acquire() as conn, conn.transaction():
+            exhausted = bool(
+                await conn.fetchval(
+                    "SELECT exhausted FROM project_budgets WHERE project_id = $1", project_id
+                )
+            )
+            await conn.execute(
+                """INSERT INTO batches (id, project_id, service_id, selection, item_count)
+                   VALUES ($1, $2, $3, $4, $5)""",
+                batch_id,
+                project_id,
+                service_id,
+                selection,
+                len(unique),
+            )
+            state = await scaling_state(conn, {service_id})
+            status = initial_status(exhausted)
+            cold = state.get(service_id, (0, 0))[1] == 0
+            await self._create(
+                conn,
+                [
+                    NewExecution(project_id, service_id, item, status, cold, batch_id=batch_id)
+                    for item in unique
+                ],
+                state,
+            )
+        return await self.get_batch(project_id, batch_id)
+
+    async def get_batch(self, project_id: str, batch_id: str) -> Batch:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM batches WHERE project_id = $1 AND id = $2", project_id, batch_id
+        )
+        if row is None:
+            raise NotFoundError(f"batch {batch_id} not found")
+        return await self._batch(row)
+
+    async def list_batches(self, project_id: str, limit: int = 100) -> list[Batch]:
+        rows = await self.pool.fetch(
+            """SELECT * FROM batches WHERE project_id = $1
+               ORDER BY created_at DESC, id DESC LIMIT $2""",
+            project_id,
+            limit,
+        )
+        return [await self._batch(r) for r in rows]
+
+    async def _batch(self, row: asyncpg.Record) -> Batch:
+        counts = {s.value: 0 for s in ExecutionStatus}
+        for r in await self.pool.fetch(
+            """SELECT status, count(*) AS n FROM executions WHERE batch_id = $1
+               GROUP BY status""",
+            row["id"],
+        ):
+            counts[r["status"]] = int(r["n"])
+        finished = sum(counts[s.value] for s in FINAL_STATUSES)
+        total = row["item_count"]
+        return Batch(
+            id=row["id"],
+            project_id=row["project_id"],
+            service_id=row["service_id"],
+            selection=row["selection"],
+            item_count=total,
+            created_at=row["created_at"],
+            counts=counts,
+            finished=finished,
+            progress=finished / total if total else 1.0,
+        )
+
+    async def cancel_batch(self, project_id: str, batch_id: str) -> tuple[Batch, int]:
+        """Cancel every execution of the batch that has not started; returns how many."""
+        await self.get_batch(project_id, batch_id)
+        rows = await self.pool.fetch(
+            """UPDATE executions SET status = 'cancelled', finished_at = now(),
+                   error = 'batch cancelled', updated_at = now()
+               WHERE project_id = $1 AND batch_id = $2
+                 AND status IN ('created', 'queued', 'waiting-for-budget')
+               RETURNING id""",
+            project_id,
+            batch_id,
+        )
+        return await self.get_batch(project_id, batch_id), len(rows)

@@ -1,0 +1,314 @@
+"""Executions: the ledger (list, count, rerun, cancel), inserts and prediction outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from common.contracts import (
+    ItemSnapshot,
+    PredictionCompleted,
+    PredictionFailed,
+)
+from common.ids import new_id
+from trigger_router_service.domain.errors import ConflictError, NotFoundError
+from trigger_router_service.domain.executions import (
+    Execution,
+    ExecutionFilter,
+    ExecutionStatus,
+    initial_status,
+)
+from trigger_router_service.repository.base import Store, predict_request
+
+EXECUTION_COLUMNS = (
+    "id, project_id, service_id, trigger_id, batch_id, item_id, dataset_id, event_id, action, "
+    "status, attempts, cold_start, replica_id, error, created_at, queued_at, started_at, "
+    "finished_at, updated_at"
+)
+
+
+def execution_where(filters: ExecutionFilter, project_id: str) -> tuple[str, list[Any]]:
+    """A parameterised ``WHERE`` clause over the project's executions and its arguments."""
+    clauses = ["project_id = $1"]
+    args: list[Any] = [project_id]
+
+    def add(sql: str, value: Any) -> None:
+        args.append(value)
+        clauses.append(sql.format(f"${len(args)}"))
+
+    if filters.service_id is not None:
+        add("service_id = {}", filters.service_id)
+    if filters.trigger_id is not None:
+        add("trigger_id = {}", filters.trigger_id)
+    if filters.statuses:
+        add("status = ANY({}::text[])", [s.value for s in filters.statuses])
+    if filters.item_id is not None:
+        add("item_id = {}", filters.item_id)
+    if filters.since is not None:
+        add("created_at >= {}", filters.since)
+    if filters.until is not None:
+        add("created_at < {}", filters.until)
+    return " AND ".join(clauses), args
+
+
+@dataclass(frozen=True)
+class NewExecution:
+    """An execution about to be inserted."""
+
+    project_id: str
+    service_id: str
+    item: ItemSnapshot
+    status: ExecutionStatus
+    cold_start: bool
+    trigger_id: str | None = None
+    batch_id: str | None = None
+    event_id: str | None = None
+    action: str | None = None
+    once: bool = False
+    id: str = field(default_factory=lambda: new_id("exe"))
+
+
+def _execution(row: asyncpg.Record) -> Execution:
+    return Execution(**{k: row[k] for k in Execution.model_fields})
+
+
+class Executions(Store):
+    """The executions ledger."""
+
+    async def _create(
+        self,
+        conn: asyncpg.Connection,
+        new: Sequence[NewExecution],
+        state: dict[str, tuple[int, int]],
+    ) -> tuple[list[asyncpg.Record], set[str]]:
+        """Insert executions (the unique indexes turn duplicates away), write the predict
+        requests of the queued ones to the outbox and wake their services at 0 replicas.
+        Returns the inserted rows and the services woken."""
+        if not new:
+            return [], set()
+        inserted = await conn.fetch(
+            """INSERT INTO executions (id, project_id, service_id, trigger_id, batch_id, item_id,
+                   dataset_id, event_id, action, once, status, published, cold_start, item,
+                   queued_at)
+               SELECT i, p, s, t, b, it, d, e, a, o, st, st = 'queued', c, doc,
+                      CASE WHEN st = 'queued' THEN now() END
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                           $6::text[], $7::text[], $8::text[], $9::text[], $10::boolean[],
+                           $11::text[], $12::boolean[], $13::jsonb[])
+                    AS u(i, p, s, t, b, it, d, e, a, o, st, c, doc)
+               ON CONFLICT DO NOTHING
+               RETURNING id, project_id, service_id, trigger_id, status""",
+            [n.id for n in new],
+            [n.project_id for n in new],
+            [n.service_id for n in new],
+            [n.trigger_id for n in new],
+            [n.batch_id for n in new],
+            [n.item.id for n in new],
+            [n.item.dataset_id for n in new],
+            [n.event_id for n in new],
+            [n.action for n in new],
+            [n.once for n in new],
+            [n.status.value for n in new],
+            [n.cold_start for n in new],
+            [n.item.as_filter_document() for n in new],
+        )
+        by_id = {n.id: n for n in new}
+        queued = [r for r in inserted if r["status"] == ExecutionStatus.QUEUED.value]
+        await self._publish_predicts(
+            conn,
+            [
+                predict_request(
+                    r["id"],
+                    r["service_id"],
+                    r["project_id"],
+                    by_id[r["id"]].item,
+                    r["trigger_id"],
+                    1,
+                )
+                for r in queued
+            ],
+            [r["service_id"] for r in queued],
+        )
+        sleeping = sorted(
+            {r["service_id"] for r in queued if state.get(r["service_id"], (0, 0))[0] == 0}
+        )
+        await self._wake(conn, sleeping)
+        return list(inserted), set(sleeping)
+
+    async def prediction_completed(self, data: PredictionCompleted) -> tuple[bool, float | None]:
+        """Close an execution as ``success`` (idempotent). Returns (changed, cold-start
+        seconds when this was the first prediction after a scale-up from 0)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """UPDATE executions SET status = 'success', replica_id = $2,
+                       started_at = $3, finished_at = $4, error = NULL, updated_at = now()
+                   WHERE id = $1 AND status NOT IN ('success', 'cancelled')
+                   RETURNING service_id""",
+                data.execution_id,
+                data.replica_id,
+                data.started_at,
+                data.finished_at,
+            )
+            if row is None:
+                return False, None
+            began = await conn.fetchval(
+                """UPDATE scaling_state s SET cold_start_began_at = NULL
+                   FROM (SELECT service_id, cold_start_began_at FROM scaling_state
+                         WHERE service_id = $1 FOR UPDATE) old
+                   WHERE s.service_id = old.service_id AND old.cold_start_began_at IS NOT NULL
+                     AND old.cold_start_began_at <= $2
+                   RETURNING old.cold_start_began_at""",
+                row["service_id"],
+                data.finished_at,
+            )
+        cold = (data.finished_at - began).total_seconds() if began is not None else None
+        return True, cold
+
+    async def prediction_failed(self, data: PredictionFailed, at: datetime) -> bool:
+        """Close an unfinished execution as ``failed`` with the reason (idempotent)."""
+        row = await self.pool.fetchval(
+            """UPDATE executions SET status = 'failed', error = $2,
+                   replica_id = coalesce($3, replica_id), finished_at = $4, updated_at = now()
+               WHERE id = $1
+                 AND status IN ('created', 'queued', 'in-progress', 'waiting-for-budget')
+               RETURNING 1""",
+            data.execution_id,
+            data.reason[:2000],
+            data.replica_id,
+            at,
+        )
+        return row is not None
+
+    async def list_executions(
+        self, project_id: str, filters: ExecutionFilter, page: int, page_size: int
+    ) -> tuple[list[Execution], int]:
+        where, args = execution_where(filters, project_id)
+        n = len(args)
+        rows = await self.pool.fetch(
+            f"""SELECT {EXECUTION_COLUMNS}, count(*) OVER () AS total FROM executions
+                WHERE {where} ORDER BY created_at DESC, id DESC
+                LIMIT ${n + 1} OFFSET ${n + 2}""",
+            *args,
+            page_size,
+            page * page_size,
+        )
+        if rows:
+            total = int(rows[0]["total"])
+        else:
+            total = int(
+                await self.pool.fetchval(f"SELECT count(*) FROM executions WHERE {where}", *args)
+            )
+        return [_execution(r) for r in rows], total
+
+    async def count_executions(self, project_id: str, filters: ExecutionFilter) -> dict[str, int]:
+        where, args = execution_where(filters, project_id)
+        rows = await self.pool.fetch(
+            f"SELECT status, count(*) AS n FROM executions WHERE {where} GROUP BY status", *args
+        )
+        counts = {s.value: 0 for s in ExecutionStatus}
+        counts.update({r["status"]: int(r["n"]) for r in rows})
+        return counts
+
+    async def get_execution(self, project_id: str, execution_id: str) -> Execution:
+        row = await self.pool.fetchrow(
+            f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE project_id = $1 AND id = $2",
+            project_id,
+            execution_id,
+        )
+        if row is None:
+            raise NotFoundError(f"execution {execution_id} not found")
+        return _execution(row)
+
+    async def rerun(
+        self, project_id: str, filters: ExecutionFilter, execution_id: str | None = None
+    ) -> list[Execution]:
+        """Run failed (or cancelled) executions again: attempt + 1, a new predict request.
+
+        With ``execution_id`` exactly that one (404 if absent, 409 if not rerunnable);
+        otherwise every failed execution matching ``filters``.
+        """
+        where, args = execution_where(filters, project_id)
+        if execution_id is not None:
+            args.append(execution_id)
+            where += f" AND id = ${len(args)}"
+            where += " AND status IN ('failed', 'cancelled')"
+        else:
+            where += " AND status = 'failed'"
+        async with self.pool.acquire() as conn, conn.transaction():
+            exhausted = bool(
+                await conn.fetchval(
+                    "SELECT exhausted FROM project_budgets WHERE project_id = $1", project_id
+                )
+            )
+            status = initial_status(exhausted)
+            n = len(args)
+            rows = await conn.fetch(
+                f"""UPDATE executions SET status = ${n + 1}, attempts = attempts + 1,
+                        published = ${n + 1} = 'queued', error = NULL, replica_id = NULL,
+                        started_at = NULL, finished_at = NULL,
+                        queued_at = CASE WHEN ${n + 1} = 'queued' THEN now() END,
+                        updated_at = now()
+                    WHERE id IN (SELECT id FROM executions WHERE {where} FOR UPDATE)
+                    RETURNING {EXECUTION_COLUMNS}, item""",
+                *args,
+                status.value,
+            )
+            if execution_id is not None and not rows:
+                current = await conn.fetchval(
+                    "SELECT status FROM executions WHERE project_id = $1 AND id = $2",
+                    project_id,
+                    execution_id,
+                )
+                if current is None:
+                    raise NotFoundError(f"execution {execution_id} not found")
+                raise ConflictError(
+                    f"execution {execution_id} is {current}; only failed or cancelled "
+                    "executions can be rerun"
+                )
+            if status is ExecutionStatus.QUEUED:
+                await self._publish_predicts(
+                    conn,
+                    [
+                        predict_request(
+                            r["id"],
+                            r["service_id"],
+                            r["project_id"],
+                            r["item"],
+                            r["trigger_id"],
+                            r["attempts"],
+                        )
+                        for r in rows
+                    ],
+                    [r["service_id"] for r in rows],
+                )
+                await self._wake(conn, [r["service_id"] for r in rows])
+        return [_execution(r) for r in rows]
+
+    async def cancel(self, project_id: str, execution_id: str) -> Execution:
+        """Cancel an execution that has not started; a late outcome does not undo it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""UPDATE executions SET status = 'cancelled', finished_at = now(),
+                        error = 'cancelled by request', updated_at = now()
+                    WHERE project_id = $1 AND id = $2
+                      AND status IN ('created', 'queued', 'waiting-for-budget')
+                    RETURNING {EXECUTION_COLUMNS}""",
+                project_id,
+                execution_id,
+            )
+            if row is None:
+                current = await conn.fetchval(
+                    "SELECT status FROM executions WHERE project_id = $1 AND id = $2",
+                    project_id,
+                    execution_id,
+                )
+                if current is None:
+                    raise NotFoundError(f"execution {execution_id} not found")
+                raise ConflictError(
+                    f"execution {execution_id} is {current}; it cannot be cancelled"
+                )
+        return _execution(row)
