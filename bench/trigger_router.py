@@ -500,7 +500,7 @@ def _digit_png() -> bytes:
 async def cold_start(config: RouterBenchSettings) -> None:
     """A real worker process from 0: start, model load on Triton, first prediction."""
     from model_serving_service.app import create_app as create_model_serving
-    from model_serving_service.domain import SpecOverrides
+    from model_serving_service.domain.specs import SpecOverrides
     from model_serving_service.settings import Settings as ModelServingSettings
 
     suffix = uuid.uuid4().hex[:10]
@@ -641,7 +641,7 @@ async def _cleanup_cold_start(
     *,
     s3_bucket: str,
 ) -> None:
-    from model_serving_service.triton import ModelRepository, TritonControl
+    from model_serving_service.adapters.triton import ModelRepository, TritonControl
 
     control = TritonControl(config.triton_http_url, load_timeout=60)
     try:

@@ -18,7 +18,8 @@ import pytest
 from annotation_service import domain
 from common.contracts import ModelRef, PredictedAnnotation, PredictionCompleted
 from model_serving_service.catalog import CATALOG
-from model_serving_service.domain import Geometry, ModelSpec, adapt, parse_spec
+from model_serving_service.domain.outputs import Geometry, adapt
+from model_serving_service.domain.specs import ModelSpec, parse_spec
 
 GEO = Geometry(width=200, height=100, input_width=200, input_height=100)
 

@@ -14,35 +14,27 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model_serving_service.catalog import CATALOG
-from model_serving_service.domain import (
-    AdapterError,
-    Geometry,
-    InvalidModelError,
-    ModelSpec,
-    Scaling,
-    SpecOverrides,
-    TooLargeError,
-    adapt,
+from model_serving_service.adapters.triton_config import (
     backend_problems,
-    backoff_delays,
-    can_transition,
-    default_concurrency,
-    execution_key,
-    input_problem,
-    is_last_delivery,
-    merge_scaling,
-    model_root,
-    outcome_event_id,
     parse_model_config,
-    parse_spec,
     prepare_model_config,
     render_model_config,
-    safe_member,
-    short_triton_reason,
     validate_model_config,
-    version_folders,
 )
+from model_serving_service.catalog import CATALOG
+from model_serving_service.domain.archives import model_root, safe_member, version_folders
+from model_serving_service.domain.errors import InvalidModelError, TooLargeError
+from model_serving_service.domain.outputs import AdapterError, Geometry, adapt
+from model_serving_service.domain.requests import (
+    backoff_delays,
+    execution_key,
+    is_last_delivery,
+    outcome_event_id,
+    short_triton_reason,
+)
+from model_serving_service.domain.scaling import Scaling, default_concurrency, merge_scaling
+from model_serving_service.domain.specs import ModelSpec, SpecOverrides, input_problem, parse_spec
+from model_serving_service.domain.status import can_transition
 from model_serving_service.usecases import unpack_archive
 
 GEO = Geometry(width=200, height=100, input_width=200, input_height=100)

@@ -18,16 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from common.auth import KeyIntrospector, project_dependency
 from common.contracts import PredictedAnnotation
 from common.service import runtime_of
+from model_serving_service.adapters.queues import PredictQueues
 from model_serving_service.catalog import CATALOG, CatalogModel
 from model_serving_service.deps import Deps, deps
-from model_serving_service.domain import (
-    AdapterType,
-    InputType,
-    ModelSpec,
-    SpecOverrides,
-    TooLargeError,
-)
-from model_serving_service.queues import PredictQueues
+from model_serving_service.domain.errors import TooLargeError
+from model_serving_service.domain.specs import AdapterType, InputType, ModelSpec, SpecOverrides
 from model_serving_service.repository import Repository, Service
 from model_serving_service.usecases import ModelServing, parse_spec_form
 

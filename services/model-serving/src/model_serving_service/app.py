@@ -15,11 +15,16 @@ from common.auth import KeyIntrospector
 from common.s3 import client_from_settings, ensure_bucket
 from common.service import ServiceRuntime, build_service_app
 from model_serving_service import api
+from model_serving_service.adapters.queues import PredictQueues
+from model_serving_service.adapters.triton import (
+    ModelHolds,
+    ModelRepository,
+    TritonControl,
+    TritonInference,
+)
 from model_serving_service.deps import Deps
-from model_serving_service.queues import PredictQueues
 from model_serving_service.repository import Repository
 from model_serving_service.settings import Settings
-from model_serving_service.triton import ModelHolds, ModelRepository, TritonControl, TritonInference
 from model_serving_service.usecases import ModelServing
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2
 
-from model_serving_service.domain import AdapterSpec, InputSpec, ModelSpec
+from model_serving_service.domain.specs import AdapterSpec, InputSpec, ModelSpec
 
 TEMPLATES = Path(str(files("model_serving_service") / "catalog_models"))
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from common.auth import KeyIntrospector
 from common.service import dependencies
+from model_serving_service.adapters.triton import TritonControl
 from model_serving_service.repository import Repository
 from model_serving_service.settings import Settings
-from model_serving_service.triton import TritonControl
 from model_serving_service.usecases import ModelServing
 
 

@@ -15,8 +15,9 @@ from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
 from common.contracts import PredictedAnnotation
-from model_serving_service.domain import AdapterError, Geometry, ModelSpec, input_problem
-from model_serving_service.triton import InferenceError, TritonInference
+from model_serving_service.adapters.triton import InferenceError, TritonInference
+from model_serving_service.domain.outputs import AdapterError, Geometry
+from model_serving_service.domain.specs import ModelSpec, input_problem
 
 
 class BadInputError(Exception):
@@ -148,6 +149,6 @@ async def predict_batch(
 def _adapt(
     spec: ModelSpec, by_role: dict[str, NDArray[Any]], geometries: list[Geometry]
 ) -> list[list[PredictedAnnotation]]:
-    from model_serving_service.domain import adapt
+    from model_serving_service.domain.outputs import adapt
 
     return adapt(spec, by_role, geometries)

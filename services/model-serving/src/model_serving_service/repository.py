@@ -22,7 +22,8 @@ from common.contracts import (
 from common.envelope import CloudEvent, make_event, utcnow
 from common.messaging import enqueue
 from common.topology import MODEL_SERVING, Topology
-from model_serving_service.domain import ModelSpec, Scaling
+from model_serving_service.domain.scaling import Scaling
+from model_serving_service.domain.specs import ModelSpec
 
 SOURCE = "/services/model-serving"
 PREDICT_CONSUMER = "model_serving.predict"

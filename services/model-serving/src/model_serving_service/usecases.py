@@ -18,35 +18,10 @@ from typing import Any
 
 from common.contracts import PredictedAnnotation, PredictionFailed, PredictRequest
 from common.envelope import make_event
+from common.ids import new_id
 from common.messaging import PoisonMessageError, parse_event
-from model_serving_service.catalog import CATALOG
-from model_serving_service.domain import (
-    MODEL_NAME_RE,
-    ConflictError,
-    InvalidModelError,
-    ModelServingError,
-    NotFoundError,
-    Scaling,
-    SpecOverrides,
-    TooLargeError,
-    backend_problems,
-    default_concurrency,
-    execution_key,
-    merge_scaling,
-    model_root,
-    new_id,
-    outcome_event_id,
-    parse_model_config,
-    parse_spec,
-    prepare_model_config,
-    safe_member,
-    validate_model_config,
-)
-from model_serving_service.predictor import BadInputError, predict_batch, prepare
-from model_serving_service.queues import PredictQueues
-from model_serving_service.repository import SOURCE, Model, Outcome, Repository, Service
-from model_serving_service.settings import Settings
-from model_serving_service.triton import (
+from model_serving_service.adapters.queues import PredictQueues
+from model_serving_service.adapters.triton import (
     InferenceError,
     ModelHolds,
     ModelLoadError,
@@ -56,6 +31,27 @@ from model_serving_service.triton import (
     TritonTimeoutError,
     TritonUnavailableError,
 )
+from model_serving_service.adapters.triton_config import (
+    backend_problems,
+    parse_model_config,
+    prepare_model_config,
+    validate_model_config,
+)
+from model_serving_service.catalog import CATALOG
+from model_serving_service.domain.archives import model_root, safe_member
+from model_serving_service.domain.errors import (
+    ConflictError,
+    InvalidModelError,
+    ModelServingError,
+    NotFoundError,
+    TooLargeError,
+)
+from model_serving_service.domain.requests import execution_key, outcome_event_id
+from model_serving_service.domain.scaling import Scaling, default_concurrency, merge_scaling
+from model_serving_service.domain.specs import MODEL_NAME_RE, SpecOverrides, parse_spec
+from model_serving_service.predictor import BadInputError, predict_batch, prepare
+from model_serving_service.repository import SOURCE, Model, Outcome, Repository, Service
+from model_serving_service.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -60,23 +60,13 @@ from common.contracts import (
 )
 from common.db import apply_migrations, create_pool
 from common.envelope import CloudEvent, make_event, utcnow
+from common.ids import new_id
 from common.messaging import COMMON_MIGRATIONS, OutboxRelay, PoisonMessageError, parse_event
 from common.observability import configure_logging
 from common.service import load_settings
 from common.topology import DEAD_LETTER_REASON_HEADER, MODEL_SERVING, Topology
 from model_serving_service import metrics
-from model_serving_service.domain import (
-    backoff_delays,
-    execution_key,
-    input_problem,
-    is_last_delivery,
-    new_id,
-    outcome_event_id,
-)
-from model_serving_service.predictor import BadInputError, Prepared, predict_batch, prepare_many
-from model_serving_service.repository import SOURCE, Model, Outcome, Repository, Service
-from model_serving_service.settings import Settings
-from model_serving_service.triton import (
+from model_serving_service.adapters.triton import (
     InferenceError,
     ModelHolds,
     ModelLoadError,
@@ -86,6 +76,16 @@ from model_serving_service.triton import (
     TritonTimeoutError,
     TritonUnavailableError,
 )
+from model_serving_service.domain.requests import (
+    backoff_delays,
+    execution_key,
+    is_last_delivery,
+    outcome_event_id,
+)
+from model_serving_service.domain.specs import input_problem
+from model_serving_service.predictor import BadInputError, Prepared, predict_batch, prepare_many
+from model_serving_service.repository import SOURCE, Model, Outcome, Repository, Service
+from model_serving_service.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from numpy.typing import NDArray
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
-from model_serving_service.domain import render_model_config, short_triton_reason
+from model_serving_service.adapters.triton_config import render_model_config
+from model_serving_service.domain.requests import short_triton_reason
 
 log = logging.getLogger(__name__)
 
