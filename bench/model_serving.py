@@ -4,7 +4,7 @@ time, and the worker vs direct tritonclient calls at the same concurrency.
 Against the stack ``make bench`` started (``scripts/stack.py up --no-services``), in a
 schema ``bench_<id>`` of ``prelabel_test``, its own bucket and topology prefix. The
 catalog models are installed and deployed through model-serving's own use cases; a
-worker (``model_serving_service.worker.Worker``) runs in this process. Each run fills
+worker (``model_serving_service.worker.replica.Worker``) runs in this process. Each run fills
 the service's queue first, starts the worker, and times from the model being loaded
 until every request has its outcome committed and published (outbox empty); the
 outcomes must all be ``prediction.completed.v1``.
@@ -61,7 +61,7 @@ from model_serving_service.domain.specs import SpecOverrides
 from model_serving_service.repository import Model, Repository
 from model_serving_service.settings import Settings
 from model_serving_service.usecases import ModelServing
-from model_serving_service.worker import MIGRATIONS, Worker
+from model_serving_service.worker.replica import MIGRATIONS, Worker
 
 ORDER = 60
 TIMEOUT_S = 600.0

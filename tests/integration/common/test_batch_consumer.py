@@ -1,16 +1,29 @@
 """BatchConsumer on the real broker: batches, one ack per batch, dead letters with a
-reason, retries redelivered, a crashing handler loses nothing."""
+reason, retries redelivered, a crashing handler loses nothing; lingering batches,
+batches settled on their own, deliveries with their headers, a drained stop."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aio_pika
+import pytest
+from aiormq.exceptions import ChannelNotFoundEntity
 from faststream.rabbit import RabbitBroker
 
-from common.consumer import HANDLED, BatchConsumer, BatchHandler, DeadLetter, Outcome, Retry
+from common.consumer import (
+    HANDLED,
+    BatchConsumer,
+    BatchHandler,
+    DeadLetter,
+    Delivery,
+    Outcome,
+    Retry,
+)
 from common.messaging import consumer_queue, declare_dead_letter, events_exchange
 from common.observability import ServiceMetrics
 from common.testing.broker import delete_names, publish_raw
@@ -23,12 +36,20 @@ KEY = "thing.happened.v1"
 
 @asynccontextmanager
 async def consuming(
-    amqp_url: str, prefix: str, handler: BatchHandler, bodies: Sequence[bytes]
+    amqp_url: str,
+    prefix: str,
+    handler: BatchHandler | None,
+    bodies: Sequence[bytes],
+    **options: Any,
 ) -> AsyncIterator[tuple[BatchConsumer, aio_pika.abc.AbstractQueue, aio_pika.abc.AbstractQueue]]:
     """Declare the queue, fill it with ``bodies`` while nobody consumes, then consume.
 
     Yields the consumer, the queue and its dead-letter queue (passively declared).
+    ``options`` override the consumer's (``delivery_handler``, ``linger`` ...).
     """
+    settings: dict[str, Any] = {"prefetch": 100, "max_batch": 20, "writers": 2, **options}
+    if handler is not None:
+        settings["handler"] = handler
     topology = Topology(prefix=prefix, delivery_limit=5)
     queue = consumer_queue(topology, "annotation", "on_thing", KEY)
     exchange = events_exchange(topology, "producer")
@@ -43,11 +64,8 @@ async def consuming(
             handler_name="on_thing",
             queue=queue,
             exchange=exchange,
-            handler=handler,
             metrics=METRICS,
-            prefetch=100,
-            max_batch=20,
-            writers=2,
+            **settings,
         )
 
     connection = await aio_pika.connect_robust(amqp_url)
@@ -55,8 +73,19 @@ async def consuming(
     try:
         await broker.connect()
         await declare_dead_letter(broker, topology, "annotation", [queue.name])
-        await consumer.start()
-        await consumer.stop()
+        await BatchConsumer(
+            amqp_url=amqp_url,
+            broker=broker,
+            topology=topology,
+            consumer="annotation",
+            handler_name="on_thing",
+            queue=queue,
+            exchange=exchange,
+            handler=_never,
+            metrics=METRICS,
+            prefetch=1,
+            max_batch=1,
+        ).declare()
         for body in bodies:
             await publish_raw(amqp_url, exchange.name, KEY, body)
         consumer = new_consumer()
@@ -74,6 +103,10 @@ async def consuming(
             [queue.name, topology.dead_letter_queue(queue.name)],
             [exchange.name, topology.dead_letter_exchange("annotation")],
         )
+
+
+async def _never(batch: Sequence[bytes]) -> list[Outcome]:
+    raise AssertionError("only declares")
 
 
 async def _depth(queue: aio_pika.abc.AbstractQueue) -> int:
@@ -155,3 +188,149 @@ async def test_a_crashing_handler_gets_its_batch_again(
         await consumer.stop()
         assert await _depth(queue) == 0
     assert calls >= 2
+
+
+async def test_lingering_fills_a_batch_from_a_trickle(
+    amqp_url: str, unique_name: Callable[[str], str]
+) -> None:
+    batches: list[list[bytes]] = []
+
+    async def handler(batch: Sequence[bytes]) -> list[Outcome]:
+        batches.append(list(batch))
+        return [HANDLED] * len(batch)
+
+    prefix = unique_name("bc") + "."
+    async with consuming(amqp_url, prefix, handler, [], max_batch=5, linger=5.0) as (_, q, _):
+        for n in range(5):
+            await publish_raw(amqp_url, f"{prefix}producer.events", KEY, f"t-{n}".encode())
+            await asyncio.sleep(0.02)
+
+        async def handled() -> bool:
+            return sum(len(b) for b in batches) == 5
+
+        await wait_until(handled, timeout=4, message="a full batch goes before the linger ends")
+        assert await _depth(q) == 0
+    assert batches == [[f"t-{n}".encode() for n in range(5)]]
+
+
+async def test_lingering_ends_once_every_prefetch_slot_is_held(
+    amqp_url: str, unique_name: Callable[[str], str]
+) -> None:
+    batches: list[list[bytes]] = []
+
+    async def handler(batch: Sequence[bytes]) -> list[Outcome]:
+        batches.append(list(batch))
+        return [HANDLED] * len(batch)
+
+    bodies = [f"p-{n}".encode() for n in range(3)]
+    started = time.monotonic()
+    async with consuming(
+        amqp_url, unique_name("bc") + ".", handler, bodies, prefetch=3, max_batch=10, linger=60
+    ):
+
+        async def handled() -> bool:
+            return sum(len(b) for b in batches) == 3
+
+        await wait_until(handled, timeout=20, message="nothing more can arrive: the batch goes")
+    assert time.monotonic() - started < 30
+
+
+async def test_unordered_batches_settle_alone_and_see_their_deliveries(
+    amqp_url: str, unique_name: Callable[[str], str]
+) -> None:
+    release = asyncio.Event()
+    counts: dict[bytes, list[int | None]] = {}
+
+    async def handler(batch: Sequence[Delivery]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for delivery in batch:
+            counts.setdefault(delivery.body, []).append(delivery.delivery_count)
+            if delivery.body == b"slow":
+                await release.wait()
+            outcomes.append(
+                Retry("once more")
+                if len(counts[delivery.body]) == 1 and delivery.body == b"flaky"
+                else HANDLED
+            )
+        return outcomes
+
+    async with consuming(
+        amqp_url,
+        unique_name("bc") + ".",
+        None,
+        [b"slow", b"quick", b"flaky"],
+        delivery_handler=handler,
+        max_batch=1,
+        writers=3,
+        ordered=False,
+    ) as (consumer, queue, _):
+
+        async def only_the_slow_one_held() -> bool:
+            return len(counts.get(b"flaky", [])) == 2 and consumer.held == 1
+
+        # Ordered, the quick and flaky batches would wait for the slow one's turn.
+        await wait_until(only_the_slow_one_held, message="later batches settled on their own")
+        release.set()
+
+        async def none_held() -> bool:
+            return consumer.held == 0
+
+        await wait_until(none_held, message="the slow batch settled too")
+        await consumer.stop()
+        assert await _depth(queue) == 0
+    assert counts[b"flaky"] == [None, 1]
+    assert counts[b"quick"] == [None]
+
+
+async def test_a_drained_stop_requeues_what_it_cannot_finish(
+    amqp_url: str, unique_name: Callable[[str], str]
+) -> None:
+    bodies = [f"d-{n}".encode() for n in range(4)]
+
+    async def stuck(batch: Sequence[bytes]) -> list[Outcome]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async with consuming(
+        amqp_url, unique_name("bc") + ".", stuck, bodies, max_batch=2, writers=1
+    ) as (consumer, queue, _):
+
+        async def all_held() -> bool:
+            return consumer.held == 4
+
+        await wait_until(all_held, message="every message delivered")
+        requeued = await consumer.stop(drain=0.2)
+        back: list[bytes] = []
+
+        async def all_back() -> bool:
+            message = await queue.get(no_ack=True, fail=False)
+            if message is not None:
+                back.append(message.body)
+            return len(back) == 4
+
+        await wait_until(all_back, message="the held messages are back in the queue")
+    assert sorted(back) == bodies
+    assert requeued == 4
+
+
+async def test_a_queue_declared_elsewhere_is_consumed_passively(
+    amqp_url: str, unique_name: Callable[[str], str]
+) -> None:
+    topology = Topology(prefix=unique_name("bc") + ".", delivery_limit=5)
+    broker = RabbitBroker(amqp_url, logger=None)
+    consumer = BatchConsumer(
+        amqp_url=amqp_url,
+        broker=broker,
+        topology=topology,
+        consumer="annotation",
+        handler_name="on_thing",
+        queue=consumer_queue(topology, "annotation", "missing", KEY),
+        exchange=None,
+        handler=_never,
+        metrics=METRICS,
+        prefetch=1,
+        max_batch=1,
+    )
+    with pytest.raises(ChannelNotFoundEntity):
+        await consumer.declare()
+    await consumer.stop()

@@ -36,7 +36,7 @@ from common.testing.waits import wait_until
 from common.topology import MODEL_SERVING, Topology
 from model_serving_service.app import create_app
 from model_serving_service.settings import Settings
-from model_serving_service.worker import Worker
+from model_serving_service.worker.replica import Worker
 from tests.conftest import AuthService
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

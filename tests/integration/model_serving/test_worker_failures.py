@@ -33,7 +33,7 @@ async def _quiet(ms: ModelServingService, service_id: str, worker: Any) -> None:
     async def settled() -> bool:
         queue = (await ms.service(service_id))["queue"]
         pending = await ms.runtime.pool.fetchval("SELECT count(*) FROM outbox")
-        return queue["messages"] == 0 and not worker._unsettled and pending == 0
+        return queue["messages"] == 0 and not worker.held and pending == 0
 
     await wait_until(settled, timeout=30, message="queue drained and outbox sent")
 

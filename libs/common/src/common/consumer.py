@@ -19,6 +19,15 @@ delivery of a batch still being handled. A message is acknowledged only after th
 handler returned, i.e. after its effect committed: at-least-once holds, and the
 handler must be idempotent. Messages buffered when the connection drops are
 redelivered by the broker.
+
+Options for a queue whose batches cost more than their messages (a predict worker's
+Triton call): ``linger`` waits that long for a batch to fill once its first delivery is
+in hand (not when every prefetch slot is already held: nothing more can arrive);
+``ordered=False`` lets each batch settle as soon as it is done, one ack per message, so
+a slow batch does not hold back the acks of the quick ones; a handler of
+:class:`Delivery` objects sees headers and receipt times; ``exchange=None`` consumes a
+queue that another service declares and binds (declared passively); and
+``stop(drain=...)`` finishes what is held within a time limit and requeues the rest.
 """
 
 from __future__ import annotations
@@ -27,8 +36,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
@@ -74,6 +85,35 @@ BatchHandler = Callable[[Sequence[bytes]], Awaitable[Sequence[Outcome]]]
 """Handles the bodies of a batch; returns one outcome per body, in order."""
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One delivered message, as a :data:`DeliveryHandler` sees it."""
+
+    body: bytes
+    headers: Mapping[str, Any]
+    received: float
+    """``time.monotonic()`` when the consumer received it."""
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    """Wall-clock time of receipt."""
+
+    @property
+    def delivery_count(self) -> int | None:
+        """The quorum queue's ``x-delivery-count`` (absent on the first delivery)."""
+        count = self.headers.get("x-delivery-count")
+        return count if isinstance(count, int) else None
+
+
+DeliveryHandler = Callable[[Sequence[Delivery]], Awaitable[Sequence[Outcome]]]
+"""Handles the deliveries of a batch; returns one outcome per delivery, in order."""
+
+
+@dataclass(eq=False, slots=True)
+class _Held:
+    message: AbstractIncomingMessage
+    delivery: Delivery
+    settled: bool = False
+
+
 class BatchConsumer:
     """Consumes ``queue`` (bound to ``exchange``) in batches; see the module docstring."""
 
@@ -86,13 +126,24 @@ class BatchConsumer:
         consumer: str,
         handler_name: str,
         queue: RabbitQueue,
-        exchange: RabbitExchange,
-        handler: BatchHandler,
+        exchange: RabbitExchange | None,
+        handler: BatchHandler | None = None,
+        delivery_handler: DeliveryHandler | None = None,
         metrics: ServiceMetrics,
         prefetch: int,
         max_batch: int,
         writers: int = 1,
+        linger: float = 0.0,
+        ordered: bool = True,
+        connect_timeout: float | None = None,
     ) -> None:
+        """Pass exactly one of ``handler`` (bodies) and ``delivery_handler``.
+
+        ``exchange=None``: the queue and its binding belong to another service; it is
+        declared passively (``aiormq``'s ``ChannelNotFoundEntity`` when it is missing).
+        """
+        if (handler is None) == (delivery_handler is None):
+            raise TypeError("pass exactly one of handler and delivery_handler")
         self._amqp_url = amqp_url
         self._broker = broker
         self._topology = topology
@@ -101,12 +152,19 @@ class BatchConsumer:
         self._queue_spec = queue
         self._exchange_spec = exchange
         self._handler = handler
+        self._delivery_handler = delivery_handler
         self._metrics = metrics
         self._prefetch = prefetch
         self._max_batch = max_batch
         self._writers = writers
-        self._buffer: list[AbstractIncomingMessage] = []
+        self._linger = linger
+        self._ordered = ordered
+        self._connect_timeout = connect_timeout
+        self._buffer: list[_Held] = []
         self._wake = asyncio.Event()
+        self._taking = asyncio.Lock()
+        self._stopping = False
+        self._in_hand: set[_Held] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._connection: AbstractRobustConnection | None = None
         self._queue: AbstractQueue | None = None
@@ -122,78 +180,160 @@ class BatchConsumer:
         """The queue consumed."""
         return self._queue_spec.name
 
-    async def start(self) -> None:
-        """Declare the queue and its binding, and start consuming."""
-        self._taken = self._settled = 0
-        self._connection = await aio_pika.connect_robust(self._amqp_url)
+    @property
+    def held(self) -> int:
+        """Deliveries received and not yet settled (buffered or being handled)."""
+        return len(self._in_hand)
+
+    async def declare(self) -> None:
+        """Connect and declare the queue (and its binding) without consuming yet."""
+        self._connection = await aio_pika.connect_robust(
+            self._amqp_url, timeout=self._connect_timeout
+        )
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=self._prefetch)
-        exchange = await channel.declare_exchange(
-            self._exchange_spec.name,
-            aio_pika.ExchangeType(self._exchange_spec.type.value),
-            durable=True,
-        )
-        self._queue = await channel.declare_queue(
-            self._queue_spec.name,
-            durable=True,
-            arguments=dict(self._queue_spec.arguments or {}),
-        )
-        await self._queue.bind(exchange, routing_key=self._queue_spec.routing)
+        if self._exchange_spec is None:
+            self._queue = await channel.declare_queue(self._queue_spec.name, passive=True)
+        else:
+            exchange = await channel.declare_exchange(
+                self._exchange_spec.name,
+                aio_pika.ExchangeType(self._exchange_spec.type.value),
+                durable=True,
+            )
+            self._queue = await channel.declare_queue(
+                self._queue_spec.name,
+                durable=True,
+                arguments=dict(self._queue_spec.arguments or {}),
+            )
+            await self._queue.bind(exchange, routing_key=self._queue_spec.routing)
+
+    async def start(self) -> None:
+        """Declare the queue and its binding (unless :meth:`declare` did), and start
+        consuming."""
+        self._taken = self._settled = 0
+        self._stopping = False
+        if self._queue is None:
+            await self.declare()
+        assert self._queue is not None
         self._tasks = [
             asyncio.create_task(self._run(), name=f"{self._name}-writer-{n}")
             for n in range(self._writers)
         ]
         self._consumer_tag = await self._queue.consume(self._on_message)
 
-    async def stop(self) -> None:
-        """Stop taking messages, finish the batches being handled, close the connection.
+    async def stop(self, drain: float | None = None) -> int:
+        """Stop taking messages, close the connection; return how many were requeued.
 
-        Messages still buffered are not acknowledged: the broker redelivers them.
+        Without ``drain``: the batches being handled are cancelled and the messages
+        still buffered are not acknowledged: the broker redelivers them. With
+        ``drain``: the buffered messages are handled too, for up to ``drain`` seconds;
+        whatever is still held then is rejected back onto the queue.
         """
         if self._queue is not None and self._consumer_tag is not None:
             with contextlib.suppress(Exception):
                 await self._queue.cancel(self._consumer_tag)
         self._consumer_tag = None
-        self._buffer.clear()
+        self._stopping = True
+        if drain is None:
+            self._buffer.clear()
         self._wake.set()
+        if drain is not None and self._tasks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain):
+                    await asyncio.wait(self._tasks)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        requeued = 0
+        if drain is not None:
+            for held in list(self._in_hand):
+                requeued += await self._requeue(held)
+        self._buffer.clear()
+        self._in_hand.clear()
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
+        self._queue = None
+        return requeued
+
+    async def _requeue(self, held: _Held) -> int:
+        self._release(held)
+        try:
+            await held.message.nack(requeue=True)
+        except Exception:
+            log.warning("requeueing a held message failed", exc_info=True)
+            return 0
+        return 1
+
+    def _release(self, held: _Held) -> None:
+        held.settled = True
+        self._in_hand.discard(held)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        self._buffer.append(message)
+        held = _Held(message, Delivery(message.body, message.headers or {}, time.monotonic()))
+        self._in_hand.add(held)
+        self._buffer.append(held)
         self._wake.set()
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            if not self._buffer:
+            taken = await self._take()
+            if taken is None:
+                return
+            await self._handle(*taken)
+
+    async def _take(self) -> tuple[list[_Held], int] | None:
+        """The next batch and its sequence number; None once stopping with none left."""
+        async with self._taking:
+            while not self._buffer:
+                if self._stopping:
+                    return None
                 self._wake.clear()
-                continue
+                await self._wake.wait()
+            if self._linger > 0:
+                await self._fill(time.monotonic() + self._linger)
             batch = self._buffer[: self._max_batch]
             del self._buffer[: self._max_batch]
             sequence = self._taken
             self._taken += 1
-            await self._handle(batch, sequence)
+            return batch, sequence
 
-    async def _handle(self, batch: list[AbstractIncomingMessage], sequence: int) -> None:
+    async def _fill(self, deadline: float) -> None:
+        """Wait until the batch is full, ``deadline`` passes, or nothing more can come."""
+        while (
+            len(self._buffer) < self._max_batch
+            and len(self._in_hand) < self._prefetch
+            and not self._stopping
+        ):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._wake.wait()
+
+    async def _call_handler(self, batch: list[_Held]) -> list[Outcome]:
+        if self._delivery_handler is not None:
+            return list(await self._delivery_handler([h.delivery for h in batch]))
+        assert self._handler is not None
+        return list(await self._handler([h.message.body for h in batch]))
+
+    async def _handle(self, batch: list[_Held], sequence: int) -> None:
         started = time.perf_counter()
         self.batches += 1
         try:
-            outcomes = list(await self._handler([m.body for m in batch]))
+            outcomes = await self._call_handler(batch)
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"{len(outcomes)} outcomes for {len(batch)} messages")
         except Exception as exc:
             log.exception("batch handler failed", extra={"handler": self._name})
             outcomes = [Retry(f"{type(exc).__name__}: {exc}")] * len(batch)
         # Dead-letter before settling: the copy is confirmed before the original goes.
-        for index, (message, outcome) in enumerate(zip(batch, outcomes, strict=True)):
+        for index, (held, outcome) in enumerate(zip(batch, outcomes, strict=True)):
             if isinstance(outcome, DeadLetter):
                 try:
                     await dead_letter(
@@ -201,20 +341,23 @@ class BatchConsumer:
                         self._topology,
                         self._consumer,
                         self.queue_name,
-                        message.body,
+                        held.message.body,
                         outcome.reason,
                     )
                 except Exception:
                     log.exception("dead-lettering failed; the message goes back to the queue")
                     outcomes[index] = Retry("dead-lettering failed")
-        async with self._settled_changed:
-            await self._settled_changed.wait_for(lambda: self._settled == sequence)
-        try:
-            await self._settle(batch, outcomes)
-        finally:
+        if self._ordered:
             async with self._settled_changed:
-                self._settled += 1
-                self._settled_changed.notify_all()
+                await self._settled_changed.wait_for(lambda: self._settled == sequence)
+            try:
+                await self._settle(batch, outcomes)
+            finally:
+                async with self._settled_changed:
+                    self._settled += 1
+                    self._settled_changed.notify_all()
+        else:
+            await self._settle_each(batch, outcomes)
         seconds = time.perf_counter() - started
         self._metrics.handler_seconds.labels(self._name).observe(seconds / len(batch))
         counts: dict[str, int] = {}
@@ -224,24 +367,42 @@ class BatchConsumer:
         for label, count in counts.items():
             self._metrics.messages.labels(self._name, label).inc(count)
 
-    async def _settle(self, batch: list[AbstractIncomingMessage], outcomes: list[Outcome]) -> None:
+    async def _settle(self, batch: list[_Held], outcomes: list[Outcome]) -> None:
+        for held in batch:
+            self._release(held)
+        messages = [held.message for held in batch]
         try:
-            for message, outcome in zip(batch, outcomes, strict=True):
+            for message, outcome in zip(messages, outcomes, strict=True):
                 if isinstance(outcome, Retry):
                     await message.nack(requeue=True)
             if not any(isinstance(o, Retry) for o in outcomes):
                 # Everything up to the batch's last delivery is settled: one ack for all,
                 # per channel (a reconnect starts a new channel and new delivery tags).
-                last_per_channel = {id(m.channel): m for m in batch}
+                last_per_channel = {id(m.channel): m for m in messages}
                 for message in last_per_channel.values():
                     await message.ack(multiple=True)
             else:
-                for message, outcome in zip(batch, outcomes, strict=True):
+                for message, outcome in zip(messages, outcomes, strict=True):
                     if not isinstance(outcome, Retry):
                         await message.ack()
         except Exception:
             # The channel closed under us: the broker redelivers what was not settled.
             log.warning("settling a batch failed; its messages will be redelivered", exc_info=True)
+
+    async def _settle_each(self, batch: list[_Held], outcomes: list[Outcome]) -> None:
+        """Settle one batch on its own: one ack (or reject) per message."""
+        for held, outcome in zip(batch, outcomes, strict=True):
+            if held.settled:
+                continue
+            self._release(held)
+            try:
+                if isinstance(outcome, Retry):
+                    await held.message.nack(requeue=True)
+                else:
+                    await held.message.ack()
+            except Exception:
+                # The channel died: the broker redelivers (and the handler is idempotent).
+                log.warning("settling a message failed; it will be redelivered", exc_info=True)
 
 
 def _label(outcome: Outcome) -> str:

@@ -22,10 +22,10 @@ from common.contracts import (
 from common.envelope import CloudEvent, make_event, utcnow
 from common.messaging import enqueue
 from common.topology import MODEL_SERVING, Topology
+from model_serving_service.domain.outcomes import SOURCE
 from model_serving_service.domain.scaling import Scaling
 from model_serving_service.domain.specs import ModelSpec
 
-SOURCE = "/services/model-serving"
 PREDICT_CONSUMER = "model_serving.predict"
 """Consumer name of predict outcomes in ``processed_messages`` (one row per request key)."""
 

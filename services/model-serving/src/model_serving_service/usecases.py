@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from common.contracts import PredictedAnnotation, PredictionFailed, PredictRequest
-from common.envelope import make_event
+from common.contracts import PredictedAnnotation, PredictRequest
 from common.ids import new_id
 from common.messaging import PoisonMessageError, parse_event
 from model_serving_service.adapters.queues import PredictQueues
@@ -46,11 +45,12 @@ from model_serving_service.domain.errors import (
     NotFoundError,
     TooLargeError,
 )
-from model_serving_service.domain.requests import execution_key, outcome_event_id
+from model_serving_service.domain.outcomes import failed_event
+from model_serving_service.domain.requests import execution_key
 from model_serving_service.domain.scaling import Scaling, default_concurrency, merge_scaling
 from model_serving_service.domain.specs import MODEL_NAME_RE, SpecOverrides, parse_spec
 from model_serving_service.predictor import BadInputError, predict_batch, prepare
-from model_serving_service.repository import SOURCE, Model, Outcome, Repository, Service
+from model_serving_service.repository import Model, Outcome, Repository, Service
 from model_serving_service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -290,20 +290,12 @@ class ModelServing:
             return
         request = event.data
         key = execution_key(request.execution_id, request.attempt)
-        failed = PredictionFailed(
-            execution_id=request.execution_id,
+        outcome = failed_event(
+            request,
+            key,
             service_id=service.id,
-            project_id=request.project_id,
-            item_id=request.item.id,
             reason=f"service {service.id} was undeployed before the request ran",
             retryable=False,
-        )
-        outcome = make_event(
-            failed,
-            source=SOURCE,
-            subject=request.item.id,
-            correlationid=request.execution_id,
-            event_id=outcome_event_id(key),
         )
         await self.repo.record_outcomes([Outcome(key, outcome)])
 
