@@ -58,7 +58,8 @@ from model_serving_service.adapters.triton import (
     TritonInference,
 )
 from model_serving_service.domain.specs import SpecOverrides
-from model_serving_service.repository import Model, Repository
+from model_serving_service.repository import Repository
+from model_serving_service.repository.models import Model
 from model_serving_service.settings import Settings
 from model_serving_service.usecases import ModelServing
 from model_serving_service.worker.replica import MIGRATIONS, Worker

@@ -35,7 +35,7 @@ from model_serving_service.domain.requests import (
 from model_serving_service.domain.scaling import Scaling, default_concurrency, merge_scaling
 from model_serving_service.domain.specs import ModelSpec, SpecOverrides, input_problem, parse_spec
 from model_serving_service.domain.status import can_transition
-from model_serving_service.usecases import unpack_archive
+from model_serving_service.usecases.archives import unpack_archive
 
 GEO = Geometry(width=200, height=100, input_width=200, input_height=100)
 

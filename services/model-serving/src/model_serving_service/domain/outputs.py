@@ -103,35 +103,54 @@ def adapt(
     or NaN scores) are skipped. Raises :class:`AdapterError` on unexpected shapes.
     """
     batch = len(geometries)
+    scores = _item_rows(outputs, "scores", batch).astype(np.float64)
+    if spec.adapter.type == "classification":
+        return _classifications(spec, scores, batch)
+    return _shapes(spec, outputs, scores, geometries)
+
+
+def _classifications(
+    spec: ModelSpec, scores: NDArray[Any], batch: int
+) -> list[list[PredictedAnnotation]]:
+    """The ``top_k`` labels per item above the threshold, best first."""
     adapter = spec.adapter
     result: list[list[PredictedAnnotation]] = []
-    scores = _item_rows(outputs, "scores", batch).astype(np.float64)
-    if adapter.type == "classification":
-        if scores.ndim != 2 or scores.shape[1] != len(spec.labels):
-            raise AdapterError(
-                f"classification scores have shape {list(scores.shape)}; expected "
-                f"[{batch}, {len(spec.labels)}] (one score per label)"
-            )
-        if adapter.softmax:
-            scores = _softmax(scores)
-        for i in range(batch):
-            row = scores[i]
-            found: list[PredictedAnnotation] = []
-            for index in np.argsort(-row, kind="stable")[: adapter.top_k]:
-                confidence = float(row[index])
-                label = spec.output_label(spec.labels[int(index)])
-                if label is None or math.isnan(confidence):
-                    continue
-                if confidence < spec.confidence_threshold:
-                    continue
-                found.append(
-                    PredictedAnnotation(
-                        type="classification", label=label, confidence=_confidence(confidence)
-                    )
+    if scores.ndim != 2 or scores.shape[1] != len(spec.labels):
+        raise AdapterError(
+            f"classification scores have shape {list(scores.shape)}; expected "
+            f"[{batch}, {len(spec.labels)}] (one score per label)"
+        )
+    if adapter.softmax:
+        scores = _softmax(scores)
+    for i in range(batch):
+        row = scores[i]
+        found: list[PredictedAnnotation] = []
+        for index in np.argsort(-row, kind="stable")[: adapter.top_k]:
+            confidence = float(row[index])
+            label = spec.output_label(spec.labels[int(index)])
+            if label is None or math.isnan(confidence):
+                continue
+            if confidence < spec.confidence_threshold:
+                continue
+            found.append(
+                PredictedAnnotation(
+                    type="classification", label=label, confidence=_confidence(confidence)
                 )
-            result.append(found)
-        return result
+            )
+        result.append(found)
+    return result
 
+
+def _shapes(
+    spec: ModelSpec,
+    outputs: Mapping[str, NDArray[Any]],
+    scores: NDArray[Any],
+    geometries: Sequence[Geometry],
+) -> list[list[PredictedAnnotation]]:
+    """Boxes, polygons or text lines per item (padding rows skipped)."""
+    batch = len(geometries)
+    adapter = spec.adapter
+    result: list[list[PredictedAnnotation]] = []
     if scores.ndim != 2:
         raise AdapterError(f"scores have shape {list(scores.shape)}; expected [N, K]")
     classes = _item_rows(outputs, "classes", batch) if "classes" in adapter.outputs else None
@@ -152,7 +171,7 @@ def adapt(
         raise AdapterError(f"texts have shape {list(texts.shape)}; expected [N, K]")
 
     for i, geo in enumerate(geometries):
-        found = []
+        found: list[PredictedAnnotation] = []
         for k in range(scores.shape[1]):
             confidence = float(scores[i, k])
             if math.isnan(confidence) or confidence < 0:

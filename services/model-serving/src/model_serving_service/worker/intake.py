@@ -16,8 +16,9 @@ from common.messaging import PoisonMessageError, parse_event
 from model_serving_service import metrics
 from model_serving_service.domain.outcomes import completed_event, failed_event
 from model_serving_service.domain.requests import execution_key, is_last_delivery
-from model_serving_service.repository import Model, Repository
-from model_serving_service.repository import Outcome as Recorded
+from model_serving_service.repository import Repository
+from model_serving_service.repository.models import Model
+from model_serving_service.repository.outcomes import Outcome as Recorded
 from model_serving_service.worker.pipeline import Completed, Failed, Pipeline, Request, Result
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from model_serving_service.adapters.triton import (
 from model_serving_service.domain.requests import backoff_delays
 from model_serving_service.domain.specs import input_problem
 from model_serving_service.predictor import BadInputError, Prepared, predict_batch, prepare_many
-from model_serving_service.repository import Model
+from model_serving_service.repository.models import Model
 from model_serving_service.settings import Settings
 
 

@@ -33,7 +33,9 @@ from model_serving_service.adapters.triton import (
     TritonControl,
     TritonInference,
 )
-from model_serving_service.repository import Model, Repository, Service
+from model_serving_service.repository import Repository
+from model_serving_service.repository.models import Model
+from model_serving_service.repository.services import Service
 from model_serving_service.settings import Settings
 from model_serving_service.worker.intake import Intake
 from model_serving_service.worker.pipeline import ModelState, Pipeline
