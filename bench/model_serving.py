@@ -51,14 +51,10 @@ from common.s3 import blob_key, delete_bucket, ensure_bucket, s3_client
 from common.testing.broker import delete_names
 from common.topology import MODEL_SERVING, Topology
 from model_serving_service.adapters.queues import PredictQueues
-from model_serving_service.adapters.triton import (
-    ModelHolds,
-    ModelRepository,
-    TritonControl,
-    TritonInference,
-)
+from model_serving_service.adapters.triton import ModelRepository, TritonControl, TritonInference
 from model_serving_service.domain.specs import SpecOverrides
 from model_serving_service.repository import Repository
+from model_serving_service.repository.holds import ModelHolds
 from model_serving_service.repository.models import Model
 from model_serving_service.settings import Settings
 from model_serving_service.usecases import ModelServing

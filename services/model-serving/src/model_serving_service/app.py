@@ -16,14 +16,10 @@ from common.s3 import client_from_settings, ensure_bucket
 from common.service import ServiceRuntime, build_service_app
 from model_serving_service import api
 from model_serving_service.adapters.queues import PredictQueues
-from model_serving_service.adapters.triton import (
-    ModelHolds,
-    ModelRepository,
-    TritonControl,
-    TritonInference,
-)
+from model_serving_service.adapters.triton import ModelRepository, TritonControl, TritonInference
 from model_serving_service.deps import Deps
 from model_serving_service.repository import Repository
+from model_serving_service.repository.holds import ModelHolds
 from model_serving_service.settings import Settings
 from model_serving_service.usecases import ModelServing
 

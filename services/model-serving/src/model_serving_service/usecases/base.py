@@ -6,12 +6,9 @@ import asyncio
 from dataclasses import dataclass, field
 
 from model_serving_service.adapters.queues import PredictQueues
-from model_serving_service.adapters.triton import (
-    ModelHolds,
-    ModelRepository,
-    TritonInference,
-)
+from model_serving_service.adapters.triton import ModelRepository, TritonInference
 from model_serving_service.repository import Repository
+from model_serving_service.repository.holds import ModelHolds
 from model_serving_service.settings import Settings
 
 

@@ -15,7 +15,6 @@ from common.envelope import CloudEvent
 from model_serving_service import metrics
 from model_serving_service.adapters.triton import (
     InferenceError,
-    ModelHolds,
     ModelLoadError,
     ModelNotLoadedError,
     TritonInference,
@@ -25,6 +24,7 @@ from model_serving_service.adapters.triton import (
 from model_serving_service.domain.requests import backoff_delays
 from model_serving_service.domain.specs import input_problem
 from model_serving_service.predictor import BadInputError, Prepared, predict_batch, prepare_many
+from model_serving_service.repository.holds import ModelHolds
 from model_serving_service.repository.models import Model
 from model_serving_service.settings import Settings
 

@@ -27,13 +27,9 @@ from common.observability import configure_logging
 from common.service import load_settings, service_metrics
 from common.topology import MODEL_SERVING, Topology
 from model_serving_service import metrics
-from model_serving_service.adapters.triton import (
-    ModelHolds,
-    ModelLoadError,
-    TritonControl,
-    TritonInference,
-)
+from model_serving_service.adapters.triton import ModelLoadError, TritonControl, TritonInference
 from model_serving_service.repository import Repository
+from model_serving_service.repository.holds import ModelHolds
 from model_serving_service.repository.models import Model
 from model_serving_service.repository.services import Service
 from model_serving_service.settings import Settings
