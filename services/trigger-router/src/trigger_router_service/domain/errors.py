@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from common import errors
 from common.errors import ServiceError
 
 
@@ -11,13 +12,13 @@ class RouterError(ServiceError):
     status = 400
 
 
-class NotFoundError(RouterError):
+class NotFoundError(RouterError, errors.NotFoundError):
     """The thing does not exist in the caller's project (another project's ids too)."""
 
     status = 404
 
 
-class ConflictError(RouterError):
+class ConflictError(RouterError, errors.ConflictError):
     """The change clashes with existing data or the current state."""
 
     status = 409

@@ -39,6 +39,23 @@ CANCELLABLE_STATUSES = frozenset(
 )
 """States a cancel may stop (a replica may still run a queued one: its outcome is ignored)."""
 
+UNFINISHED_STATUSES = frozenset(
+    {
+        ExecutionStatus.CREATED,
+        ExecutionStatus.QUEUED,
+        ExecutionStatus.IN_PROGRESS,
+        ExecutionStatus.WAITING_FOR_BUDGET,
+    }
+)
+"""States a failure closes, and an undeployed service cancels."""
+
+SUCCESS_IGNORED_STATUSES = frozenset({ExecutionStatus.SUCCESS, ExecutionStatus.CANCELLED})
+"""States a prediction's success leaves alone (a failed execution still turns success:
+the late outcome of an attempt that was retried)."""
+
+BULK_RERUN_STATUSES = frozenset({ExecutionStatus.FAILED})
+"""States a bulk rerun picks (a cancelled execution is rerun only by its id)."""
+
 
 def initial_status(budget_exhausted: bool) -> ExecutionStatus:
     """Where a new execution starts: its predict request is held while the budget is spent."""

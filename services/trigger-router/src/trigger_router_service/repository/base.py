@@ -3,7 +3,7 @@ and the outbox writes and wake-ups that go with state changes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ from common.dql import Node
 from common.envelope import CloudEvent, make_event
 from common.messaging import enqueue_many
 from common.topology import Topology
+from trigger_router_service.domain.executions import ExecutionStatus
 
 SOURCE = "/services/trigger-router"
 
@@ -52,6 +53,11 @@ def predict_request(
         correlationid=execution_id,
         event_id=f"{execution_id}.{attempt}",
     )
+
+
+def status_values(statuses: Iterable[ExecutionStatus]) -> list[str]:
+    """A status set as a ``text[]`` parameter (``status = ANY($n::text[])``)."""
+    return sorted(s.value for s in statuses)
 
 
 @dataclass

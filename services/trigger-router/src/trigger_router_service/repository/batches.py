@@ -14,10 +14,12 @@ from common.ids import new_id
 from trigger_router_service.domain.batches import Batch
 from trigger_router_service.domain.errors import NotFoundError
 from trigger_router_service.domain.executions import (
+    CANCELLABLE_STATUSES,
     FINAL_STATUSES,
     ExecutionStatus,
     initial_status,
 )
+from trigger_router_service.repository.base import status_values
 from trigger_router_service.repository.executions import (
     Executions,
     NewExecution,
@@ -113,9 +115,10 @@ class Batches(Executions):
             """UPDATE executions SET status = 'cancelled', finished_at = now(),
                    error = 'batch cancelled', updated_at = now()
                WHERE project_id = $1 AND batch_id = $2
-                 AND status IN ('created', 'queued', 'waiting-for-budget')
+                 AND status = ANY($3::text[])
                RETURNING id""",
             project_id,
             batch_id,
+            status_values(CANCELLABLE_STATUSES),
         )
         return await self.get_batch(project_id, batch_id), len(rows)

@@ -17,12 +17,17 @@ from common.contracts import (
 from common.ids import new_id
 from trigger_router_service.domain.errors import ConflictError, NotFoundError
 from trigger_router_service.domain.executions import (
+    BULK_RERUN_STATUSES,
+    CANCELLABLE_STATUSES,
+    RERUNNABLE_STATUSES,
+    SUCCESS_IGNORED_STATUSES,
+    UNFINISHED_STATUSES,
     Execution,
     ExecutionFilter,
     ExecutionStatus,
     initial_status,
 )
-from trigger_router_service.repository.base import Store, predict_request
+from trigger_router_service.repository.base import Store, predict_request, status_values
 
 EXECUTION_COLUMNS = (
     "id, project_id, service_id, trigger_id, batch_id, item_id, dataset_id, event_id, action, "
@@ -146,12 +151,13 @@ class Executions(Store):
             row = await conn.fetchrow(
                 """UPDATE executions SET status = 'success', replica_id = $2,
                        started_at = $3, finished_at = $4, error = NULL, updated_at = now()
-                   WHERE id = $1 AND status NOT IN ('success', 'cancelled')
+                   WHERE id = $1 AND status <> ALL($5::text[])
                    RETURNING service_id""",
                 data.execution_id,
                 data.replica_id,
                 data.started_at,
                 data.finished_at,
+                status_values(SUCCESS_IGNORED_STATUSES),
             )
             if row is None:
                 return False, None
@@ -173,13 +179,13 @@ class Executions(Store):
         row = await self.pool.fetchval(
             """UPDATE executions SET status = 'failed', error = $2,
                    replica_id = coalesce($3, replica_id), finished_at = $4, updated_at = now()
-               WHERE id = $1
-                 AND status IN ('created', 'queued', 'in-progress', 'waiting-for-budget')
+               WHERE id = $1 AND status = ANY($5::text[])
                RETURNING 1""",
             data.execution_id,
             data.reason[:2000],
             data.replica_id,
             at,
+            status_values(UNFINISHED_STATUSES),
         )
         return row is not None
 
@@ -235,9 +241,10 @@ class Executions(Store):
         if execution_id is not None:
             args.append(execution_id)
             where += f" AND id = ${len(args)}"
-            where += " AND status IN ('failed', 'cancelled')"
+            args.append(status_values(RERUNNABLE_STATUSES))
         else:
-            where += " AND status = 'failed'"
+            args.append(status_values(BULK_RERUN_STATUSES))
+        where += f" AND status = ANY(${len(args)}::text[])"
         async with self.pool.acquire() as conn, conn.transaction():
             exhausted = bool(
                 await conn.fetchval(
@@ -295,10 +302,11 @@ class Executions(Store):
                 f"""UPDATE executions SET status = 'cancelled', finished_at = now(),
                         error = 'cancelled by request', updated_at = now()
                     WHERE project_id = $1 AND id = $2
-                      AND status IN ('created', 'queued', 'waiting-for-budget')
+                      AND status = ANY($3::text[])
                     RETURNING {EXECUTION_COLUMNS}""",
                 project_id,
                 execution_id,
+                status_values(CANCELLABLE_STATUSES),
             )
             if row is None:
                 current = await conn.fetchval(

@@ -86,6 +86,8 @@ class Scaling(Store):
         self, service_ids: Sequence[str], horizon_seconds: float
     ) -> dict[str, int]:
         """Published, unfinished executions per service (queued within the horizon)."""
+        # The status list restates the predicate of the partial index executions_outstanding:
+        # as a parameter, a generic plan could not use that index on every reconcile.
         rows = await self.pool.fetch(
             """SELECT service_id, count(*) AS n FROM executions
                WHERE status IN ('queued', 'in-progress') AND published

@@ -7,8 +7,9 @@ from datetime import datetime
 from common.contracts import (
     ServiceDeployed,
 )
+from trigger_router_service.domain.executions import UNFINISHED_STATUSES
 from trigger_router_service.domain.services import ModelService
-from trigger_router_service.repository.base import Store
+from trigger_router_service.repository.base import Store, status_values
 from trigger_router_service.repository.triggers import fail_triggers_of
 
 
@@ -74,9 +75,10 @@ class Services(Store):
                        error = 'model service ' || service_id || ' was undeployed',
                        updated_at = now()
                    WHERE service_id = $1
-                     AND status IN ('created', 'queued', 'in-progress', 'waiting-for-budget')
+                     AND status = ANY($2::text[])
                    RETURNING id""",
                 service_id,
+                status_values(UNFINISHED_STATUSES),
             )
             return True, len(failed), len(cancelled)
 
