@@ -1,20 +1,24 @@
-"""Broker handlers of the trigger-router besides item events (see ``routing``):
-prediction outcomes, replicas and model services from model-serving, budgets from billing.
+"""Broker handlers of the trigger-router besides item events (see
+``adapters.item_events``): prediction outcomes, replicas and model services from
+model-serving, budgets from billing.
 
-Each one parses with ``parse_event`` (poison is dead-lettered with the reason),
-applies an idempotent change (natural keys and event-time guards, so redeliveries
-and reordering change nothing twice) and raises on transient errors (requeued until
-the delivery limit dead-letters the message).
+Each one is a typed function of its contracts and the repository; ``register``
+subscribes them through :func:`common.subscriber.subscribe` (parsing, dead letters with
+the reason, log context, metrics). Each applies an idempotent change (natural keys and
+event-time guards, so redeliveries and reordering change nothing twice) and raises on
+transient errors (requeued until the delivery limit dead-letters the message).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
-from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit import RabbitBroker
 
+from common.consumer import DUPLICATE, HANDLED, Handled
 from common.contracts import (
     BudgetExhausted,
     BudgetRestored,
@@ -27,23 +31,130 @@ from common.contracts import (
     ServiceUndeployed,
 )
 from common.envelope import CloudEvent
-from common.messaging import (
-    PoisonMessageError,
-    consumer_queue,
-    dead_letter,
-    events_exchange,
-    parse_event,
-    raw_body,
-)
-from common.observability import ServiceMetrics, log_context
+from common.messaging import consumer_queue, events_exchange
+from common.observability import ServiceMetrics
+from common.subscriber import Subscription, subscribe
 from common.topology import BILLING, MODEL_SERVING, TRIGGER_ROUTER, Topology
 from trigger_router_service import metrics
 from trigger_router_service.repository import Repository
 
 log = logging.getLogger(__name__)
 
-Effect = Callable[[CloudEvent[Any]], Awaitable[str]]
-"""Applies one event; returns the outcome label (ok, duplicate, ignored ...)."""
+STALE = Handled("stale")
+"""Older than what is stored: changed nothing."""
+
+
+async def on_prediction_outcome(
+    event: CloudEvent[PredictionCompleted | PredictionFailed], repo: Repository
+) -> Handled:
+    """Close the execution as ``success`` or ``failed``."""
+    data = event.data
+    if isinstance(data, PredictionCompleted):
+        changed, cold = await repo.prediction_completed(data)
+        if cold is not None:
+            metrics.COLD_START.observe(cold)
+        if changed:
+            metrics.EXECUTIONS.labels("success").inc()
+        return HANDLED if changed else DUPLICATE
+    changed = await repo.prediction_failed(data, event.time)
+    if changed:
+        metrics.EXECUTIONS.labels("failed").inc()
+    return HANDLED if changed else DUPLICATE
+
+
+async def on_replica_event(
+    event: CloudEvent[ReplicaStarted | ReplicaStopped], repo: Repository
+) -> Handled:
+    """Record a replica started or stopped."""
+    data = event.data
+    if isinstance(data, ReplicaStarted):
+        seconds = await repo.replica_started(data, event.time)
+        if seconds is not None:
+            metrics.REPLICA_START.observe(seconds)
+        return HANDLED
+    return HANDLED if await repo.replica_stopped(data) else DUPLICATE
+
+
+async def on_service_event(
+    event: CloudEvent[ServiceDeployed | ServiceUndeployed], repo: Repository
+) -> Handled:
+    """Store a service's settings, or mark it undeployed (its triggers fail, its
+    unfinished executions are cancelled)."""
+    data = event.data
+    if isinstance(data, ServiceDeployed):
+        return HANDLED if await repo.service_deployed(data, event.time) else STALE
+    applied, failed, cancelled = await repo.service_undeployed(
+        data.service_id, data.project_id, event.time
+    )
+    if failed:
+        metrics.TRIGGERS_FAILED.inc(failed)
+    if cancelled:
+        metrics.EXECUTIONS.labels("cancelled").inc(cancelled)
+    log.info(
+        "model service undeployed",
+        extra={"service_id": data.service_id, "triggers_failed": failed, "cancelled": cancelled},
+    )
+    return HANDLED if applied else STALE
+
+
+async def on_budget_event(
+    event: CloudEvent[BudgetExhausted | BudgetRestored], repo: Repository
+) -> Handled:
+    """Hold the project's predict requests while its budget is exhausted; release them."""
+    data = event.data
+    exhausted = isinstance(data, BudgetExhausted)
+    applied, waiting, released = await repo.budget_changed(data.project_id, exhausted, event.time)
+    if waiting:
+        metrics.EXECUTIONS.labels("waiting-for-budget").inc(waiting)
+    if released is not None:
+        metrics.EXECUTIONS.labels("queued").inc(released.published + released.requeued)
+        metrics.PREDICT_REQUESTS.labels("budget-restored").inc(released.published)
+    log.info(
+        "budget exhausted" if exhausted else "budget restored",
+        extra={"project_id": data.project_id, "applied": applied},
+    )
+    return HANDLED if applied else STALE
+
+
+class Handler(Protocol):
+    """A handler of this module: an event and the repository in, its outcome out."""
+
+    __name__: str
+
+    def __call__(self, event: CloudEvent[Any], repo: Repository) -> Awaitable[Handled]: ...
+
+
+HANDLERS: tuple[tuple[Handler, str, str, tuple[type[Contract], ...]], ...] = (
+    (
+        on_prediction_outcome,
+        MODEL_SERVING,
+        "prediction.*.v1",
+        (PredictionCompleted, PredictionFailed),
+    ),
+    (on_replica_event, MODEL_SERVING, "replica.*.v1", (ReplicaStarted, ReplicaStopped)),
+    (on_service_event, MODEL_SERVING, "service.*.v1", (ServiceDeployed, ServiceUndeployed)),
+    (on_budget_event, BILLING, "budget.*.v1", (BudgetExhausted, BudgetRestored)),
+)
+"""Each handler with its producer, its binding and the contracts its queue carries."""
+
+
+def subscription(
+    topology: Topology,
+    handler: Handler,
+    producer: str,
+    pattern: str,
+    contracts: tuple[type[Contract], ...],
+) -> Subscription:
+    """Where ``handler`` listens: one queue per event family, bound to its v1 keys (a later
+    v2 published beside v1 is not delivered here, an unknown v1 type is dead-lettered)."""
+    name = handler.__name__
+    return Subscription(
+        TRIGGER_ROUTER,
+        name,
+        consumer_queue(topology, TRIGGER_ROUTER, name, pattern),
+        events_exchange(topology, producer),
+        contracts,
+    )
 
 
 def register(
@@ -55,141 +166,14 @@ def register(
     prefetch: int,
 ) -> list[str]:
     """Subscribe the handlers; return their queue names."""
-    queues: list[str] = []
-
-    def subscribe(
-        handler: str,
-        producer: str,
-        pattern: str,
-        contracts: tuple[type[Contract], ...],
-        effect: Effect,
-    ) -> None:
-        # One queue per event family, bound to its v1 keys: a later v2 published beside
-        # v1 is not delivered here, an unknown v1 type is dead-lettered with the reason.
-        queue = consumer_queue(topology, TRIGGER_ROUTER, handler, pattern)
-        queues.append(queue.name)
-
-        async def consume(body: bytes) -> None:
-            with service_metrics.handler_seconds.labels(handler).time():
-                try:
-                    event = parse_event(body, *contracts)
-                    with log_context(event.id, event.correlationid):
-                        outcome = await effect(event)
-                except PoisonMessageError as exc:
-                    await dead_letter(broker, topology, TRIGGER_ROUTER, queue.name, body, str(exc))
-                    service_metrics.messages.labels(handler, "dead_lettered").inc()
-                    return
-                except Exception:
-                    service_metrics.messages.labels(handler, "error").inc()
-                    raise
-                service_metrics.messages.labels(handler, outcome).inc()
-
-        consume.__name__ = handler
-        broker.subscriber(
-            queue,
-            events_exchange(topology, producer),
-            decoder=raw_body,
-            retry=True,
-            channel=Channel(prefetch_count=prefetch),
-        )(consume)
-
-    # ---------------------------------------------------------------- predictions
-
-    async def on_prediction(event: CloudEvent[Any]) -> str:
-        data = event.data
-        if isinstance(data, PredictionCompleted):
-            changed, cold = await repo.prediction_completed(data)
-            if cold is not None:
-                metrics.COLD_START.observe(cold)
-            if changed:
-                metrics.EXECUTIONS.labels("success").inc()
-            return "ok" if changed else "duplicate"
-        assert isinstance(data, PredictionFailed)
-        changed = await repo.prediction_failed(data, event.time)
-        if changed:
-            metrics.EXECUTIONS.labels("failed").inc()
-        return "ok" if changed else "duplicate"
-
-    subscribe(
-        "on_prediction_outcome",
-        MODEL_SERVING,
-        "prediction.*.v1",
-        (PredictionCompleted, PredictionFailed),
-        on_prediction,
-    )
-
-    # ---------------------------------------------------------------- replicas
-
-    async def on_replica(event: CloudEvent[Any]) -> str:
-        data = event.data
-        if isinstance(data, ReplicaStarted):
-            seconds = await repo.replica_started(data, event.time)
-            if seconds is not None:
-                metrics.REPLICA_START.observe(seconds)
-            return "ok"
-        assert isinstance(data, ReplicaStopped)
-        return "ok" if await repo.replica_stopped(data) else "duplicate"
-
-    subscribe(
-        "on_replica_event",
-        MODEL_SERVING,
-        "replica.*.v1",
-        (ReplicaStarted, ReplicaStopped),
-        on_replica,
-    )
-
-    # ---------------------------------------------------------------- model services
-
-    async def on_service(event: CloudEvent[Any]) -> str:
-        data = event.data
-        if isinstance(data, ServiceDeployed):
-            return "ok" if await repo.service_deployed(data, event.time) else "stale"
-        assert isinstance(data, ServiceUndeployed)
-        applied, failed, cancelled = await repo.service_undeployed(
-            data.service_id, data.project_id, event.time
+    return [
+        subscribe(
+            broker,
+            topology,
+            service_metrics,
+            subscription(topology, handler, producer, pattern, contracts),
+            functools.partial(handler, repo=repo),
+            prefetch=prefetch,
         )
-        if failed:
-            metrics.TRIGGERS_FAILED.inc(failed)
-        if cancelled:
-            metrics.EXECUTIONS.labels("cancelled").inc(cancelled)
-        log.info(
-            "model service undeployed",
-            extra={
-                "service_id": data.service_id,
-                "triggers_failed": failed,
-                "cancelled": cancelled,
-            },
-        )
-        return "ok" if applied else "stale"
-
-    subscribe(
-        "on_service_event",
-        MODEL_SERVING,
-        "service.*.v1",
-        (ServiceDeployed, ServiceUndeployed),
-        on_service,
-    )
-
-    # ---------------------------------------------------------------- budgets
-
-    async def on_budget(event: CloudEvent[Any]) -> str:
-        data = event.data
-        exhausted = isinstance(data, BudgetExhausted)
-        applied, waiting, released = await repo.budget_changed(
-            data.project_id, exhausted, event.time
-        )
-        if waiting:
-            metrics.EXECUTIONS.labels("waiting-for-budget").inc(waiting)
-        if released is not None:
-            metrics.EXECUTIONS.labels("queued").inc(released.published + released.requeued)
-            metrics.PREDICT_REQUESTS.labels("budget-restored").inc(released.published)
-        log.info(
-            "budget exhausted" if exhausted else "budget restored",
-            extra={"project_id": data.project_id, "applied": applied},
-        )
-        return "ok" if applied else "stale"
-
-    subscribe(
-        "on_budget_event", BILLING, "budget.*.v1", (BudgetExhausted, BudgetRestored), on_budget
-    )
-    return queues
+        for handler, producer, pattern, contracts in HANDLERS
+    ]
