@@ -1,4 +1,9 @@
-"""A real dataset service served over HTTP, and the ``prelabel`` CLI run against it."""
+"""Real services served over HTTP, and the SDK and the ``prelabel`` CLI run against them.
+
+``served_dataset``: the dataset service alone (uploads). ``stack``: the five services
+(``tests/integration/client/stack.py``), one start per test module; ``project``: a
+fresh project on it with an SDK client and a CLI runner holding its key.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ from dataset_service.app import create_app
 from dataset_service.settings import Settings
 from prelabel_client.cli import app
 from prelabel_client.client import PrelabelClient
+from prelabel_client.sdk import Prelabel
+from tests.integration.client.stack import RunningStack, running_stack
 from tests.integration.dataset.conftest import ADMIN_KEY, dataset_settings
 
 CLI = Path(sys.executable).parent / "prelabel"
@@ -65,7 +72,7 @@ class ServedDataset:
         s = self.settings
         return {
             **os.environ,
-            "PRELABEL_URL": self.url,
+            "PRELABEL_DATASET_URL": self.url,
             "PRELABEL_API_KEY": self.api_key,
             "PRELABEL_AMQP_URL": s.amqp,
             "PRELABEL_TOPOLOGY_PREFIX": s.topology_prefix,
@@ -143,6 +150,60 @@ async def served_dataset(
             f"{settings.topology_prefix}{DATASET}.dlx",
         ],
     )
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    database_url: str,
+    amqp_url: str,
+    s3_settings: S3SettingsMixin,
+    triton_url: str,
+    triton_grpc_url: str,
+) -> AsyncIterator[RunningStack]:
+    async with running_stack(
+        database_url=database_url,
+        amqp_url=amqp_url,
+        s3_settings=s3_settings,
+        triton_url=triton_url,
+        triton_grpc_url=triton_grpc_url,
+    ) as running:
+        yield running
+
+
+@dataclass
+class Project:
+    """A fresh project on the stack: its key, an SDK client, and the CLI with its key."""
+
+    stack: RunningStack
+    project_id: str
+    api_key: str
+    client: Prelabel
+    config_path: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The CLI's environment: per-service URLs, the key, a config file of its own."""
+        return {
+            **self.stack.env(self.api_key),
+            "PRELABEL_CONFIG": str(self.config_path),
+            "COLUMNS": "200",
+            **extra,
+        }
+
+    async def cli(
+        self, *args: str, env: dict[str, str] | None = None, input: str | None = None
+    ) -> CliResult:
+        """Run ``prelabel`` in this process (in a thread: the CLI runs its own event loop)."""
+        result = await asyncio.to_thread(
+            CliRunner().invoke, app, list(args), env=env or self.env(), input=input
+        )
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture
+async def project(stack: RunningStack, tmp_path: Path) -> AsyncIterator[Project]:
+    project_id, key = await stack.new_project()
+    async with Prelabel(stack.endpoints, key, admin_key=stack.admin_key) as client:
+        yield Project(stack, project_id, key, client, tmp_path / "prelabel-config.json")
 
 
 def noisy_jpeg(seed: int, min_kb: int = 5, max_kb: int = 50) -> bytes:

@@ -59,7 +59,11 @@ MAX_FAILED_ROWS = 50
 def main(
     ctx: typer.Context,
     url: Annotated[
-        str | None, typer.Option(help="Dataset service URL (env PRELABEL_URL).", show_default=False)
+        str | None,
+        typer.Option(
+            help="Base URL of the services (env PRELABEL_URL; PRELABEL_DATASET_URL overrides).",
+            show_default=False,
+        ),
     ] = None,
     api_key: Annotated[
         str | None, typer.Option(help="Project API key (env PRELABEL_API_KEY).", show_default=False)
@@ -86,7 +90,7 @@ def _settings(ctx: typer.Context, **overrides: Any) -> ClientSettings:
 
 def _client(settings: ClientSettings) -> PrelabelClient:
     return PrelabelClient(
-        settings.url,
+        settings.endpoints.dataset,
         settings.api_key.get_secret_value(),
         timeout_s=settings.timeout_s,
         max_connections=max(settings.concurrency * 2, 10),

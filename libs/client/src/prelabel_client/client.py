@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -13,21 +14,25 @@ from typing import Any, Self
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from prelabel_client.errors import ApiError, ClientError
+from prelabel_client.errors import ClientError, ConflictError, MissingError
+from prelabel_client.http import ServiceHttp
 from prelabel_client.models import Dataset, Item, ItemPage
+from prelabel_client.retry import RetryPolicy
 
 MAX_PAGE_SIZE = 1000
 """The service's largest page."""
 
 
 class PrelabelClient:
-    """One project's view of the dataset service.
+    """One project's view of the dataset service: datasets and items.
 
     Use as an async context manager (or call :meth:`aclose`). Every call sends
     ``Authorization: Bearer <api_key>``; error statuses raise :class:`ApiError`
-    carrying the server's message. The connection pool holds
+    subclasses carrying the server's message, no answer raises
+    :class:`ServiceUnreachableError` with the URL. The connection pool holds
     ``max_connections`` connections, so an uploader with that many files in
-    flight never queues for a socket.
+    flight never queues for a socket. ``retry`` retries the retry-safe requests;
+    it is off by default because :class:`Uploader` retries whole uploads itself.
     """
 
     def __init__(
@@ -38,18 +43,21 @@ class PrelabelClient:
         timeout_s: float = 60.0,
         max_connections: int = 32,
         transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not api_key:
             raise ClientError("an API key is required (PRELABEL_API_KEY)")
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=httpx.Timeout(timeout_s),
-            limits=limits,
+        self.api = ServiceHttp(
+            "dataset",
+            base_url,
+            api_key,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
             transport=transport or AiohttpTransport(limits=limits),
+            retry=retry,
         )
 
     async def __aenter__(self) -> Self:
@@ -65,18 +73,21 @@ class PrelabelClient:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self._http.aclose()
+        await self.api.aclose()
+
+    def without_retry(self) -> PrelabelClient:
+        """A view of this client (same connections) that never retries on its own."""
+        view = copy.copy(self)
+        view.api = self.api.with_retry(None)
+        return view
 
     @property
     def base_url(self) -> str:
         """The service's base URL."""
-        return str(self._http.base_url)
+        return self.api.base_url
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = await self._http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise ApiError.from_response(response)
-        return response
+        return await self.api.request(method, path, **kwargs)
 
     # ------------------------------------------------------------------ project, datasets
 
@@ -114,15 +125,14 @@ class PrelabelClient:
         if dataset is not None:
             return dataset
         if not create:
-            raise ClientError(f"dataset {name!r} does not exist (use --create-dataset)")
+            raise MissingError(f"dataset {name!r} does not exist (use --create-dataset)")
         try:
             return await self.create_dataset(name)
-        except ApiError as exc:
+        except ConflictError:
             # Another client created it between our lookup and our create.
-            if exc.status_code == 409:
-                again = await self.find_dataset(name)
-                if again is not None:
-                    return again
+            again = await self.find_dataset(name)
+            if again is not None:
+                return again
             raise
 
     # ------------------------------------------------------------------ items
@@ -203,10 +213,7 @@ class PrelabelClient:
 
     async def stream_item(self, item_id: str, chunk_size: int = 64 * 1024) -> AsyncIterator[bytes]:
         """The item's bytes, chunk by chunk."""
-        async with self._http.stream("GET", f"/items/{item_id}/stream") as response:
-            if response.status_code >= 400:
-                await response.aread()
-                raise ApiError.from_response(response)
+        async with self.api.stream("GET", f"/items/{item_id}/stream") as response:
             async for chunk in response.aiter_bytes(chunk_size):
                 yield chunk
 

@@ -21,7 +21,7 @@ import botocore.exceptions as boto_errors
 import httpx
 
 from common.blobs import BlobReadError
-from prelabel_client.errors import ApiError
+from prelabel_client.errors import ApiError, ServiceUnreachableError
 
 T = TypeVar("T")
 
@@ -44,6 +44,8 @@ _TRANSIENT_S3_CODES = frozenset(
 
 def is_transient(exc: BaseException) -> bool:
     """Whether another attempt may succeed where this one failed with ``exc``."""
+    if isinstance(exc, ServiceUnreachableError):
+        return is_transient(exc.cause)
     if isinstance(exc, ApiError):
         return exc.status_code >= 500 or exc.status_code == 429
     if isinstance(exc, httpx.TransportError):
