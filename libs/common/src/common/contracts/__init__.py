@@ -8,6 +8,7 @@ Schema snapshots are generated from one list.
 from __future__ import annotations
 
 from common.contracts.annotation import (
+    AddTaskItem,
     AnnotationsCreated,
     CreatedAnnotation,
     TaskItemAdded,
@@ -34,7 +35,7 @@ from common.contracts.model_serving import (
     ServiceDeployed,
     ServiceUndeployed,
 )
-from common.contracts.trigger_router import PredictRequest, ServiceScaled
+from common.contracts.trigger_router import Origin, PredictRequest, ServiceScaled, Way
 
 ALL_CONTRACTS: tuple[type[Contract], ...] = (
     ItemCreated,
@@ -51,6 +52,7 @@ ALL_CONTRACTS: tuple[type[Contract], ...] = (
     ServiceDeployed,
     ServiceUndeployed,
     AnnotationsCreated,
+    AddTaskItem,
     TaskItemAdded,
     TaskItemReviewed,
     BudgetExhausted,
@@ -70,6 +72,7 @@ def routing_key_of(contract: type[object]) -> str:
 __all__ = [
     "ALL_CONTRACTS",
     "REGISTRY",
+    "AddTaskItem",
     "AnnotationsCreated",
     "BudgetExhausted",
     "BudgetRestored",
@@ -82,6 +85,7 @@ __all__ = [
     "ItemSnapshot",
     "ItemUpdated",
     "ModelRef",
+    "Origin",
     "PredictRequest",
     "PredictedAnnotation",
     "PredictionCompleted",
@@ -94,5 +98,6 @@ __all__ = [
     "SystemMetadata",
     "TaskItemAdded",
     "TaskItemReviewed",
+    "Way",
     "routing_key_of",
 ]

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.contracts.base import Contract
-from common.contracts.model_serving import AnnotationType
+from common.contracts.model_serving import AnnotationType, ModelRef, PredictedAnnotation
 from common.topology import ANNOTATION
 
 
@@ -46,6 +46,46 @@ class AnnotationsCreated(Contract):
     """The annotations stored, in prediction order."""
 
 
+class AddTaskItem(Contract):
+    """Command from a pipeline's task node: put an item into a labeling task, with the
+    annotations of the prediction that led there.
+
+    Idempotent on (``pipeline_execution_id``, ``node_id``): a redelivery or a rerun of
+    the same pipeline execution adds nothing twice. The annotations are stored as the
+    prediction's (idempotent on execution id and index, like ``prediction.completed.v1``),
+    so the item reaches the task with them whichever message arrives first.
+    """
+
+    routing_key = "add_task_item.v1"
+    producer = ANNOTATION
+    kind = "command"
+
+    project_id: str
+    """Owning project; the task and the item must belong to it."""
+    task_id: str
+    """Labeling task (the node's config)."""
+    dataset_id: str
+    """The item's dataset; must be the task's."""
+    item_id: str
+    """Item to add."""
+    pipeline_id: str
+    """Pipeline that sent the command."""
+    pipeline_execution_id: str
+    """The item's way through the pipeline."""
+    node_id: str
+    """The task node."""
+    execution_id: str | None = None
+    """Predict execution whose annotations come along (none when no predict node ran)."""
+    service_id: str | None = None
+    """Model service of that execution."""
+    model: ModelRef | None = None
+    """Model of that execution."""
+    annotations: list[PredictedAnnotation] = Field(default_factory=list, max_length=10_000)
+    """The prediction's annotations."""
+    auto_accept: bool = False
+    """Recorded as accepted without review (a confidence edge's "done" path)."""
+
+
 class TaskItemAdded(Contract):
     """An item entered a labeling task for review."""
 
@@ -58,6 +98,14 @@ class TaskItemAdded(Contract):
     """Owning project."""
     item_id: str
     """Item to review."""
+    pipeline_execution_id: str | None = None
+    """The pipeline execution that added it (``add_task_item.v1``), if any."""
+    node_id: str | None = None
+    """The pipeline's task node, if any."""
+    status: Literal["pending-review", "approved"] | None = None
+    """Its review status on entry: ``approved`` when auto-accepted (absent: pending)."""
+    auto_accepted: bool = False
+    """Accepted without review by a confidence edge."""
 
 
 class TaskItemReviewed(Contract):
@@ -76,3 +124,12 @@ class TaskItemReviewed(Contract):
     """Outcome."""
     reviewer: str
     """Who reviewed."""
+    execution_id: str | None = None
+    """The predict execution whose annotations were reviewed (none for items added by hand
+    without a prediction)."""
+    service_id: str | None = None
+    """Model service of that execution."""
+    model: ModelRef | None = None
+    """Model (name, id, version) credited with the annotations."""
+    accepted_unchanged: bool = False
+    """``approved`` with every model annotation kept as predicted: the label was free."""

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.contracts.base import Contract
+from common.contracts.trigger_router import Origin
 from common.topology import MODEL_SERVING
 
 AnnotationType = Literal["box", "polygon", "point", "classification", "segmentation", "text"]
@@ -70,6 +71,8 @@ class PredictionCompleted(Contract):
     """When the replica started this request."""
     finished_at: datetime
     """When the outcome was ready."""
+    origin: Origin | None = None
+    """The request's origin, echoed (absent when the request carried none)."""
 
 
 class PredictionFailed(Contract):

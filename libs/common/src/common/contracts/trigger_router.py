@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from common.contracts.base import Contract
 from common.contracts.dataset import ItemSnapshot
 from common.topology import TRIGGER_ROUTER
+
+Way = Literal["trigger", "batch", "pipeline"]
+"""Which of the three ways to pre-label created an execution."""
+
+
+class Origin(BaseModel):
+    """Where an execution came from: a trigger on a model service, a batch (predict on a
+    selection) or a pipeline's predict node. Carried by the predict request and echoed
+    by its outcome, so annotations record which way produced them."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True)
+
+    way: Way
+    """``trigger``, ``batch`` or ``pipeline``."""
+    id: str
+    """The trigger, batch or pipeline id."""
+    pipeline_execution_id: str | None = None
+    """The pipeline execution (one item's way through the graph), for ``pipeline``."""
+    node_id: str | None = None
+    """The pipeline node that created the execution, for ``pipeline``."""
 
 
 class PredictRequest(Contract):
@@ -28,6 +50,8 @@ class PredictRequest(Contract):
     """Trigger that created the execution, if any."""
     attempt: int = Field(default=1, ge=1)
     """1 for the first try, higher for reruns."""
+    origin: Origin | None = None
+    """Which way created the execution (absent from older routers)."""
 
 
 class ServiceScaled(Contract):

@@ -42,6 +42,7 @@ def completed_event(
         annotations=annotations,
         started_at=started_at,
         finished_at=utcnow(),
+        origin=request.origin,
     )
     return _outcome(data, request, key)
 
