@@ -133,3 +133,6 @@ class TaskItemReviewed(Contract):
     """Model (name, id, version) credited with the annotations."""
     accepted_unchanged: bool = False
     """``approved`` with every model annotation kept as predicted: the label was free."""
+    auto_accepted: bool = False
+    """Accepted by a pipeline's confidence edge, not by a person (``reviewer`` names the
+    pipeline)."""
