@@ -10,7 +10,14 @@ from aio_pika.abc import AbstractQueue
 from common.contracts import BudgetRestored, ItemCreated
 from common.db import apply_migrations
 from common.envelope import make_event
-from common.messaging import COMMON_MIGRATIONS, OutboxRelay, claim_message, enqueue
+from common.messaging import (
+    COMMON_MIGRATIONS,
+    OutboxRelay,
+    claim_message,
+    claim_messages,
+    claimed_messages,
+    enqueue,
+)
 from common.testing.waits import wait_until
 
 
@@ -125,6 +132,18 @@ async def test_claim_message_is_true_once_per_consumer(outbox_pool: asyncpg.Pool
         again = await claim_message(conn, "billing.on_replica", "evt-1")
         other_consumer = await claim_message(conn, "annotation.on_x", "evt-1")
     assert (first, again, other_consumer) == (True, False, True)
+
+
+async def test_claim_messages_returns_the_ids_not_claimed_before(outbox_pool: asyncpg.Pool) -> None:
+    async with outbox_pool.acquire() as conn, conn.transaction():
+        await claim_message(conn, "billing.on_batch", "evt-b")
+        fresh = await claim_messages(conn, "billing.on_batch", ["evt-a", "evt-b", "evt-a", "evt-c"])
+        again = await claim_messages(conn, "billing.on_batch", ["evt-a", "evt-c", "evt-d"])
+        nothing = await claim_messages(conn, "billing.on_batch", [])
+    assert (fresh, again, nothing) == ({"evt-a", "evt-c"}, {"evt-d"}, set())
+    seen = await claimed_messages(outbox_pool, "billing.on_batch", ["evt-a", "evt-x", "evt-d"])
+    other = await claimed_messages(outbox_pool, "annotation.on_batch", ["evt-a"])
+    assert (seen, other) == ({"evt-a", "evt-d"}, set())
 
 
 def test_make_event_derives_type_from_contract() -> None:

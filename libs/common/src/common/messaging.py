@@ -219,6 +219,45 @@ async def claim_message(conn: asyncpg.Connection, consumer: str, message_id: str
     return row is not None
 
 
+async def claim_messages(
+    conn: asyncpg.Connection, consumer: str, message_ids: Iterable[str]
+) -> set[str]:
+    """Record that ``consumer`` handles each of ``message_ids`` in one statement; return
+    the ids it had not handled before (a batch's :func:`claim_message`).
+
+    Duplicates inside ``message_ids`` are claimed once. Call inside the transaction of
+    the batch's effect, like :func:`claim_message`.
+    """
+    ids = list(dict.fromkeys(message_ids))
+    if not ids:
+        return set()
+    rows = await conn.fetch(
+        """INSERT INTO processed_messages (consumer, message_id)
+           SELECT $1, m FROM unnest($2::text[]) AS t(m)
+           ON CONFLICT DO NOTHING RETURNING message_id""",
+        consumer,
+        ids,
+    )
+    return {r["message_id"] for r in rows}
+
+
+async def claimed_messages(
+    conn: asyncpg.Connection | asyncpg.Pool, consumer: str, message_ids: Iterable[str]
+) -> set[str]:
+    """Which of ``message_ids`` ``consumer`` has already claimed (a read, claims nothing):
+    lets a batch skip work a redelivery would only repeat."""
+    ids = list(dict.fromkeys(message_ids))
+    if not ids:
+        return set()
+    rows = await conn.fetch(
+        """SELECT message_id FROM processed_messages
+           WHERE consumer = $1 AND message_id = ANY($2::text[])""",
+        consumer,
+        ids,
+    )
+    return {r["message_id"] for r in rows}
+
+
 # --------------------------------------------------------------------------- outbox
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.envelope import CloudEvent
-from common.messaging import enqueue_many
+from common.messaging import claim_messages, claimed_messages, enqueue_many
 from model_serving_service.repository.base import RepositoryBase
 
 PREDICT_CONSUMER = "model_serving.predict"
@@ -27,15 +27,7 @@ class OutcomeRows(RepositoryBase):
 
     async def claimed(self, keys: Sequence[str]) -> set[str]:
         """Which request keys already have an outcome."""
-        if not keys:
-            return set()
-        rows = await self.pool.fetch(
-            """SELECT message_id FROM processed_messages
-               WHERE consumer = $1 AND message_id = ANY($2::text[])""",
-            PREDICT_CONSUMER,
-            list(keys),
-        )
-        return {r["message_id"] for r in rows}
+        return await claimed_messages(self.pool, PREDICT_CONSUMER, keys)
 
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> set[str]:
         """Claim each request key and write its outcome event, in one transaction.
@@ -46,14 +38,7 @@ class OutcomeRows(RepositoryBase):
         if not outcomes:
             return set()
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                """INSERT INTO processed_messages (consumer, message_id)
-                   SELECT $1, k FROM unnest($2::text[]) AS t(k)
-                   ON CONFLICT DO NOTHING RETURNING message_id""",
-                PREDICT_CONSUMER,
-                list(dict.fromkeys(o.key for o in outcomes)),
-            )
-            fresh = {r["message_id"] for r in rows}
+            fresh = await claim_messages(conn, PREDICT_CONSUMER, (o.key for o in outcomes))
             chosen: dict[str, Outcome] = {}
             for outcome in outcomes:
                 if outcome.key in fresh and outcome.key not in chosen:
