@@ -16,6 +16,7 @@ from trigger_router_service.deps import Deps
 from trigger_router_service.repository import Repository
 from trigger_router_service.settings import Settings
 from trigger_router_service.usecases.autoscaling import Autoscaler
+from trigger_router_service.usecases.routing import ItemRouting
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -52,7 +53,7 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
         consumer = ItemEventConsumer(
             amqp_url=settings.amqp,
             topology=runtime.topology,
-            repo=repo,
+            routing=ItemRouting(repo),
             broker=runtime.broker,
             service_metrics=runtime.metrics,
             prefetch=settings.routing_prefetch,

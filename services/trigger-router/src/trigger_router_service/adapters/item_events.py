@@ -39,7 +39,7 @@ from trigger_router_service.domain.errors import RouterError
 from trigger_router_service.domain.executions import ExecutionStatus
 from trigger_router_service.domain.routing import ItemEvent, RouteOutcome, item_event
 from trigger_router_service.domain.triggers import ACTION_BY_ROUTING_KEY, ActiveTrigger
-from trigger_router_service.repository import Repository
+from trigger_router_service.usecases.routing import ItemRouting
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class ItemEventConsumer:
         *,
         amqp_url: str,
         topology: Topology,
-        repo: Repository,
+        routing: ItemRouting,
         broker: RabbitBroker,
         service_metrics: ServiceMetrics,
         prefetch: int = 256,
@@ -67,7 +67,7 @@ class ItemEventConsumer:
     ) -> None:
         self._url = amqp_url
         self._topology = topology
-        self._repo = repo
+        self._routing = routing
         self._broker = broker
         self._metrics = service_metrics
         self._prefetch = prefetch
@@ -169,7 +169,7 @@ class ItemEventConsumer:
                 self._metrics.messages.labels(HANDLER, "dead_lettered").inc()
         if parsed:
             try:
-                outcome = await self._repo.route(
+                outcome = await self._routing.route(
                     [e for _, e in parsed], on_mismatch=_count_mismatch
                 )
             except Exception:
@@ -186,7 +186,7 @@ class ItemEventConsumer:
     async def _route_one(self, message: AbstractIncomingMessage, event: ItemEvent) -> None:
         with log_context(event.event_id):
             try:
-                outcome = await self._repo.route([event], on_mismatch=_count_mismatch)
+                outcome = await self._routing.route([event], on_mismatch=_count_mismatch)
             except Exception:
                 log.exception("routing an item event failed; requeued")
                 self._metrics.messages.labels(HANDLER, "error").inc()

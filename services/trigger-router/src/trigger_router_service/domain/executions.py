@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel
+
+from common.contracts import ItemSnapshot
+from common.ids import new_id
 
 
 class ExecutionStatus(StrEnum):
@@ -97,3 +100,20 @@ class ExecutionFilter:
     item_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class NewExecution:
+    """An execution about to be inserted."""
+
+    project_id: str
+    service_id: str
+    item: ItemSnapshot
+    status: ExecutionStatus
+    cold_start: bool
+    trigger_id: str | None = None
+    batch_id: str | None = None
+    event_id: str | None = None
+    action: str | None = None
+    once: bool = False
+    id: str = field(default_factory=lambda: new_id("exe"))

@@ -3,9 +3,9 @@ and the outbox writes and wake-ups that go with state changes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -14,7 +14,6 @@ from common.contracts import (
     ItemSnapshot,
     PredictRequest,
 )
-from common.dql import Node
 from common.envelope import CloudEvent, make_event
 from common.messaging import enqueue_many
 from common.topology import Topology
@@ -68,7 +67,13 @@ class Store:
     topology: Topology
     schema: str
     dql_max_depth: int = 10
-    _filters: dict[tuple[str, datetime], Node] = field(default_factory=dict, repr=False)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection inside a transaction: what a use case writes through it commits
+        together (state, outbox rows, wake-ups) or not at all."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
 
     async def _publish_predicts(
         self, conn: asyncpg.Connection, requests: Sequence[CloudEvent[Any]], services: list[str]

@@ -59,7 +59,7 @@ class Batches(Executions):
             state = await scaling_state(conn, {service_id})
             status = initial_status(exhausted)
             cold = state.get(service_id, (0, 0))[1] == 0
-            await self._create(
+            await self.create_executions(
                 conn,
                 [
                     NewExecution(project_id, service_id, item, status, cold, batch_id=batch_id)

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from common.contracts import (
-    ItemSnapshot,
     PredictionCompleted,
     PredictionFailed,
 )
-from common.ids import new_id
 from trigger_router_service.domain.errors import ConflictError, NotFoundError
 from trigger_router_service.domain.executions import (
     BULK_RERUN_STATUSES,
@@ -25,9 +22,12 @@ from trigger_router_service.domain.executions import (
     Execution,
     ExecutionFilter,
     ExecutionStatus,
+    NewExecution,
     initial_status,
 )
 from trigger_router_service.repository.base import Store, predict_request, status_values
+
+__all__ = ["EXECUTION_COLUMNS", "Executions", "NewExecution", "execution_where"]
 
 EXECUTION_COLUMNS = (
     "id, project_id, service_id, trigger_id, batch_id, item_id, dataset_id, event_id, action, "
@@ -60,23 +60,6 @@ def execution_where(filters: ExecutionFilter, project_id: str) -> tuple[str, lis
     return " AND ".join(clauses), args
 
 
-@dataclass(frozen=True)
-class NewExecution:
-    """An execution about to be inserted."""
-
-    project_id: str
-    service_id: str
-    item: ItemSnapshot
-    status: ExecutionStatus
-    cold_start: bool
-    trigger_id: str | None = None
-    batch_id: str | None = None
-    event_id: str | None = None
-    action: str | None = None
-    once: bool = False
-    id: str = field(default_factory=lambda: new_id("exe"))
-
-
 def _execution(row: asyncpg.Record) -> Execution:
     return Execution(**{k: row[k] for k in Execution.model_fields})
 
@@ -84,7 +67,7 @@ def _execution(row: asyncpg.Record) -> Execution:
 class Executions(Store):
     """The executions ledger."""
 
-    async def _create(
+    async def create_executions(
         self,
         conn: asyncpg.Connection,
         new: Sequence[NewExecution],
