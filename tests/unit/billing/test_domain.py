@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing_service import domain
-from billing_service.domain import BillingError, ReplicaState
+from billing_service.domain import budgets, meters
+from billing_service.domain import usage as usage_rules
+from billing_service.domain.errors import BillingError
+from billing_service.domain.meters import ReplicaState
 from common.contracts import ReplicaStarted, ReplicaStopped
 
 T0 = datetime(2026, 3, 1, 23, 0, 0, tzinfo=UTC)
@@ -43,64 +45,64 @@ def stopped(
 
 
 def test_seconds_are_exact_to_the_microsecond() -> None:
-    assert domain.seconds_between(T0, T0 + timedelta(seconds=1, microseconds=1)) == Decimal(
+    assert meters.seconds_between(T0, T0 + timedelta(seconds=1, microseconds=1)) == Decimal(
         "1.000001"
     )
-    assert domain.seconds_between(T0, T0 - timedelta(seconds=5)) == 0
+    assert meters.seconds_between(T0, T0 - timedelta(seconds=5)) == 0
 
 
 def test_a_closed_replica_costs_its_runtime_times_its_rate() -> None:
-    state = domain.fold([started("r1", T0, "gpu-t4"), stopped("r1", T0 + timedelta(seconds=90))])[
+    state = meters.fold([started("r1", T0, "gpu-t4"), stopped("r1", T0 + timedelta(seconds=90))])[
         "r1"
     ]
-    rate = domain.rate_for(state.instance_type, RATES)
+    rate = meters.rate_for(state.instance_type, RATES)
 
     assert state.runtime_seconds(T0 + timedelta(days=9)) == Decimal(90)
-    assert domain.cost(state.runtime_seconds(T0), rate) == Decimal("0.0900")
+    assert meters.cost(state.runtime_seconds(T0), rate) == Decimal("0.0900")
     assert not state.running
 
 
 def test_a_start_without_stop_is_metered_up_to_now_and_closed_by_its_stop() -> None:
-    state = domain.apply_started(None, started("r1", T0))
+    state = meters.apply_started(None, started("r1", T0))
     assert state.running
     assert state.runtime_seconds(T0 + timedelta(seconds=30)) == 30
-    closed = domain.apply_stopped(state, stopped("r1", T0 + timedelta(seconds=12)))
+    closed = meters.apply_stopped(state, stopped("r1", T0 + timedelta(seconds=12)))
     assert closed.runtime_seconds(T0 + timedelta(hours=5)) == 12
 
 
 def test_a_stop_before_its_start_is_held_until_the_start_arrives() -> None:
-    only_stop = domain.apply_stopped(None, stopped("r1", T0 + timedelta(seconds=40)))
+    only_stop = meters.apply_stopped(None, stopped("r1", T0 + timedelta(seconds=40)))
     assert only_stop.runtime_seconds(T0 + timedelta(hours=1)) == 0
     assert not only_stop.running
-    both = domain.apply_started(only_stop, started("r1", T0))
+    both = meters.apply_started(only_stop, started("r1", T0))
     assert both.runtime_seconds(T0 + timedelta(hours=1)) == 40
 
 
 def test_a_stop_carrying_its_start_meters_alone_and_a_real_start_wins() -> None:
     stop = stopped("r1", T0 + timedelta(seconds=40), started_at=T0 + timedelta(seconds=10))
-    alone = domain.apply_stopped(None, stop)
+    alone = meters.apply_stopped(None, stop)
     assert alone.runtime_seconds(T0) == 30
-    corrected = domain.apply_started(alone, started("r1", T0 + timedelta(seconds=5)))
+    corrected = meters.apply_started(alone, started("r1", T0 + timedelta(seconds=5)))
     assert corrected.runtime_seconds(T0) == 35
 
 
 def test_a_start_s_instance_type_wins_over_a_stop_s() -> None:
-    a = domain.fold(
+    a = meters.fold(
         [stopped("r1", T0 + timedelta(seconds=1), "cpu-small"), started("r1", T0, "gpu-t4")]
     )
-    b = domain.fold(
+    b = meters.fold(
         [started("r1", T0, "gpu-t4"), stopped("r1", T0 + timedelta(seconds=1), "cpu-small")]
     )
     assert a["r1"].instance_type == b["r1"].instance_type == "gpu-t4"
 
 
 def test_unknown_instance_types_pay_the_highest_rate() -> None:
-    assert domain.rate_for("tpu-huge", RATES) == Decimal("0.0010")
-    assert domain.rate_for("cpu-small", RATES) == Decimal("0.0001")
+    assert meters.rate_for("tpu-huge", RATES) == Decimal("0.0010")
+    assert meters.rate_for("cpu-small", RATES) == Decimal("0.0001")
 
 
 def test_runtime_is_split_at_utc_midnight() -> None:
-    days = domain.split_by_day(T0 + timedelta(minutes=30), T0 + timedelta(days=1, hours=2))
+    days = usage_rules.split_by_day(T0 + timedelta(minutes=30), T0 + timedelta(days=1, hours=2))
     assert days == {
         date(2026, 3, 1): Decimal(1800),
         date(2026, 3, 2): Decimal(86400),
@@ -109,18 +111,18 @@ def test_runtime_is_split_at_utc_midnight() -> None:
 
 
 def test_usage_per_service_and_day_with_predictions() -> None:
-    states = domain.fold(
+    states = meters.fold(
         [
             started("r1", T0, service="svc_a"),
             stopped("r1", T0 + timedelta(hours=1, seconds=10), service="svc_a"),
             started("r2", T0 + timedelta(hours=1), "gpu-t4", service="svc_b"),
         ]
     )
-    replicas = [(s, domain.rate_for(s.instance_type, RATES)) for s in states.values()]
+    replicas = [(s, meters.rate_for(s.instance_type, RATES)) for s in states.values()]
     now = T0 + timedelta(hours=1, seconds=10)
     predictions = {("svc_a", date(2026, 3, 2)): 4, ("svc_c", date(2026, 3, 2)): 1}
 
-    rows = domain.usage_by_service_day(replicas, now, predictions)
+    rows = usage_rules.usage_by_service_day(replicas, now, predictions)
 
     assert [(u.service_id, u.day, u.runtime_seconds, u.cost, u.predictions) for u in rows] == [
         ("svc_a", date(2026, 3, 1), Decimal(3600), Decimal("0.3600"), 0),
@@ -128,9 +130,9 @@ def test_usage_per_service_and_day_with_predictions() -> None:
         ("svc_b", date(2026, 3, 2), Decimal(10), Decimal("0.0100"), 0),
         ("svc_c", date(2026, 3, 2), Decimal(0), Decimal(0), 1),
     ]
-    assert domain.spent(replicas, now) == Decimal("0.3710")
-    assert domain.burn_rate(replicas) == Decimal("0.0010")
-    only_2nd = domain.usage_by_service_day(replicas, now, since=date(2026, 3, 2))
+    assert usage_rules.spent(replicas, now) == Decimal("0.3710")
+    assert usage_rules.burn_rate(replicas) == Decimal("0.0010")
+    only_2nd = usage_rules.usage_by_service_day(replicas, now, since=date(2026, 3, 2))
     assert {u.day for u in only_2nd} == {date(2026, 3, 2)}
 
 
@@ -149,19 +151,19 @@ def test_usage_per_service_and_day_with_predictions() -> None:
 def test_budget_transitions(
     budget: Decimal | None, spent: Decimal, exhausted: bool, expected: str | None
 ) -> None:
-    assert domain.budget_transition(budget, spent, exhausted) == expected
+    assert budgets.budget_transition(budget, spent, exhausted) == expected
 
 
 @pytest.mark.parametrize("amount", ["-1", "NaN", "Infinity", "1e13"])
 def test_bad_amounts_are_refused(amount: str) -> None:
     with pytest.raises(BillingError):
-        domain.parse_amount(Decimal(amount))
+        budgets.parse_amount(Decimal(amount))
 
 
 def test_a_top_up_must_be_positive() -> None:
     with pytest.raises(BillingError):
-        domain.parse_amount(Decimal(0), allow_zero=False)
-    assert domain.parse_amount(Decimal(0)) == 0
+        budgets.parse_amount(Decimal(0), allow_zero=False)
+    assert budgets.parse_amount(Decimal(0)) == 0
 
 
 # --------------------------------------------------------------------------- properties
@@ -195,12 +197,12 @@ def replica_histories(draw: st.DrawFn) -> list[ReplicaStarted | ReplicaStopped]:
 
 
 def _totals(events: list[ReplicaStarted | ReplicaStopped], now: datetime) -> tuple[object, ...]:
-    states = domain.fold(events)
-    replicas = [(s, domain.rate_for(s.instance_type, RATES)) for s in states.values()]
-    usage = domain.usage_by_service_day(replicas, now)
+    states = meters.fold(events)
+    replicas = [(s, meters.rate_for(s.instance_type, RATES)) for s in states.values()]
+    usage = usage_rules.usage_by_service_day(replicas, now)
     return (
         sorted(states.values(), key=lambda s: s.replica_id),
-        domain.spent(replicas, now),
+        usage_rules.spent(replicas, now),
         [(u.service_id, u.day, u.runtime_seconds, u.cost) for u in usage],
     )
 
@@ -223,20 +225,20 @@ def test_per_day_usage_adds_up_to_the_replica_totals(
     history: list[ReplicaStarted | ReplicaStopped],
 ) -> None:
     now = T0 + timedelta(days=4)
-    states = domain.fold(history)
-    replicas = [(s, domain.rate_for(s.instance_type, RATES)) for s in states.values()]
-    usage = domain.usage_by_service_day(replicas, now)
+    states = meters.fold(history)
+    replicas = [(s, meters.rate_for(s.instance_type, RATES)) for s in states.values()]
+    usage = usage_rules.usage_by_service_day(replicas, now)
 
     assert sum((u.runtime_seconds for u in usage), Decimal(0)) == sum(
         (s.runtime_seconds(now) for s in states.values()), Decimal(0)
     )
-    assert sum((u.cost for u in usage), Decimal(0)) == domain.spent(replicas, now)
+    assert sum((u.cost for u in usage), Decimal(0)) == usage_rules.spent(replicas, now)
 
 
 @given(a=instants, b=instants)
 def test_day_split_is_exact(a: datetime, b: datetime) -> None:
     start, end = min(a, b), max(a, b)
-    assert sum(domain.split_by_day(start, end).values(), Decimal(0)) == domain.seconds_between(
+    assert sum(usage_rules.split_by_day(start, end).values(), Decimal(0)) == meters.seconds_between(
         start, end
     )
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from billing_service import api, handlers
-from billing_service.charger import Charger
 from billing_service.deps import Deps
 from billing_service.repository import Repository
 from billing_service.settings import Settings
+from billing_service.usecases.charging import Charger
 from common.auth import KeyIntrospector
 from common.service import ServiceRuntime, build_service_app
 
@@ -23,11 +23,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def setup(runtime: ServiceRuntime) -> Deps:
         repo = Repository(runtime.pool, runtime.topology, settings.rates, settings.default_budget)
         charger = Charger(repo, settings.charge_interval_seconds)
-
-        async def start_charger() -> None:
-            charger.start()
-
-        runtime.on_start("charger", start_charger, charger.stop)
+        runtime.on_start("charger", charger.start, charger.stop)
         introspector = KeyIntrospector(settings.auth_url, ttl_seconds=settings.auth_cache_seconds)
         runtime.resources.push_async_callback(introspector.close)
         runtime.consumer_queues.extend(
@@ -41,7 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         return Deps(settings=settings, repo=repo, charger=charger, introspector=introspector)
 
-    app = build_service_app(
+    return build_service_app(
         "billing",
         settings,
         migrations=MIGRATIONS,
@@ -49,5 +45,3 @@ def create_app(settings: Settings) -> FastAPI:
         routers=[api.router],
         title="prelabel billing service",
     )
-
-    return app

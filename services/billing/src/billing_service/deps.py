@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from billing_service.charger import Charger
 from billing_service.repository import Repository
 from billing_service.settings import Settings
+from billing_service.usecases.charging import Charger
 from common.auth import KeyIntrospector
 from common.service import dependencies
 

@@ -1,32 +1,80 @@
 """Broker handlers of the billing service: replica events feed the runtime meter,
-predictions are counted per service and day."""
+predictions are counted per service and day.
+
+Each one is a typed function of its contract and the repository; ``register``
+subscribes them through :func:`common.subscriber.subscribe` (parsing, dead letters with
+the reason, log context, metrics). Each change is idempotent: replica intervals merge
+to the same state in any order and under duplicates, predictions are counted once per
+execution. A replica event naming another project's replica is refused (dead letter).
+"""
 
 from __future__ import annotations
 
-import logging
+import functools
+from collections.abc import Awaitable
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
-from faststream.rabbit import Channel, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit import RabbitBroker
 
-from billing_service.domain import BillingError
+from billing_service.domain.errors import BillingError
 from billing_service.repository import Repository
-from common.contracts import PredictionCompleted, ReplicaStarted, ReplicaStopped
-from common.messaging import (
-    PoisonMessageError,
-    consumer_queue,
-    dead_letter,
-    events_exchange,
-    parse_event,
-    raw_body,
-)
-from common.observability import ServiceMetrics, log_context
+from common.consumer import DUPLICATE, HANDLED, Handled
+from common.contracts import Contract, PredictionCompleted, ReplicaStarted, ReplicaStopped
+from common.envelope import CloudEvent
+from common.messaging import consumer_queue, events_exchange
+from common.observability import ServiceMetrics
+from common.subscriber import Subscription, subscribe
 from common.topology import BILLING, MODEL_SERVING, Topology
 
-log = logging.getLogger(__name__)
 
-ON_STARTED = "on_replica_started"
-ON_STOPPED = "on_replica_stopped"
-ON_PREDICTION = "on_prediction_completed"
+async def on_replica_started(event: CloudEvent[ReplicaStarted], repo: Repository) -> Handled:
+    """Start (or widen) the replica's metered interval and charge its project."""
+    await repo.apply_replica_event(event.data, datetime.now(UTC))
+    return HANDLED
+
+
+async def on_replica_stopped(event: CloudEvent[ReplicaStopped], repo: Repository) -> Handled:
+    """Close the replica's metered interval and charge its project."""
+    await repo.apply_replica_event(event.data, datetime.now(UTC))
+    return HANDLED
+
+
+async def on_prediction_completed(
+    event: CloudEvent[PredictionCompleted], repo: Repository
+) -> Handled:
+    """Count the prediction for its service and day, once per execution."""
+    return HANDLED if await repo.record_prediction(event.data) else DUPLICATE
+
+
+class Handler(Protocol):
+    """A handler of this module: an event and the repository in, its outcome out."""
+
+    __name__: str
+
+    def __call__(self, event: CloudEvent[Any], repo: Repository) -> Awaitable[Handled]: ...
+
+
+HANDLERS: tuple[tuple[Handler, str, type[Contract]], ...] = (
+    (on_replica_started, MODEL_SERVING, ReplicaStarted),
+    (on_replica_stopped, MODEL_SERVING, ReplicaStopped),
+    (on_prediction_completed, MODEL_SERVING, PredictionCompleted),
+)
+"""Each handler with its producer and the one contract its queue is bound to."""
+
+
+def subscription(
+    topology: Topology, handler: Handler, producer: str, contract: type[Contract]
+) -> Subscription:
+    """Where ``handler`` listens: ``billing.<handler>``, bound to its contract's key."""
+    name = handler.__name__
+    return Subscription(
+        BILLING,
+        name,
+        consumer_queue(topology, BILLING, name, contract.routing_key),
+        events_exchange(topology, producer),
+        (contract,),
+    )
 
 
 def register(
@@ -38,74 +86,15 @@ def register(
     prefetch: int,
 ) -> list[str]:
     """Subscribe the handlers; return their queue names."""
-    exchange = events_exchange(topology, MODEL_SERVING)
-    queues = []
-    for handler, contract in ((ON_STARTED, ReplicaStarted), (ON_STOPPED, ReplicaStopped)):
-        queue = consumer_queue(topology, BILLING, handler, contract.routing_key)
-        queues.append(queue.name)
-        _replica_subscriber(broker, topology, repo, metrics, queue, exchange, handler, prefetch)
-
-    predictions = consumer_queue(topology, BILLING, ON_PREDICTION, PredictionCompleted.routing_key)
-    queues.append(predictions.name)
-
-    @broker.subscriber(
-        predictions,
-        exchange,
-        decoder=raw_body,
-        retry=True,
-        channel=Channel(prefetch_count=prefetch),
-    )
-    async def on_prediction_completed(body: bytes) -> None:
-        with metrics.handler_seconds.labels(ON_PREDICTION).time():
-            try:
-                event = parse_event(body, PredictionCompleted)
-                with log_context(event.id, event.correlationid):
-                    counted = await repo.record_prediction(event.data)
-            except PoisonMessageError as exc:
-                await dead_letter(broker, topology, BILLING, predictions.name, body, str(exc))
-                metrics.messages.labels(ON_PREDICTION, "dead_lettered").inc()
-                return
-            except Exception:
-                metrics.messages.labels(ON_PREDICTION, "error").inc()
-                raise
-            metrics.messages.labels(ON_PREDICTION, "ok" if counted else "duplicate").inc()
-
-    return queues
-
-
-def _replica_subscriber(
-    broker: RabbitBroker,
-    topology: Topology,
-    repo: Repository,
-    metrics: ServiceMetrics,
-    queue: RabbitQueue,
-    exchange: RabbitExchange,
-    handler: str,
-    prefetch: int,
-) -> None:
-    name = queue.name
-
-    @broker.subscriber(
-        queue,
-        exchange,
-        decoder=raw_body,
-        retry=True,
-        channel=Channel(prefetch_count=prefetch),
-    )
-    async def on_replica_event(body: bytes) -> None:
-        with metrics.handler_seconds.labels(handler).time():
-            try:
-                event = parse_event(body, ReplicaStarted, ReplicaStopped)
-                data = event.data
-                assert isinstance(data, ReplicaStarted | ReplicaStopped)
-                with log_context(event.id, event.correlationid):
-                    await repo.apply_replica_event(data, datetime.now(UTC))
-            except (PoisonMessageError, BillingError) as exc:
-                reason = exc.message if isinstance(exc, BillingError) else str(exc)
-                await dead_letter(broker, topology, BILLING, name, body, reason)
-                metrics.messages.labels(handler, "dead_lettered").inc()
-                return
-            except Exception:
-                metrics.messages.labels(handler, "error").inc()
-                raise
-            metrics.messages.labels(handler, "ok").inc()
+    return [
+        subscribe(
+            broker,
+            topology,
+            metrics,
+            subscription(topology, handler, producer, contract),
+            functools.partial(handler, repo=repo),
+            prefetch=prefetch,
+            poison=(BillingError,),
+        )
+        for handler, producer, contract in HANDLERS
+    ]

@@ -1,0 +1,20 @@
+"""Prometheus metrics of the billing service (besides the shared handler metrics)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from prometheus_client import Counter
+
+from common.observability import metric_name
+from common.topology import BILLING
+
+
+@cache
+def transitions_total() -> Counter:
+    """Budget transitions announced, by kind."""
+    return Counter(
+        metric_name(BILLING, "budget_transitions_total"),
+        "budget.exhausted / budget.restored transitions.",
+        ["transition"],
+    )
