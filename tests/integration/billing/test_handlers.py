@@ -1,0 +1,181 @@
+"""Billing's typed handlers as ``handlers.register`` subscribes them, on a real
+repository. The same test body runs on FastStream's in-memory ``TestRabbitBroker`` and
+on the real RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+from faststream.rabbit import (
+    ExchangeType,
+    RabbitBroker,
+    RabbitExchange,
+    RabbitQueue,
+    TestRabbitBroker,
+)
+from faststream.rabbit.schemas import QueueType
+
+from billing_service import handlers
+from billing_service.app import MIGRATIONS
+from billing_service.repository import Repository
+from common.contracts import ReplicaStarted
+from common.db import apply_migrations
+from common.envelope import make_event
+from common.messaging import COMMON_MIGRATIONS, declare_dead_letter, events_exchange
+from common.observability import ServiceMetrics
+from common.testing.broker import delete_names
+from common.testing.waits import wait_until
+from common.topology import BILLING, DEAD_LETTER_REASON_HEADER, Topology
+
+RATES = {"cpu-small": Decimal("0.01")}
+
+
+@dataclass
+class Harness:
+    broker: RabbitBroker
+    topology: Topology
+    repo: Repository
+    metrics: ServiceMetrics
+    dead: dict[str, list[str]] = field(default_factory=dict)
+
+    async def publish(self, producer: str, routing_key: str, body: bytes) -> None:
+        await self.broker.publish(
+            body,
+            exchange=events_exchange(self.topology, producer),
+            routing_key=routing_key,
+            persist=True,
+        )
+
+    def count(self, handler: str, label: str) -> float:
+        return self.metrics.messages.labels(handler, label)._value.get()
+
+    async def settled(self, handler: str, label: str, n: int) -> None:
+        async def reached() -> bool:
+            await asyncio.sleep(0)
+            return self.count(handler, label) >= n
+
+        await wait_until(reached, timeout=20, message=f"{n} {label} on {handler}")
+
+
+async def _reason(message: Any) -> str:
+    return str(message.headers.get(DEAD_LETTER_REASON_HEADER, ""))
+
+
+def _capture(
+    broker: RabbitBroker, dlx: RabbitExchange, topology: Topology, handler: str, into: list[str]
+) -> None:
+    dlq = topology.dead_letter_queue(topology.queue(BILLING, handler))
+
+    @broker.subscriber(
+        RabbitQueue(dlq, queue_type=QueueType.QUORUM, durable=True, routing_key=dlq),
+        dlx,
+        decoder=_reason,
+    )
+    async def capture(reason: str) -> None:
+        into.append(reason)
+
+
+@contextlib.asynccontextmanager
+async def harness(
+    kind: str,
+    amqp_url: str,
+    unique_name: Callable[[str], str],
+    pool: asyncpg.Pool,
+    schema: str,
+) -> AsyncIterator[Harness]:
+    await apply_migrations(pool, schema, COMMON_MIGRATIONS, MIGRATIONS)
+    topology = Topology(prefix=unique_name("b") + ".", delivery_limit=3)
+    repo = Repository(pool, topology, RATES, None)
+    broker = RabbitBroker(amqp_url, logger=None, publisher_confirms=True)
+    metrics = ServiceMetrics(f"billing_handlers_test_{uuid.uuid4().hex[:8]}")
+    queues = handlers.register(broker, topology, repo, metrics, prefetch=8)
+    h = Harness(broker, topology, repo, metrics)
+    dlx = RabbitExchange(
+        topology.dead_letter_exchange(BILLING), type=ExchangeType.DIRECT, durable=True
+    )
+    for handler, _, _ in handlers.HANDLERS:
+        _capture(broker, dlx, topology, handler.__name__, h.dead.setdefault(handler.__name__, []))
+
+    if kind == "memory":
+        async with TestRabbitBroker(broker):
+            yield h
+        return
+    await broker.connect()
+    await declare_dead_letter(broker, topology, BILLING, queues)
+    await broker.start()
+    try:
+        yield h
+    finally:
+        await broker.stop()
+        exchanges = {events_exchange(topology, p).name for _, p, _ in handlers.HANDLERS}
+        await delete_names(
+            amqp_url,
+            [*queues, *(topology.dead_letter_queue(q) for q in queues)],
+            [*exchanges, dlx.name],
+        )
+
+
+@pytest.mark.parametrize("kind", ["memory", "rabbitmq"])
+async def test_replica_starts_are_metered_and_another_projects_replica_is_dead_lettered(
+    kind: str,
+    amqp_url: str,
+    unique_name: Callable[[str], str],
+    pg_pool: asyncpg.Pool,
+    pg_schema: str,
+) -> None:
+    handler = "on_replica_started"
+    async with harness(kind, amqp_url, unique_name, pg_pool, pg_schema) as h:
+        at = datetime.now(UTC) - timedelta(seconds=5)
+        started = make_event(
+            ReplicaStarted(
+                replica_id="rep_h", service_id="svc_h", project_id="prj_h", started_at=at
+            ),
+            source="/test",
+        )
+        earlier = make_event(
+            ReplicaStarted(
+                replica_id="rep_h",
+                service_id="svc_h",
+                project_id="prj_h",
+                started_at=at - timedelta(seconds=1),
+            ),
+            source="/test",
+        )
+        hijack = make_event(
+            ReplicaStarted(
+                replica_id="rep_h", service_id="svc_x", project_id="prj_other", started_at=at
+            ),
+            source="/test",
+        )
+        await h.publish("model_serving", started.routing_key, started.to_json_bytes())
+        await h.settled(handler, "ok", 1)
+        await h.publish("model_serving", started.routing_key, started.to_json_bytes())
+        await h.publish("model_serving", earlier.routing_key, earlier.to_json_bytes())
+        await h.publish("model_serving", hijack.routing_key, hijack.to_json_bytes())
+        await h.publish("model_serving", "replica.started.v1", b"{not json")
+        await h.settled(handler, "ok", 3)
+        await h.settled(handler, "dead_lettered", 2)
+
+        async def dead_letters_arrived() -> bool:
+            await asyncio.sleep(0)
+            return len(h.dead[handler]) == 2
+
+        await wait_until(dead_letters_arrived, timeout=20, message="two dead letters")
+        reasons = sorted(h.dead[handler])
+        assert reasons[0].startswith("body is not JSON"), reasons
+        assert "belongs to project 'prj_h'" in reasons[1], reasons
+        row = await h.repo.pool.fetchrow(
+            "SELECT project_id, started_at FROM replicas WHERE replica_id = 'rep_h'"
+        )
+        assert row is not None
+        assert (row["project_id"], row["started_at"]) == ("prj_h", at - timedelta(seconds=1))
+        assert h.count(handler, "error") == 0
