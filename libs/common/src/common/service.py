@@ -274,6 +274,7 @@ def serve(app: FastAPI, settings: BaseServiceSettings, name: str, *, loop: str =
         app,
         host=settings.http_host,
         port=settings.http_port,
+        root_path=settings.root_path,
         log_config=None,
         access_log=False,
         loop=loop,

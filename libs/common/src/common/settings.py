@@ -22,6 +22,14 @@ class BaseServiceSettings(BaseSettings):
     )
     http_host: str = Field(default="127.0.0.1", description="Interface the HTTP API binds to.")
     http_port: int = Field(default=8080, ge=1, le=65535, description="HTTP API port.")
+    root_path: str = Field(
+        default="",
+        pattern=r"^(/[A-Za-z0-9._~-]+)*$",
+        description=(
+            "Path prefix a reverse proxy serves the API under, stripped before it reaches "
+            "the service (/api/dataset): OpenAPI's server URL and /docs name it."
+        ),
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
     db_schema: str = Field(
         default="public", description="PostgreSQL schema holding this service's tables."
