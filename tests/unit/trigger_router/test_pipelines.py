@@ -150,7 +150,7 @@ def test_an_item_enters_on_its_dataset_action_and_filter() -> None:
     assert not enters(graph, Action.CREATED, {**item, "dir": "/out"})
 
 
-def annotations(*confidences: float) -> list[PredictedAnnotation]:
+def predicted(*confidences: float) -> list[PredictedAnnotation]:
     return [
         PredictedAnnotation(type="classification", label="7", confidence=c) for c in confidences
     ]
@@ -158,11 +158,11 @@ def annotations(*confidences: float) -> list[PredictedAnnotation]:
 
 def test_confidence_edges_split_confident_from_unsure_predictions() -> None:
     graph = build_graph(definition())
-    item = {"metadata": {"user": {}}}
+    item: dict[str, Any] = {"metadata": {"user": {}}}
     assert [graph.definition.edges[i].tgt for i in taken_edges(graph, "ds", item)] == ["predict"]
 
     def targets(*confidences: float) -> list[str]:
-        doc = prediction_document(item, annotations(*confidences))
+        doc = prediction_document(item, predicted(*confidences))
         return [graph.definition.edges[i].tgt for i in taken_edges(graph, "predict", doc)]
 
     assert targets(0.95) == ["done"]
