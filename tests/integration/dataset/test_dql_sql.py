@@ -7,12 +7,19 @@ must select exactly the same ids.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import asyncpg
 import pytest
 
-from common.dql import parse_filter, parse_sort, parse_timestamp
+from common.dql import (
+    PREDICTION_ONLY_IN_EDGES,
+    DQLError,
+    parse_filter,
+    parse_sort,
+    parse_timestamp,
+)
 from dataset_service.dql_sql import compile_filter, compile_order_by
 from tests.unit.common.dql_cases import CASES, ITEMS, SORT_CASES, Case, SortCase
 
@@ -77,9 +84,20 @@ async def _select_ids(pool: asyncpg.Pool, filter_: Any, *, defaults: bool) -> se
     return {row["id"] for row in rows}
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", [c for c in CASES if not c.edge], ids=lambda c: c.name)
 async def test_sql_compiler_matches_case_table(items_pool: asyncpg.Pool, case: Case) -> None:
     assert await _select_ids(items_pool, case.filter, defaults=case.defaults) == set(case.expected)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.edge], ids=lambda c: c.name)
+def test_sql_refuses_prediction_fields(case: Case) -> None:
+    # Refused when parsed for items (the query API's path) ...
+    with pytest.raises(DQLError, match=re.escape(PREDICTION_ONLY_IN_EDGES)):
+        parse_filter(case.filter, defaults=case.defaults)
+    # ... and by the compiler itself, should an edge condition reach it.
+    node = parse_filter(case.filter, defaults=case.defaults, prediction=True)
+    with pytest.raises(DQLError, match=re.escape(PREDICTION_ONLY_IN_EDGES)):
+        compile_filter(node)
 
 
 @pytest.mark.parametrize("case", SORT_CASES, ids=lambda c: c.name)
@@ -135,8 +153,10 @@ async def _plan(pool: asyncpg.Pool, filter_: Any) -> str:
         {"metadata.system.mimetype": "image/png"},
         {"metadata.system.mimetype": {"$in": ["image/png", "image/jpeg"]}},
         {"metadata.user.info.rank": 2},
+        {"metadata.user.tags": "a"},
+        {"metadata.user.nums": {"$in": [1, 20]}},
     ],
-    ids=["eq", "in", "nested_number"],
+    ids=["eq", "in", "nested_number", "array_eq", "array_in"],
 )
 async def test_metadata_equality_can_use_the_gin_index(
     items_pool: asyncpg.Pool, filter_: Any

@@ -284,6 +284,35 @@ async def test_invalid_queries_answer_400_with_what_and_where(
     assert too_big.status_code == 400
 
 
+async def test_query_matches_array_elements_and_refuses_prediction_fields(
+    dataset_service: DatasetService,
+) -> None:
+    svc = dataset_service
+    ds = await svc.create_dataset()
+    await svc.upload(ds, png_bytes(), "a.png", metadata=json.dumps({"tags": ["cat", "dog"]}))
+    await svc.upload(ds, png_bytes(5, 4), "b.png", metadata=json.dumps({"tags": "cat"}))
+    await svc.upload(ds, png_bytes(6, 4), "c.png", metadata=json.dumps({"tags": ["bird"]}))
+    url = f"/datasets/{ds}/items/query"
+
+    async def names(filter_: dict[str, Any]) -> list[str]:
+        response = await svc.http.post(url, json={"filter": filter_}, headers=svc.auth())
+        assert response.status_code == 200, response.text
+        return sorted(i["name"] for i in response.json()["items"])
+
+    edge = await svc.http.post(
+        url,
+        json={"filter": {"prediction.annotations.confidence": {"$gte": 0.9}}},
+        headers=svc.auth(),
+    )
+
+    assert await names({"metadata.user.tags": "cat"}) == ["a.png", "b.png"]
+    assert await names({"metadata.user.tags": {"$nin": ["dog"]}}) == ["b.png", "c.png"]
+    assert await names({"metadata.user.tags": "b*"}) == ["c.png"]
+    assert edge.status_code == 400
+    assert edge.json()["detail"]["path"] == "/prediction.annotations.confidence"
+    assert "only valid in pipeline edge conditions" in edge.json()["detail"]["message"]
+
+
 async def test_event_committed_before_a_crash_is_published_after_restart(
     dataset_service: DatasetService,
 ) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.dql import prediction_document
+
 
 def _item(
     n: int,
@@ -56,6 +58,8 @@ ITEMS: list[dict[str, Any]] = [
                 "reviewed": True,
                 "tags": ["a", "b"],
                 "info": {"source": "camera", "rank": 1},
+                "nums": [1, 5.5, 10],
+                "words": ["cat", "dog"],
             },
         },
         created="2024-01-10T10:00:00Z",
@@ -71,6 +75,8 @@ ITEMS: list[dict[str, Any]] = [
                 "score": 0.45,
                 "reviewed": False,
                 "info": {"source": "web", "rank": 2},
+                "nums": [20],
+                "words": ["bird/feather", "Cat"],
             },
         },
         created="2024-02-01T00:00:00Z",
@@ -83,7 +89,7 @@ ITEMS: list[dict[str, Any]] = [
         # A score and a reviewed flag of the "wrong" type: strings.
         {
             "system": _image("text/plain", 120),
-            "user": {"label": None, "score": "high", "reviewed": "yes"},
+            "user": {"label": None, "score": "high", "reviewed": "yes", "nums": 5.5},
         },
         created="2024-02-15T08:30:00+02:00",
     ),
@@ -117,7 +123,13 @@ ITEMS: list[dict[str, Any]] = [
         "/batch1/sub/deeper",
         {
             "system": _image("image/png", 4096),
-            "user": {"label": "bird", "score": 1, "nested": {"a": {"b": {"c": 3}}}},
+            "user": {
+                "label": "bird",
+                "score": 1,
+                "nested": {"a": {"b": {"c": 3}}},
+                "mixed": ["cat", 3, True, None, {"k": 1}, [4]],
+                "nums": [],
+            },
         },
         created="2024-03-05T00:00:00Z",
     ),
@@ -127,7 +139,14 @@ ITEMS: list[dict[str, Any]] = [
         "/prompts",
         {
             "system": _image("application/json", 300),
-            "user": {"label": "Cat", "score": -2.5, "count": 0, "reviewed": None},
+            "user": {
+                "label": "Cat",
+                "score": -2.5,
+                "count": 0,
+                "reviewed": None,
+                "words": [],
+                "mixed": [False, "2"],
+            },
         },
         created="2024-03-10T00:00:00Z",
     ),
@@ -183,6 +202,21 @@ ITEMS: list[dict[str, Any]] = [
 ]
 """The sample items (ids it01..it13)."""
 
+_PREDICTIONS: dict[str, list[dict[str, Any]]] = {
+    "it01": [
+        {"label": "cat", "confidence": 0.95, "type": "box"},
+        {"label": "dog", "confidence": 0.6, "type": "box"},
+    ],
+    "it02": [{"label": "dog", "confidence": 0.97, "type": "classification"}],
+    "it03": [],
+    "it04": [{"label": "hello", "confidence": 0.5, "type": "text"}],
+}
+# Pipeline edge conditions see the prediction beside the item; the other items carry
+# none (every prediction.* field is missing there). The SQL loader ignores the key.
+for _item_doc in ITEMS:
+    if _item_doc["id"] in _PREDICTIONS:
+        _item_doc.update(prediction_document({}, _PREDICTIONS[_item_doc["id"]]))
+
 ALL_IDS: frozenset[str] = frozenset(item["id"] for item in ITEMS)
 
 
@@ -202,12 +236,17 @@ BATCH1_TREE = ids(1, 2, 5, 7, 11)
 
 @dataclass(frozen=True)
 class Case:
-    """A filter and the sample ids it matches (after ``with_defaults`` if ``defaults``)."""
+    """A filter and the sample ids it matches (after ``with_defaults`` if ``defaults``).
+
+    ``edge`` marks a pipeline edge condition (``prediction.*`` fields): parsed with
+    ``prediction=True`` and evaluated in memory only; the SQL evaluator must refuse it.
+    """
 
     name: str
     filter: dict[str, Any]
     expected: frozenset[str]
     defaults: bool = False
+    edge: bool = False
 
 
 CASES: list[Case] = [
@@ -315,7 +354,7 @@ CASES: list[Case] = [
     Case("eq_number_vs_string_field", {"metadata.user.label": 5}, frozenset()),
     Case("string_flag", {"metadata.user.reviewed": "yes"}, ids(3)),
     Case("range_on_object_is_no_match", {"metadata.user.nested.a": {"$gt": 0}}, frozenset()),
-    Case("array_is_not_its_element", {"metadata.user.tags": "a"}, ids(10)),
+    Case("scalar_eq_finds_it_in_an_array", {"metadata.user.tags": "a"}, ids(1, 10)),
     Case("string_range_code_point", {"metadata.user.label": {"$gte": "c"}}, ids(1, 2, 5, 10, 11)),
     # --- booleans, null and missing ------------------------------------------
     Case("bool_true", {"metadata.user.reviewed": True}, ids(1, 9)),
@@ -394,6 +433,132 @@ CASES: list[Case] = [
     Case("array_index_in", {"metadata.user.items.1": {"$in": [5, 6]}}, ids(10)),
     Case("array_index_out_of_range", {"metadata.user.items.5": {"$exists": False}}, ALL_IDS),
     Case("numeric_key_in_object", {"metadata.user.2024.q": 4}, ids(10)),
+    # --- arrays, Mongo's rule: any element matches ($ne/$nin: none does) -------
+    Case("array_strings_eq", {"metadata.user.words": "cat"}, ids(1)),
+    Case("array_strings_eq_case_sensitive", {"metadata.user.words": "Cat"}, ids(2)),
+    Case("array_strings_ne_means_no_element", {"metadata.user.tags": {"$ne": "a"}}, all_but(1, 10)),
+    Case("array_strings_ne", {"metadata.user.words": {"$ne": "cat"}}, all_but(1)),
+    Case("array_strings_in", {"metadata.user.words": {"$in": ["dog", "Cat"]}}, ids(1, 2)),
+    Case(
+        "array_strings_nin",
+        {"metadata.user.words": {"$nin": ["dog", "Cat"]}},
+        all_but(1, 2),
+    ),
+    Case("array_strings_glob", {"metadata.user.words": "*/*"}, ids(2)),
+    Case("array_strings_glob_prefix", {"metadata.user.words": "c*"}, ids(1)),
+    Case("array_strings_in_glob", {"metadata.user.words": {"$in": ["?at", "x"]}}, ids(1, 2)),
+    Case("array_strings_nin_glob", {"metadata.user.words": {"$nin": ["*a*"]}}, all_but(1, 2)),
+    Case("array_strings_ne_glob", {"metadata.user.words": {"$ne": "b**"}}, all_but(2)),
+    Case("array_strings_gt", {"metadata.user.words": {"$gt": "d"}}, ids(1)),
+    Case("array_numbers_eq", {"metadata.user.nums": 10}, ids(1)),
+    Case("array_or_scalar_eq", {"metadata.user.nums": 5.5}, ids(1, 3)),
+    Case("array_numbers_int_equals_float", {"metadata.user.nums": 1.0}, ids(1)),
+    Case("array_numbers_string_operand", {"metadata.user.nums": "10"}, frozenset()),
+    Case("array_numbers_gt", {"metadata.user.nums": {"$gt": 9}}, ids(1, 2)),
+    Case("array_numbers_lt", {"metadata.user.nums": {"$lt": 2}}, ids(1)),
+    Case("array_numbers_lte_with_scalar", {"metadata.user.nums": {"$lte": 5.5}}, ids(1, 3)),
+    # As in MongoDB without $elemMatch: each bound may be met by another element.
+    Case(
+        "array_range_bounds_match_separately",
+        {"metadata.user.nums": {"$gt": 6, "$lt": 9}},
+        ids(1),
+    ),
+    Case("array_numbers_in", {"metadata.user.nums": {"$in": [20, 1]}}, ids(1, 2)),
+    Case("array_numbers_nin", {"metadata.user.nums": {"$nin": [1, 20]}}, all_but(1, 2)),
+    Case("array_numbers_ne", {"metadata.user.nums": {"$ne": 20}}, all_but(2)),
+    Case(
+        "empty_array_matches_no_eq", {"metadata.user.words": {"$in": ["", None]}}, all_but(1, 2, 8)
+    ),
+    Case("empty_array_ne", {"metadata.user.nums": {"$ne": 1}}, all_but(1)),
+    Case("empty_array_exists", {"metadata.user.words": {"$exists": True}}, ids(1, 2, 8)),
+    Case("array_exists_with_scalar", {"metadata.user.nums": {"$exists": True}}, ids(1, 2, 3, 7)),
+    Case("array_mixed_string", {"metadata.user.mixed": "cat"}, ids(7)),
+    Case("array_mixed_number", {"metadata.user.mixed": 3}, ids(7)),
+    Case("array_mixed_true", {"metadata.user.mixed": True}, ids(7)),
+    Case("array_mixed_one_is_not_true", {"metadata.user.mixed": 1}, frozenset()),
+    Case("array_mixed_false", {"metadata.user.mixed": False}, ids(8)),
+    Case("array_mixed_eq_null_holds_null", {"metadata.user.mixed": None}, all_but(8)),
+    Case("array_mixed_ne_null", {"metadata.user.mixed": {"$ne": None}}, ids(8)),
+    Case("array_nested_array_not_unwrapped", {"metadata.user.mixed": 4}, frozenset()),
+    Case(
+        "array_of_objects_not_stepped_through",
+        {"metadata.user.mixed.k": {"$exists": False}},
+        ALL_IDS,
+    ),
+    Case("array_mixed_gt_number", {"metadata.user.mixed": {"$gt": 2}}, ids(7)),
+    Case("array_mixed_gte_string", {"metadata.user.mixed": {"$gte": "2"}}, ids(7, 8)),
+    Case("array_mixed_in", {"metadata.user.mixed": {"$in": ["2", 3]}}, ids(7, 8)),
+    Case("array_mixed_nin", {"metadata.user.mixed": {"$nin": [False, "cat"]}}, all_but(7, 8)),
+    Case("array_mixed_glob_one_char", {"metadata.user.mixed": "?"}, ids(8)),
+    Case("array_index_still_indexes", {"metadata.user.nums.0": 1}, ids(1)),
+    Case("array_negative_index_gt", {"metadata.user.nums.-1": {"$gt": 15}}, ids(2)),
+    Case("array_at_index_path_eq", {"metadata.user.mixed.5": 4}, ids(7)),
+    Case("array_at_index_path_gt", {"metadata.user.mixed.5": {"$gt": 3}}, ids(7)),
+    Case("array_at_index_path_ne", {"metadata.user.mixed.5": {"$ne": 4}}, all_but(7)),
+    Case("array_at_index_path_in", {"metadata.user.mixed.5": {"$in": [9, 4]}}, ids(7)),
+    # --- pipeline edge conditions: the prediction (in memory only) ---------------
+    Case(
+        "edge_some_annotation_confident",
+        {"prediction.annotations.confidence": {"$gte": 0.9}},
+        ids(1, 2),
+        edge=True,
+    ),
+    Case(
+        "edge_every_annotation_confident",
+        {"prediction.min_confidence": {"$gte": 0.9}},
+        ids(2),
+        edge=True,
+    ),
+    Case(
+        "edge_no_annotation_confident",
+        {"prediction.max_confidence": {"$lt": 0.9}},
+        ids(4),
+        edge=True,
+    ),
+    Case(
+        "edge_confident_or_empty",
+        {"$or": [{"prediction.min_confidence": {"$gte": 0.9}}, {"prediction.count": 0}]},
+        ids(2, 3),
+        edge=True,
+    ),
+    Case("edge_label", {"prediction.annotations.label": "dog"}, ids(1, 2), edge=True),
+    Case("edge_label_glob", {"prediction.annotations.label": "c*"}, ids(1), edge=True),
+    Case(
+        "edge_label_nin_means_no_annotation",
+        {"prediction.annotations.label": {"$nin": ["cat"]}},
+        all_but(1),
+        edge=True,
+    ),
+    Case("edge_type", {"prediction.annotations.type": "box"}, ids(1), edge=True),
+    Case("edge_count_zero", {"prediction.count": 0}, ids(3), edge=True),
+    Case("edge_count_gte", {"prediction.count": {"$gte": 1}}, ids(1, 2, 4), edge=True),
+    Case(
+        "edge_confidence_in",
+        {"prediction.annotations.confidence": {"$in": [0.6, 0.5]}},
+        ids(1, 4),
+        edge=True,
+    ),
+    Case(
+        "edge_empty_prediction_has_no_fields",
+        {"prediction.annotations.label": {"$exists": True}},
+        ids(1, 2, 4),
+        edge=True,
+    ),
+    Case(
+        "edge_empty_prediction_has_no_min",
+        {"prediction.min_confidence": {"$exists": False}},
+        all_but(1, 2, 4),
+        edge=True,
+    ),
+    Case(
+        "edge_with_metadata",
+        {
+            "metadata.system.mimetype": "image/*",
+            "prediction.annotations.confidence": {"$gte": 0.9},
+        },
+        ids(1, 2),
+        edge=True,
+    ),
     # --- timestamps ----------------------------------------------------------
     Case("created_gte_date", {"created_at": {"$gte": "2024-03-01"}}, ids(7, 8, 9, 10, 11, 12, 13)),
     Case("created_lt", {"created_at": {"$lt": "2024-01-01T00:00:00Z"}}, ids(4)),
@@ -479,6 +644,7 @@ class InvalidCase:
     filter: Any
     path: str
     max_depth: int = 10
+    prediction: bool = False
 
 
 def _nested_and(levels: int) -> dict[str, Any]:
@@ -544,6 +710,48 @@ INVALID: list[InvalidCase] = [
         "/$and/0/$and/0/$and/0/$and/0/$and/0/$and/0/$and/0/$and/0/$and/0/$and/0/$and",
     ),
     InvalidCase("too_deep_custom_limit", _nested_and(3), "/$and/0/$and/0/$and", max_depth=2),
+    InvalidCase("prediction_outside_edges", {"prediction.count": 1}, "/prediction.count"),
+    InvalidCase(
+        "prediction_inside_or_outside_edges",
+        {"$or": [{"dir": "/"}, {"prediction.annotations.label": "x"}]},
+        "/$or/1/prediction.annotations.label",
+    ),
+    InvalidCase(
+        "prediction_unknown_field", {"prediction.score": 1}, "/prediction.score", prediction=True
+    ),
+    InvalidCase(
+        "prediction_annotations_bare",
+        {"prediction.annotations": 1},
+        "/prediction.annotations",
+        prediction=True,
+    ),
+    InvalidCase(
+        "prediction_confidence_string",
+        {"prediction.annotations.confidence": {"$gte": "high"}},
+        "/prediction.annotations.confidence/$gte",
+        prediction=True,
+    ),
+    InvalidCase(
+        "prediction_label_number",
+        {"prediction.annotations.label": 5},
+        "/prediction.annotations.label",
+        prediction=True,
+    ),
+    InvalidCase(
+        "prediction_count_bool", {"prediction.count": True}, "/prediction.count", prediction=True
+    ),
+    InvalidCase(
+        "prediction_label_in_number",
+        {"prediction.annotations.label": {"$in": ["a", 1]}},
+        "/prediction.annotations.label/$in/1",
+        prediction=True,
+    ),
+    InvalidCase(
+        "prediction_exists_not_bool",
+        {"prediction.min_confidence": {"$exists": "yes"}},
+        "/prediction.min_confidence/$exists",
+        prediction=True,
+    ),
 ]
 
 

@@ -19,6 +19,8 @@ from common.dql import (
     mentions,
     parse_filter,
     parse_sort,
+    prediction_document,
+    uses_prediction,
     with_defaults,
 )
 from tests.unit.common.dql_cases import CASES, INVALID, ITEMS, Case, InvalidCase
@@ -32,7 +34,7 @@ def test_case_table_is_big_and_names_are_unique() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_in_memory_evaluator_matches_case_table(case: Case) -> None:
-    node = parse_filter(case.filter, defaults=case.defaults)
+    node = parse_filter(case.filter, defaults=case.defaults, prediction=case.edge)
     got = {item["id"] for item in ITEMS if matches(node, item)}
     assert got == set(case.expected)
 
@@ -40,7 +42,7 @@ def test_in_memory_evaluator_matches_case_table(case: Case) -> None:
 @pytest.mark.parametrize("case", INVALID, ids=lambda c: c.name)
 def test_invalid_filter_names_the_offending_path(case: InvalidCase) -> None:
     with pytest.raises(DQLError) as raised:
-        parse_filter(case.filter, max_depth=case.max_depth)
+        parse_filter(case.filter, max_depth=case.max_depth, prediction=case.prediction)
     assert raised.value.path == case.path
     assert raised.value.message
     # The rendered error carries both what and where.
@@ -187,3 +189,44 @@ def test_invalid_sort_names_the_offending_path(spec: Any, path: str) -> None:
     with pytest.raises(DQLError) as raised:
         parse_sort(spec)
     assert raised.value.path == path
+
+
+def test_prediction_document_takes_contract_annotations() -> None:
+    from common.contracts.model_serving import PredictedAnnotation
+
+    annotations = [
+        PredictedAnnotation(type="box", label="cat", confidence=0.95, coordinates=[[0, 0], [1, 1]]),
+        PredictedAnnotation(type="box", label="dog", confidence=0.7),
+    ]
+    doc = prediction_document({"metadata": {"user": {"camera": "a7"}}}, annotations)
+    assert doc["prediction"] == {
+        "annotations": [
+            {"label": "cat", "confidence": 0.95, "type": "box"},
+            {"label": "dog", "confidence": 0.7, "type": "box"},
+        ],
+        "count": 2,
+        "min_confidence": 0.7,
+        "max_confidence": 0.95,
+    }
+    confident = parse_filter(
+        {"metadata.user.camera": "a7", "prediction.min_confidence": {"$gte": 0.9}},
+        prediction=True,
+    )
+    some = parse_filter({"prediction.annotations.confidence": {"$gte": 0.9}}, prediction=True)
+    assert not matches(confident, doc)
+    assert matches(some, doc)
+    assert uses_prediction(some)
+    assert not uses_prediction(parse_filter({"metadata.user.camera": "a7"}))
+    assert prediction_document({}, []) == {"prediction": {"annotations": [], "count": 0}}
+
+
+def test_array_mismatches_are_reported_only_when_no_element_matches() -> None:
+    seen: list[Any] = []
+    node = parse_filter({"metadata.user.x": {"$gt": 1}})
+
+    def hear(cond: Condition, value: Any) -> None:
+        seen.append(value)
+
+    assert matches(node, {"metadata": {"user": {"x": ["a", 2]}}}, on_mismatch=hear)
+    assert not matches(node, {"metadata": {"user": {"x": ["a", 0]}}}, on_mismatch=hear)
+    assert seen == [["a", 0]]

@@ -29,6 +29,16 @@ How it maps, and which indexes each shape can use:
   ``jsonb_typeof`` guard, so a value of another type is simply no match.
 - ``$ne``/``$nin`` compile to ``NOT COALESCE(<positive form>, false)``: SQL's
   NULL for a missing value must count as "not equal", as it does in memory.
+- Arrays (Mongo's rule: a scalar condition on an array matches when an element
+  does). Equality and ``$in`` add the one-element array to the containment
+  documents, ``metadata @> ANY('{"user": {"tags": "a"}}', '{"user": {"tags":
+  ["a"]}}')``, so the GIN index still serves them (``jsonb_path_ops`` answers
+  ``@>``; a nested scalar is not contained in an array, hence both documents).
+  Globs and ranges test the elements in ``EXISTS (SELECT 1 FROM
+  jsonb_array_elements(...))`` beside the scalar form (no index for those, as
+  for their scalar forms on metadata).
+- ``prediction.*`` fields exist only in pipeline edge conditions: compiling one
+  raises ``DQLError(PREDICTION_ONLY_IN_EDGES)``.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from datetime import datetime
 from typing import Any
 
 from common.dql import (
+    PREDICTION_ONLY_IN_EDGES,
     And,
     Condition,
     DQLError,
@@ -57,6 +68,8 @@ __all__ = ["compile_filter", "compile_order_by"]
 
 _SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]+")
 _TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+_ELEMENT_TEXT = "(_dql_e.v #>> '{}')"
 
 _RANGE_SQL = {Op.GT: ">", Op.GTE: ">=", Op.LT: "<", Op.LTE: "<="}
 _COLUMN_CAST = {
@@ -101,6 +114,17 @@ class _Compiler:
         # does not matter (PostgreSQL does not promise left-to-right).
         return f"(jsonb_typeof({self.json_ref(path)}) = '{json_type}' AND {expr})"
 
+    def any_element(self, path: FieldPath, json_type: str, expr: str) -> str:
+        """Whether an element of the array at ``path`` (none if it is not an array) has
+        ``json_type`` and satisfies ``expr``, written over the element ``_dql_e.v``
+        (jsonb; ``_ELEMENT_TEXT`` is its text)."""
+        ref = self.json_ref(path)
+        return (
+            "EXISTS (SELECT 1 FROM jsonb_array_elements("
+            f"CASE WHEN jsonb_typeof({ref}) = 'array' THEN {ref} END) AS _dql_e(v) "
+            f"WHERE jsonb_typeof(_dql_e.v) = '{json_type}' AND {expr})"
+        )
+
     @staticmethod
     def containment_doc(path: FieldPath, value: Any) -> str:
         doc: Any = value
@@ -110,24 +134,38 @@ class _Compiler:
 
     # -- operators ---------------------------------------------------------
 
+    def json_in(self, path: FieldPath, operands: Sequence[Any]) -> str:
+        """The value at ``path`` equals one of ``operands`` (JSON scalars, ``None``
+        for JSON null), or is an array holding one of them."""
+        if path.has_index_segment:
+            ref = self.json_ref(path)
+            values = self.param([json.dumps(v) for v in operands])
+            arrays = self.param([json.dumps([v]) for v in operands])
+            return (
+                f"({ref} = ANY({values}::text[]::jsonb[])"
+                f" OR {ref} @> ANY({arrays}::text[]::jsonb[]))"
+            )
+        docs = [self.containment_doc(path, v) for v in operands if v is not None]
+        docs += [self.containment_doc(path, [v]) for v in operands]
+        return f"{self.column(path)} @> ANY({self.param(docs)}::text[]::jsonb[])"
+
     def eq(self, path: FieldPath, operand: Value) -> str:
         kind = path.kind
         if operand is None:
             if kind is FieldKind.JSON:
-                return f"COALESCE(jsonb_typeof({self.json_ref(path)}), 'null') = 'null'"
+                null = f"COALESCE(jsonb_typeof({self.json_ref(path)}), 'null') = 'null'"
+                return f"({null} OR {self.json_in(path, [None])})"
             return f"{self.column(path)} IS NULL"
         if isinstance(operand, Glob):
             regex = self.param(f"^(?:{operand.regex})$")
             if kind is FieldKind.JSON:
-                return self.typed(path, "string", f"{self.json_text(path)} ~ {regex}::text")
+                scalar = self.typed(path, "string", f"{self.json_text(path)} ~ {regex}::text")
+                element = self.any_element(path, "string", f"{_ELEMENT_TEXT} ~ {regex}::text")
+                return f"({scalar} OR {element})"
             # "C" so the regex's literal prefix can become a range on a "C" index.
             return f'{self.column(path)} COLLATE "C" ~ {regex}::text'
         if kind is FieldKind.JSON:
-            if path.has_index_segment:
-                value = self.param(json.dumps(operand))
-                return f"{self.json_ref(path)} = {value}::text::jsonb"
-            doc = self.param(self.containment_doc(path, operand))
-            return f"{self.column(path)} @> {doc}::text::jsonb"
+            return self.json_in(path, [operand])
         return f"{self.column(path)} = {self.param(operand)}::{_COLUMN_CAST[kind]}"
 
     def in_(self, path: FieldPath, operands: tuple[Value, ...]) -> str:
@@ -139,12 +177,7 @@ class _Compiler:
         plain = [v for v in operands if v is not None and not isinstance(v, Glob)]
         if plain:
             if kind is FieldKind.JSON:
-                if path.has_index_segment:
-                    values = self.param([json.dumps(v) for v in plain])
-                    parts.append(f"{self.json_ref(path)} = ANY({values}::text[]::jsonb[])")
-                else:
-                    docs = self.param([self.containment_doc(path, v) for v in plain])
-                    parts.append(f"{self.column(path)} @> ANY({docs}::text[]::jsonb[])")
+                parts.append(self.json_in(path, plain))
             else:
                 values = self.param(plain)
                 parts.append(f"{self.column(path)} = ANY({values}::{_COLUMN_CAST[kind]}[])")
@@ -161,18 +194,24 @@ class _Compiler:
             return f'{self.column(path)} COLLATE "C" {sql_op} {self.param(operand)}::text'
         if kind is FieldKind.JSON and isinstance(operand, str):
             value = self.param(operand)
-            return self.typed(
+            scalar = self.typed(
                 path, "string", f'{self.json_text(path)} COLLATE "C" {sql_op} {value}::text'
             )
+            element = self.any_element(
+                path, "string", f'{_ELEMENT_TEXT} COLLATE "C" {sql_op} {value}::text'
+            )
+            return f"({scalar} OR {element})"
         if (
             kind is FieldKind.JSON
             and isinstance(operand, int | float)
             and not isinstance(operand, bool)
         ):
             value = self.param(json.dumps(operand))
-            return self.typed(
+            scalar = self.typed(
                 path, "number", f"{self.json_ref(path)} {sql_op} {value}::text::jsonb"
             )
+            element = self.any_element(path, "number", f"_dql_e.v {sql_op} {value}::text::jsonb")
+            return f"({scalar} OR {element})"
         raise DQLError(f"{op} on {path} cannot take {operand!r}")
 
     def exists(self, path: FieldPath, present: bool) -> str:
@@ -181,6 +220,8 @@ class _Compiler:
 
     def condition(self, cond: Condition) -> str:
         path, op, value = cond.field, cond.op, cond.value
+        if path.is_prediction:
+            raise DQLError(f"field {str(path)!r}: {PREDICTION_ONLY_IN_EDGES}")
         if op is Op.EXISTS:
             return self.exists(path, bool(value))
         if op in (Op.IN, Op.NIN):

@@ -24,6 +24,21 @@ Filter shape::
   ``metadata.user.foo.bar``). Segments match ``[A-Za-z0-9_-]+``. A segment that
   is an integer (``-?[0-9]+``) also indexes into an array, as PostgreSQL's
   ``#>`` does (negative counts from the end).
+- Prediction fields, in pipeline edge conditions only (``parse_filter(...,
+  prediction=True)``; elsewhere they are refused with ``PREDICTION_ONLY_IN_EDGES``,
+  and the SQL evaluator refuses them too): ``prediction.annotations.confidence``,
+  ``prediction.annotations.label``, ``prediction.annotations.type``,
+  ``prediction.count``, ``prediction.min_confidence``,
+  ``prediction.max_confidence``, evaluated on ``prediction_document(item,
+  annotations)``. ``prediction.annotations.<f>`` is the list of every
+  annotation's ``f`` (Mongo's dotted path through an array), so the array rule
+  below makes ``{"prediction.annotations.confidence": {"$gte": 0.9}}`` mean
+  "some annotation is confident" and ``{"prediction.annotations.label":
+  {"$nin": ["cat"]}}`` "no annotation is a cat"; "every annotation is
+  confident" is ``{"prediction.min_confidence": {"$gte": 0.9}}`` (absent, so
+  no match, when there are no annotations: add ``{"prediction.count": 0}`` in an
+  ``$or`` to include those). Confidence and count fields take numbers, label and
+  type strings (globs too).
 - Operators: ``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``, ``$in``,
   ``$nin``, ``$exists``.
 
@@ -35,8 +50,20 @@ Semantics (identical in memory and in SQL):
   numbers compare numerically with numbers, strings compare by Unicode code
   point with strings (SQL uses ``COLLATE "C"``, which orders UTF-8 the same
   way). Metadata holds ISO timestamps as strings, so they compare as strings
-  (uniformly formatted ISO strings sort chronologically). Arrays and objects in
-  the item match no comparison; only ``$exists`` sees them.
+  (uniformly formatted ISO strings sort chronologically). Objects in the item
+  match no comparison; only ``$exists`` sees them.
+- **Arrays follow MongoDB.** When the value at a metadata path is an array, a
+  condition (``$eq`` or implicit, glob, ``$in``, ``$gt``/``$gte``/``$lt``/``$lte``)
+  matches when *any element* matches it under the rules here (an element of
+  another type, an object or a nested array is no match), and ``$ne``/``$nin``
+  match when *no element* does (an empty array: ``$ne``/``$nin`` match, the
+  others do not; ``{"f": null}`` matches an array holding a ``null``). So
+  ``{"metadata.user.tags": "cat"}`` finds ``["cat", "dog"]`` and
+  ``{"metadata.user.scores": {"$gt": 0.9}}`` finds ``[0.2, 0.95]``. Only the
+  value at the end of the path spreads: metadata paths do not step through
+  arrays of objects (use an index segment, ``metadata.user.boxes.0.label``), and
+  there is no whole-array equality (operands are scalars). ``$exists`` sees the
+  array itself (an empty one exists).
 - **Globs.** A string operand of ``$eq`` (or the implicit form), ``$ne``,
   ``$in`` or ``$nin`` that contains ``*`` or ``?`` is a glob, matched against
   the whole string value: ``?`` is one character other than ``/``, ``*`` any
@@ -84,6 +111,7 @@ from common.dql.evaluator import MismatchCallback, matches
 from common.dql.nodes import (
     COLUMNS,
     DEFAULT_MAX_DEPTH,
+    PREDICTION_FIELDS,
     And,
     Condition,
     DQLError,
@@ -99,18 +127,24 @@ from common.dql.nodes import (
     glob_to_regex,
 )
 from common.dql.parser import (
+    PREDICTION_ONLY_IN_EDGES,
     mentions,
     parse_field,
     parse_filter,
     parse_sort,
     parse_timestamp,
+    uses_prediction,
     with_defaults,
 )
+from common.dql.prediction import AnnotationLike, prediction_document, prediction_fields
 
 __all__ = [
     "COLUMNS",
     "DEFAULT_MAX_DEPTH",
+    "PREDICTION_FIELDS",
+    "PREDICTION_ONLY_IN_EDGES",
     "And",
+    "AnnotationLike",
     "Condition",
     "DQLError",
     "FieldKind",
@@ -130,5 +164,8 @@ __all__ = [
     "parse_filter",
     "parse_sort",
     "parse_timestamp",
+    "prediction_document",
+    "prediction_fields",
+    "uses_prediction",
     "with_defaults",
 ]

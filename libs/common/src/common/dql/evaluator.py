@@ -37,6 +37,8 @@ def _resolve(item: Mapping[str, Any], field: FieldPath) -> Any:
     current = item.get(field.column, _MISSING)
     if field.kind is not FieldKind.JSON:
         return _MISSING if current is None else current
+    if field.is_prediction:
+        return _resolve_through_arrays(current, field.json_path)
     for seg in field.json_path:
         if isinstance(current, Mapping):
             current = current.get(seg, _MISSING)
@@ -52,6 +54,27 @@ def _resolve(item: Mapping[str, Any], field: FieldPath) -> Any:
         if current is _MISSING:
             return _MISSING
     return current
+
+
+def _resolve_through_arrays(current: Any, path: tuple[str, ...]) -> Any:
+    """Mongo's dotted paths (prediction fields): a key looked up on an array is looked
+    up on each of its objects, so ``annotations.confidence`` is the list of every
+    annotation's confidence; nothing found is ``_MISSING``."""
+    values = [current]
+    spread = False
+    for seg in path:
+        found: list[Any] = []
+        for value in values:
+            if isinstance(value, Mapping):
+                if seg in value:
+                    found.append(value[seg])
+            elif isinstance(value, list):
+                spread = True
+                found.extend(e[seg] for e in value if isinstance(e, Mapping) and seg in e)
+        values = found
+    if not values:
+        return _MISSING
+    return values if spread else values[0]
 
 
 def _is_number(v: Any) -> bool:
@@ -129,12 +152,44 @@ def _in(kind: FieldKind, value: Any, operands: tuple[Value, ...]) -> bool:
     return False
 
 
+_POSITIVE = {Op.NE: Op.EQ, Op.NIN: Op.IN}
+
+
+def _scalar(kind: FieldKind, op: Op, value: Any, operand: Any) -> bool:
+    """One scalar test (``$eq``/``$in``/ranges) of a value that is not an array."""
+    if op is Op.EQ:
+        return _eq(kind, value, operand)
+    if op is Op.IN:
+        return _in(kind, value, operand)
+    return _compare(kind, op, value, operand)
+
+
+def _any_element(kind: FieldKind, op: Op, values: list[Any], operand: Any) -> bool:
+    """Mongo's array rule: a scalar test on an array holds when it holds for one of its
+    elements. Elements of another type are no match; when none matched and some
+    could not compare, the mismatch is reported."""
+    mismatched = False
+    for element in values:
+        try:
+            if _scalar(kind, op, element, operand):
+                return True
+        except _MismatchError:
+            mismatched = True
+    if mismatched:
+        raise _MismatchError
+    return False
+
+
 def _condition(cond: Condition, item: Mapping[str, Any]) -> bool:
     kind = cond.field.kind
     value = _resolve(item, cond.field)
     op = cond.op
     if op is Op.EXISTS:
         return (value is not _MISSING) is cond.value
+    if isinstance(value, list) and kind is FieldKind.JSON:
+        positive = _POSITIVE.get(op, op)
+        hit = _any_element(kind, positive, value, cond.value)
+        return hit if positive is op else not hit
     if op is Op.EQ:
         return _eq(kind, value, cond.value)  # type: ignore[arg-type]
     if op is Op.IN:

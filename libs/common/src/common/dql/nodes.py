@@ -53,6 +53,20 @@ COLUMNS: Mapping[str, FieldKind] = {
 }
 """Item columns a filter can name directly, with their kinds."""
 
+PREDICTION_COLUMN = "prediction"
+"""The document key under which a pipeline edge condition sees the prediction."""
+
+PREDICTION_FIELDS: Mapping[str, type] = {
+    "prediction.annotations.confidence": float,
+    "prediction.annotations.label": str,
+    "prediction.annotations.type": str,
+    "prediction.count": int,
+    "prediction.min_confidence": float,
+    "prediction.max_confidence": float,
+}
+"""Fields of a prediction (pipeline edge conditions only), with the operand type they
+take (``float``/``int``: numbers, ``str``: strings and globs; ``null`` always)."""
+
 SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]+")
 INDEX_RE = re.compile(r"-?[0-9]+")
 
@@ -86,18 +100,24 @@ class FieldPath:
 
     @property
     def kind(self) -> FieldKind:
-        """The field's kind: a column's own, or JSON for metadata paths."""
+        """The field's kind: a column's own, or JSON for metadata and prediction paths."""
         return COLUMNS.get(self.segments[0], FieldKind.JSON)
 
     @property
     def column(self) -> str:
-        """The item column that holds the field (``metadata`` for metadata paths)."""
+        """The item column that holds the field (``metadata`` for metadata paths,
+        ``prediction`` for prediction fields)."""
         return self.segments[0]
 
     @property
     def json_path(self) -> tuple[str, ...]:
-        """The path inside ``metadata`` (empty for columns)."""
+        """The path inside ``metadata`` or ``prediction`` (empty for columns)."""
         return self.segments[1:]
+
+    @property
+    def is_prediction(self) -> bool:
+        """Whether the field is a ``prediction.*`` field (pipeline edge conditions)."""
+        return self.segments[0] == PREDICTION_COLUMN
 
     @property
     def has_index_segment(self) -> bool:

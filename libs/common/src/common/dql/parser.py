@@ -11,6 +11,8 @@ from typing import Any
 from common.dql.nodes import (
     COLUMNS,
     DEFAULT_MAX_DEPTH,
+    PREDICTION_COLUMN,
+    PREDICTION_FIELDS,
     RANGE_OPS,
     SEGMENT_RE,
     And,
@@ -69,10 +71,22 @@ def parse_timestamp(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def parse_field(name: str, path: str = "") -> FieldPath:
-    """Validate a field name (a column or ``metadata.<seg>...``)."""
+PREDICTION_ONLY_IN_EDGES = "prediction.* fields are only valid in pipeline edge conditions"
+"""The message of the ``DQLError`` for a ``prediction.*`` field where there is no prediction."""
+
+
+def parse_field(name: str, path: str = "", *, prediction: bool = False) -> FieldPath:
+    """Validate a field name (a column, ``metadata.<seg>...``, or with ``prediction=True``
+    one of ``PREDICTION_FIELDS``)."""
     segments = tuple(name.split("."))
     head = segments[0]
+    if head == PREDICTION_COLUMN:
+        if not prediction:
+            raise DQLError(f"field {name!r}: {PREDICTION_ONLY_IN_EDGES}", path)
+        if name not in PREDICTION_FIELDS:
+            known = ", ".join(PREDICTION_FIELDS)
+            raise DQLError(f"unknown prediction field {name!r}; expected one of {known}", path)
+        return FieldPath(segments)
     if head in COLUMNS:
         if len(segments) > 1:
             raise DQLError(f"field {name!r}: column {head!r} has no sub-fields", path)
@@ -92,8 +106,9 @@ def parse_field(name: str, path: str = "") -> FieldPath:
 
 
 class _Parser:
-    def __init__(self, max_depth: int) -> None:
+    def __init__(self, max_depth: int, *, prediction: bool = False) -> None:
         self.max_depth = max_depth
+        self.prediction = prediction
 
     def filter(self, obj: Any, path: str, depth: int) -> Node:
         if not isinstance(obj, Mapping):
@@ -125,7 +140,7 @@ class _Parser:
         return And(children) if key == "$and" else Or(children)
 
     def field(self, name: str, value: Any, path: str) -> list[Node]:
-        field = parse_field(name, path)
+        field = parse_field(name, path, prediction=self.prediction)
         if isinstance(value, Mapping):
             if not value:
                 raise DQLError(f"empty operator object for field {name!r}", path)
@@ -169,6 +184,8 @@ class _Parser:
         kind = field.kind
         if operand is None:
             return None
+        if field.is_prediction:
+            self.prediction_operand(field, op, operand, path)
         if kind is FieldKind.BOOL:
             if not isinstance(operand, bool):
                 raise DQLError(
@@ -194,6 +211,8 @@ class _Parser:
 
     def range_operand(self, field: FieldPath, op: Op, operand: Any, path: str) -> Value:
         kind = field.kind
+        if field.is_prediction:
+            self.prediction_operand(field, op, operand, path)
         if kind is FieldKind.BOOL:
             raise DQLError(f"{op} does not apply to boolean field {field}", path)
         if kind is FieldKind.TIMESTAMP:
@@ -208,6 +227,15 @@ class _Parser:
             return self.number(op, operand, path)
         wanted = "a string" if kind is FieldKind.TEXT else "a number or a string"
         raise DQLError(f"{op} on {field} needs {wanted}, got {_type_name(operand)}", path)
+
+    @staticmethod
+    def prediction_operand(field: FieldPath, op: Op, operand: Any, path: str) -> None:
+        wanted = PREDICTION_FIELDS[str(field)]
+        is_number = isinstance(operand, int | float) and not isinstance(operand, bool)
+        if wanted is str and not isinstance(operand, str):
+            raise DQLError(f"{op} on {field} needs a string, got {_type_name(operand)}", path)
+        if wanted is not str and not is_number:
+            raise DQLError(f"{op} on {field} needs a number, got {_type_name(operand)}", path)
 
     @staticmethod
     def timestamp_operand(field: FieldPath, op: Op, operand: Any, path: str) -> datetime:
@@ -237,12 +265,20 @@ class _Parser:
         return operand
 
 
-def parse_filter(obj: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, defaults: bool = False) -> Node:
+def parse_filter(
+    obj: Any,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    defaults: bool = False,
+    prediction: bool = False,
+) -> Node:
     """Parse a decoded JSON filter into a ``Node``; raise ``DQLError`` if invalid.
 
-    With ``defaults=True`` the result goes through ``with_defaults``.
+    With ``defaults=True`` the result goes through ``with_defaults``. With
+    ``prediction=True`` (pipeline edge conditions) the ``prediction.*`` fields are
+    allowed; elsewhere they are refused with ``PREDICTION_ONLY_IN_EDGES``.
     """
-    node = _Parser(max_depth).filter(obj, "", 0)
+    node = _Parser(max_depth, prediction=prediction).filter(obj, "", 0)
     return with_defaults(node) if defaults else node
 
 
@@ -257,6 +293,11 @@ def _walk(node: Node) -> Iterator[Condition]:
 def mentions(node: Node, field: str) -> bool:
     """Whether any condition of ``node`` is on ``field`` (dotted name)."""
     return any(str(c.field) == field for c in _walk(node))
+
+
+def uses_prediction(node: Node) -> bool:
+    """Whether any condition of ``node`` is on a ``prediction.*`` field."""
+    return any(c.field.is_prediction for c in _walk(node))
 
 
 def with_defaults(node: Node) -> Node:
