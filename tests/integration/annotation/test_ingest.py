@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 from annotation_service.deps import Deps as AnnotationDeps
 from annotation_service.domain import NewAnnotation, annotations_from_prediction
 from annotation_service.repository import Repository
+from annotation_service.usecases.ingest import store_predictions
 from common.envelope import CloudEvent
 from common.testing.broker import publish_raw
 from common.testing.waits import wait_until
@@ -149,8 +150,8 @@ async def test_one_batch_with_duplicates_and_a_stored_prediction_stores_each_onc
     def parsed(event: CloudEvent[Any]) -> tuple[CloudEvent[Any], list[NewAnnotation]]:
         return event, annotations_from_prediction(event.data)
 
-    await repo.ingest([parsed(old)])
-    results = await repo.ingest([parsed(e) for e in (old, new, new, other, empty)])
+    await store_predictions(repo, [parsed(old)])
+    results = await store_predictions(repo, [parsed(e) for e in (old, new, new, other, empty)])
 
     assert [r.stored for r in results] == [0, 3, 0, 2, 0]
     rows = await svc.runtime.pool.fetch(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from annotation_service import domain
-from annotation_service.repository import SOURCE, created_event
+from annotation_service.domain import SOURCE, created_event
 from common.contracts import (
     AnnotationsCreated,
     CreatedAnnotation,

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from annotation_service.ingest import DUPLICATE, Prediction, PredictionIngest
-from annotation_service.repository import IngestResult
+from annotation_service.usecases.ingest import DUPLICATE, IngestResult, Prediction, PredictionIngest
 from common.consumer import HANDLED, DeadLetter, Retry
 from common.contracts import ModelRef, PredictedAnnotation, PredictionCompleted
 from common.envelope import make_event

@@ -23,8 +23,8 @@ def create_app(settings: Settings) -> FastAPI:
         repo = Repository(runtime.pool, runtime.topology)
         introspector = KeyIntrospector(settings.auth_url, ttl_seconds=settings.auth_cache_seconds)
         runtime.resources.push_async_callback(introspector.close)
-        runtime.consumer_queues.extend(
-            handlers.register(
+        runtime.consumer_queues.append(
+            handlers.consume_predictions(
                 runtime,
                 repo,
                 prefetch=settings.ingest_prefetch,
@@ -32,9 +32,18 @@ def create_app(settings: Settings) -> FastAPI:
                 writers=settings.ingest_writers,
             )
         )
+        runtime.consumer_queues.extend(
+            handlers.register(
+                runtime.broker,
+                runtime.topology,
+                repo,
+                runtime.metrics,
+                prefetch=settings.ingest_prefetch,
+            )
+        )
         return Deps(settings=settings, repo=repo, introspector=introspector)
 
-    app = build_service_app(
+    return build_service_app(
         "annotation",
         settings,
         migrations=MIGRATIONS,
@@ -42,5 +51,3 @@ def create_app(settings: Settings) -> FastAPI:
         routers=[api.router],
         title="prelabel annotation service",
     )
-
-    return app

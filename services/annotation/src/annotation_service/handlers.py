@@ -1,14 +1,26 @@
 """Broker handlers of the annotation service: predictions become annotations; item
-events keep the item facts exports need (file name, width, height)."""
+events keep the item facts exports need (file name, width, height).
+
+Predictions arrive by the thousand and are stored in batches, so their queue is consumed
+by a :class:`common.consumer.BatchConsumer` (:func:`consume_predictions`); the other
+handlers are typed functions of their contracts and the repository, subscribed through
+:func:`common.subscriber.subscribe` by :func:`register` (parsing, dead letters with the
+reason, log context, metrics).
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
-from faststream.rabbit import Channel
+from faststream.rabbit import RabbitBroker, RabbitExchange
 
-from annotation_service.ingest import PredictionIngest
+from annotation_service.domain import AnnotationError
 from annotation_service.repository import Repository
+from annotation_service.usecases.ingest import PredictionIngest, store_predictions
+from common.consumer import HANDLED, Handled
 from common.contracts import (
     ItemCreated,
     ItemDeleted,
@@ -16,77 +28,97 @@ from common.contracts import (
     ItemUpdated,
     PredictionCompleted,
 )
-from common.messaging import (
-    PoisonMessageError,
-    consumer_queue,
-    dead_letter,
-    events_exchange,
-    parse_event,
-    raw_body,
-)
-from common.observability import log_context
+from common.envelope import CloudEvent
+from common.messaging import consumer_queue, events_exchange
+from common.observability import ServiceMetrics
 from common.service import ServiceRuntime
-from common.topology import ANNOTATION, DATASET, MODEL_SERVING
+from common.subscriber import Subscription, subscribe
+from common.topology import ANNOTATION, DATASET, MODEL_SERVING, Topology
 
 log = logging.getLogger(__name__)
 
 ON_PREDICTION = "on_prediction_completed"
-ON_ITEM = "on_item_event"
 ITEM_EVENTS = (ItemCreated, ItemUpdated, ItemMetadataUpdated, ItemDeleted)
 
 
-def register(
-    runtime: ServiceRuntime,
+async def on_item_event(
+    event: CloudEvent[ItemCreated | ItemUpdated | ItemMetadataUpdated | ItemDeleted],
     repo: Repository,
+) -> Handled:
+    """Keep the item's facts (a newer snapshot wins; a deletion is final)."""
+    data = event.data
+    await repo.upsert_item(data.item, deleted=isinstance(data, ItemDeleted))
+    return HANDLED
+
+
+class Handler(Protocol):
+    """A handler of this module: an event and the repository in, its outcome out."""
+
+    __name__: str
+
+    def __call__(self, event: CloudEvent[Any], repo: Repository) -> Awaitable[Handled]: ...
+
+
+def _subscriptions(topology: Topology) -> list[tuple[Handler, Subscription]]:
+    # One queue for every v1 item event: each carries the full item snapshot.
+    return [
+        (
+            on_item_event,
+            Subscription(
+                ANNOTATION,
+                "on_item_event",
+                consumer_queue(topology, ANNOTATION, "on_item_event", "item.*.v1"),
+                events_exchange(topology, DATASET),
+                ITEM_EVENTS,
+            ),
+        ),
+    ]
+
+
+def exchanges(topology: Topology) -> list[RabbitExchange]:
+    """The exchanges the handlers' queues are bound to."""
+    return [s.exchange for _, s in _subscriptions(topology)] + [
+        events_exchange(topology, MODEL_SERVING)
+    ]
+
+
+def register(
+    broker: RabbitBroker,
+    topology: Topology,
+    repo: Repository,
+    service_metrics: ServiceMetrics,
     *,
     prefetch: int,
-    batch_max: int,
-    writers: int,
 ) -> list[str]:
-    """Subscribe the handlers; return their queue names.
+    """Subscribe the typed handlers; return their queue names."""
+    return [
+        subscribe(
+            broker,
+            topology,
+            service_metrics,
+            sub,
+            functools.partial(handler, repo=repo),
+            prefetch=prefetch,
+            poison=(AnnotationError,),
+        )
+        for handler, sub in _subscriptions(topology)
+    ]
 
-    Predictions arrive by the thousand and are stored in batches, so their queue is
-    consumed by a :class:`common.consumer.BatchConsumer`; item events by a FastStream
-    subscriber.
-    """
-    broker, topology, metrics = runtime.broker, runtime.topology, runtime.metrics
+
+def consume_predictions(
+    runtime: ServiceRuntime, repo: Repository, *, prefetch: int, batch_max: int, writers: int
+) -> str:
+    """Consume ``prediction.completed.v1`` in batches; return the queue's name."""
     predictions = consumer_queue(
-        topology, ANNOTATION, ON_PREDICTION, PredictionCompleted.routing_key
+        runtime.topology, ANNOTATION, ON_PREDICTION, PredictionCompleted.routing_key
     )
     runtime.consume_in_batches(
         predictions,
-        events_exchange(topology, MODEL_SERVING),
-        PredictionIngest(repo.ingest),
+        events_exchange(runtime.topology, MODEL_SERVING),
+        PredictionIngest(functools.partial(store_predictions, repo)),
         handler_name=ON_PREDICTION,
         prefetch=prefetch,
         max_batch=batch_max,
         writers=writers,
     )
-    # One queue for every v1 item event: each carries the full item snapshot.
-    items = consumer_queue(topology, ANNOTATION, ON_ITEM, "item.*.v1")
-
-    @broker.subscriber(
-        items,
-        events_exchange(topology, DATASET),
-        decoder=raw_body,
-        retry=True,
-        channel=Channel(prefetch_count=prefetch),
-    )
-    async def on_item_event(body: bytes) -> None:
-        with metrics.handler_seconds.labels(ON_ITEM).time():
-            try:
-                event = parse_event(body, *ITEM_EVENTS)
-                with log_context(event.id, event.correlationid):
-                    data = event.data
-                    assert isinstance(data, ITEM_EVENTS)
-                    await repo.upsert_item(data.item, deleted=isinstance(data, ItemDeleted))
-            except PoisonMessageError as exc:
-                await dead_letter(broker, topology, ANNOTATION, items.name, body, str(exc))
-                metrics.messages.labels(ON_ITEM, "dead_lettered").inc()
-                return
-            except Exception:
-                metrics.messages.labels(ON_ITEM, "error").inc()
-                raise
-            metrics.messages.labels(ON_ITEM, "ok").inc()
-
-    return [predictions.name, items.name]
+    return predictions.name
