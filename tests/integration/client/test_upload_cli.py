@@ -133,7 +133,7 @@ async def test_bad_files_fail_with_the_servers_reason_and_the_rest_upload(
         "upload", str(folder), "-d", "mixed", "--create-dataset", "--json"
     )  # fmt: skip
 
-    assert result.exit_code == 1
+    assert result.exit_code == 8  # partial failure
     summary = result.json()
     assert summary["counts"] == {"uploaded": 5, "skipped": 0, "failed": 2}
     assert {Path(u["path"]) for u in summary["uploaded"]} == set(good)
@@ -146,7 +146,7 @@ async def test_bad_files_fail_with_the_servers_reason_and_the_rest_upload(
 
     # The human summary shows the failed files with their reasons too.
     human = await svc.cli("upload", str(folder), "-d", "mixed")
-    assert human.exit_code == 1
+    assert human.exit_code == 8
     assert "failed files" in human.stdout
     assert "file is empty" in human.stdout
     async with svc.client() as client:
@@ -196,9 +196,9 @@ async def test_datasets_and_items_commands(served_dataset: ServedDataset, tmp_pa
     assert items.exit_code == 0, items.stderr
     assert "/x/img_00001.jpg" in items.stdout
     assert "1 of 1 matching items" in items.stdout
-    assert missing.exit_code == 2
-    assert "dataset 'dogs' does not exist" in missing.stderr
-    assert bad_filter.exit_code == 1
+    assert missing.exit_code == 5  # not found
+    assert "no dataset called or with id 'dogs'" in missing.stderr
+    assert bad_filter.exit_code == 2  # usage: the service refused the filter
     assert "HTTP 400" in bad_filter.stderr
     assert "$regex" in bad_filter.stderr  # the service says which operator is wrong
 

@@ -264,7 +264,7 @@ async def test_uploader_retries_with_one_idempotency_key_and_reports_4xx(tmp_pat
     assert [(o.file.path, o.reason) for o in summary.failed] == [
         (bad, "HTTP 415: content type application/zip is not supported")
     ]
-    assert summary.exit_code == 1
+    assert summary.exit_code == 8  # partial failure
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ def test_counts_and_bytes_by_status() -> None:
     assert summary.uploaded_bytes == 12
     assert [o.file.path.name for o in summary.skipped] == ["b"]
     assert not summary.ok
-    assert summary.exit_code == 1
+    assert summary.exit_code == 8  # partial failure
 
 
 def test_nothing_failed_means_exit_status_zero() -> None:

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
+from prelabel_client.errors import ExitCode
 from prelabel_client.plan import LocalFile
 
 Status = Literal["uploaded", "skipped", "failed"]
@@ -57,8 +58,8 @@ class UploadSummary:
 
     @property
     def exit_code(self) -> int:
-        """The CLI's exit status: 1 when anything failed."""
-        return 0 if self.ok else 1
+        """The CLI's exit status: 8 (partial failure) when any file failed."""
+        return ExitCode.OK if self.ok else ExitCode.PARTIAL
 
     @property
     def uploaded_bytes(self) -> int:
