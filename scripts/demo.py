@@ -59,7 +59,7 @@ from rich.table import Table  # noqa: E402
 
 from prelabel_client import LocalFile, PrelabelClient, Uploader, UploadProgress  # noqa: E402
 from prelabel_client.errors import ApiError  # noqa: E402
-from scripts.stack import SERVICES, Stack, StackConfig, render  # noqa: E402
+from prelabel_stack import SERVICES, Stack, StackConfig, render  # noqa: E402
 
 CATALOG_MODEL = "digits-classifier"
 REMOTE_DIR = "/digits"

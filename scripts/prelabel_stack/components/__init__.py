@@ -1,0 +1,1 @@
+"""Everything ``up`` brings up."""

