@@ -20,7 +20,7 @@ from common.dql import (
     parse_sort,
     parse_timestamp,
 )
-from dataset_service.dql_sql import compile_filter, compile_order_by
+from dataset_service.repository.dql_sql import compile_filter, compile_order_by
 from tests.unit.common.dql_cases import CASES, ITEMS, SORT_CASES, Case, SortCase
 
 # The dataset service's row layout, with the indexes DQL is meant to use. Text

@@ -17,7 +17,7 @@ from common.topology import DATASET, DEAD_LETTER_REASON_HEADER
 from dataset_service.deps import Deps as DatasetDeps
 from dataset_service.domain import ConflictError, NotFoundError
 from dataset_service.repository import NewItem, Repository
-from dataset_service.usecases import IngestRequest, ItemStore
+from dataset_service.usecases.items import IngestRequest, ItemStore
 from tests.integration.dataset.conftest import DatasetService, png_bytes
 
 

@@ -10,10 +10,11 @@ from common.blobs import blob_store
 from common.s3 import client_from_settings, ensure_bucket
 from common.service import ServiceRuntime, build_service_app
 from dataset_service import api, handlers
+from dataset_service.adapters.blobs import ItemBlobs
 from dataset_service.deps import Deps
 from dataset_service.repository import Repository
 from dataset_service.settings import Settings
-from dataset_service.usecases import ItemStore
+from dataset_service.usecases.items import ItemStore
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -27,7 +28,7 @@ def create_app(settings: Settings) -> FastAPI:
         blobs = blob_store(settings)
         runtime.resources.push_async_callback(blobs.close)
         repo = Repository(runtime.pool, runtime.topology)
-        store = ItemStore(repo, s3, blobs, settings.s3_bucket, settings.max_upload_bytes)
+        store = ItemStore(repo, ItemBlobs(s3, blobs, settings.s3_bucket), settings.max_upload_bytes)
         queue = handlers.register(
             runtime,
             store,

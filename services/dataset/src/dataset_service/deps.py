@@ -8,7 +8,7 @@ from typing import Any
 from common.service import dependencies
 from dataset_service.repository import Repository
 from dataset_service.settings import Settings
-from dataset_service.usecases import ItemStore
+from dataset_service.usecases.items import ItemStore
 
 
 @dataclass(frozen=True, slots=True)

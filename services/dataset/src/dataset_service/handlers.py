@@ -17,7 +17,7 @@ from common.messaging import PoisonMessageError, commands_exchange, consumer_que
 from common.service import ServiceRuntime
 from common.topology import DATASET
 from dataset_service.domain import DatasetError, parse_user_metadata
-from dataset_service.usecases import IngestRequest, ItemStore
+from dataset_service.usecases.items import IngestRequest, ItemStore
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 ``parse_filter`` turns a JSON filter into a small typed AST (frozen dataclasses);
 ``matches`` evaluates it against one item dict in memory (trigger matching);
-``dataset_service.dql_sql`` compiles the same AST to a parameterised SQL ``WHERE``
+``dataset_service.repository.dql_sql`` compiles the same AST to a parameterised SQL ``WHERE``
 (queries). Both evaluators follow the rules below and are checked against one
 shared case table on a real PostgreSQL, so a trigger fires on exactly the items a
 query with the same filter returns.

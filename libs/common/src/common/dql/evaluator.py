@@ -1,5 +1,5 @@
 """The in-memory DQL evaluator (trigger matching): ``matches(node, item)``, with exactly
-the semantics of the SQL evaluator in ``dataset_service.dql_sql`` (one shared case table
+the semantics of the SQL evaluator in ``dataset_service.repository.dql_sql`` (one shared case table
 checks both)."""
 
 from __future__ import annotations

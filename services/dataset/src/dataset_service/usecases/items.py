@@ -18,19 +18,19 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from common.batching import Coalescer, together_or_alone
-from common.blobs import BlobMissingError, BlobStore
+from common.blobs import BlobMissingError
 from common.contracts import ItemSnapshot
-from common.s3 import blob_key, object_exists
+from common.s3 import blob_key
+from dataset_service.adapters.blobs import ItemBlobs
+from dataset_service.adapters.media import image_size, inspect_blob
 from dataset_service.domain import (
     DatasetError,
     NotFoundError,
-    inspect_blob,
     join_filename,
     normalize_dir,
     sanitize_name,
     system_metadata,
 )
-from dataset_service.media import image_size
 from dataset_service.repository import NewItem, Repository
 
 log = logging.getLogger(__name__)
@@ -68,9 +68,7 @@ class ItemStore:
     """Items with their blobs: the repository plus the bucket."""
 
     repo: Repository
-    s3: Any
-    blobs: BlobStore
-    bucket: str
+    blobs: ItemBlobs
     max_upload_bytes: int
     _inserter: Coalescer[Stored, tuple[ItemSnapshot, bool]] = field(init=False, repr=False)
 
@@ -103,7 +101,7 @@ class ItemStore:
         # Content-addressed: writing the same bytes again changes nothing, and for small
         # blobs a HEAD first costs as much as the put it might save.
         if source_key != key and (
-            facts.size < HEAD_BEFORE_PUT_BYTES or not await object_exists(self.s3, self.bucket, key)
+            facts.size < HEAD_BEFORE_PUT_BYTES or not await self.blobs.exists(key)
         ):
             await self.blobs.put(key, data, facts.mimetype)
             wrote_blob = True
@@ -124,7 +122,7 @@ class ItemStore:
         another item uses the same content."""
         if stored.wrote_blob and not await self.repo.blob_in_use(stored.sha256):
             with contextlib.suppress(ClientError):
-                await self.s3.delete_object(Bucket=self.bucket, Key=stored.key)
+                await self.blobs.delete(stored.key)
 
     async def add_item(
         self,
@@ -202,7 +200,7 @@ class ItemStore:
             data = await self.blobs.get(command.s3_key)
         except BlobMissingError as exc:
             raise NotFoundError(
-                f"blob {command.s3_key!r} not found in bucket {self.bucket}"
+                f"blob {command.s3_key!r} not found in bucket {self.blobs.bucket}"
             ) from exc
         return await self._stored(
             project_id=project_id,
@@ -217,14 +215,17 @@ class ItemStore:
 
     async def delete_blob_if_unused(self, item: ItemSnapshot) -> None:
         """After an item is gone, drop its blob unless other items share the content."""
-        system = item.metadata.get("system") or {}
-        sha, key = system.get("sha256"), system.get("blob_key")
+        system = item.system
+        sha, key = system.sha256, system.blob_key
         if sha and key and not await self.repo.blob_in_use(sha):
             try:
-                await self.s3.delete_object(Bucket=self.bucket, Key=key)
+                await self.blobs.delete(key)
             except ClientError:
                 log.warning("blob not deleted", extra={"key": key}, exc_info=True)
 
     async def read_blob(self, item: ItemSnapshot) -> Any:
         """The S3 response for an item's blob (``Body`` streams)."""
-        return await self.s3.get_object(Bucket=self.bucket, Key=item.metadata["system"]["blob_key"])
+        key = item.system.blob_key
+        if key is None:
+            raise NotFoundError(f"item {item.id} has no blob")
+        return await self.blobs.open(key)

@@ -1,0 +1,66 @@
+"""Request and answer bodies of the HTTP API (items are ``common.contracts.ItemSnapshot``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.contracts import ItemSnapshot
+
+
+class ProjectIn(BaseModel):
+    """A new project."""
+
+    name: str = Field(min_length=1, max_length=200)
+
+
+class KeyIn(BaseModel):
+    """A new API key."""
+
+    name: str = Field(default="default", min_length=1, max_length=200)
+
+
+class DatasetIn(BaseModel):
+    """A new dataset."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+
+
+class ItemPatch(BaseModel):
+    """A change to an item; only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    dir: str | None = None
+    hidden: bool | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Only ``metadata.user`` may change: {'user': {...}}."
+    )
+
+
+class ItemQuery(BaseModel):
+    """A DQL query over a dataset's items."""
+
+    filter: dict[str, Any] = Field(default_factory=dict)
+    sort: list[dict[str, Any]] | dict[str, Any] | None = None
+    page: int = Field(default=0, ge=0)
+    page_size: int = Field(default=100, ge=1)
+
+
+class ItemPage(BaseModel):
+    """One page of items."""
+
+    items: list[ItemSnapshot]
+    total_count: int
+    page: int
+    page_size: int
+    has_next: bool
+
+
+class WhoAmI(BaseModel):
+    """The project a key belongs to."""
+
+    project_id: str

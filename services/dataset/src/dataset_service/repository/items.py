@@ -1,0 +1,263 @@
+"""Items: inserted in batches with their ``item.created.v1`` events in one statement,
+changed and deleted with their events, queried with DQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from common.contracts import (
+    ItemCreated,
+    ItemDeleted,
+    ItemMetadataUpdated,
+    ItemSnapshot,
+    ItemUpdated,
+)
+from common.dql import Node, SortKey
+from common.envelope import make_event
+from common.ids import new_id
+from common.messaging import NOTIFY_RELAY, outbox_insert
+from common.topology import DATASET
+from dataset_service.domain import ConflictError, NotFoundError, join_filename
+from dataset_service.repository.base import ITEM_COLUMNS, SOURCE, Store, item_of
+from dataset_service.repository.dql_sql import compile_filter, compile_order_by
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """An item to insert (its bytes already checked and stored)."""
+
+    project_id: str
+    dataset_id: str
+    name: str
+    filename: str
+    dir: str
+    metadata: dict[str, Any]
+    origin_id: str
+    """Id of the upload request or ingest command that makes it (idempotency)."""
+
+
+class Items(Store):
+    """Items."""
+
+    async def insert_items(
+        self, batch: Sequence[NewItem]
+    ) -> list[tuple[ItemSnapshot, bool] | None]:
+        """Insert items and their ``item.created.v1`` events; per item ``(item, created)``,
+        or ``None`` when its dataset does not exist (in its project).
+
+        One statement (one round trip, atomic on its own): the rows, their outbox events
+        and the relay's wake-up. The snapshots the events carry are built here, so the
+        rows take their ids and timestamps from them. Idempotent on ``origin_id``: a
+        repeated upload request or ingest command gets the item it created the first
+        time, with ``created=False``. A name already taken in its dataset raises
+        :class:`ConflictError` and inserts nothing.
+        """
+        now = datetime.now(UTC)
+        items = [
+            ItemSnapshot(
+                id=new_id("itm"),
+                project_id=new.project_id,
+                dataset_id=new.dataset_id,
+                name=new.name,
+                filename=new.filename,
+                dir=new.dir,
+                type="file",
+                hidden=False,
+                created_at=now,
+                updated_at=now,
+                metadata=new.metadata,
+            )
+            for new in batch
+        ]
+        events = [make_event(ItemCreated(item=i), source=SOURCE, subject=i.id) for i in items]
+        try:
+            rows = await self.pool.fetch(
+                f"""WITH new AS (
+                        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                            $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[],
+                            $10::bytea[])
+                            AS n(id, project_id, dataset_id, name, filename, dir, metadata,
+                                 origin_id, event_id, body)),
+                    item AS (
+                        INSERT INTO items (id, project_id, dataset_id, name, filename, dir,
+                                           metadata, origin_id, created_at, updated_at)
+                        SELECT id, project_id, dataset_id, name, filename, dir, metadata,
+                               origin_id, $11, $11
+                        FROM new
+                        WHERE EXISTS (SELECT 1 FROM datasets d
+                                      WHERE d.id = new.dataset_id
+                                        AND d.project_id = new.project_id)
+                        ON CONFLICT (origin_id) DO NOTHING
+                        RETURNING id),
+                    event AS ({
+                    outbox_insert(
+                        "new JOIN item USING (id)",
+                        event_id="new.event_id",
+                        exchange="$12",
+                        routing_key="$13",
+                        body="new.body",
+                    )
+                })
+                    SELECT id, {NOTIFY_RELAY} FROM item""",
+                [i.id for i in items],
+                [i.project_id for i in items],
+                [i.dataset_id for i in items],
+                [i.name for i in items],
+                [i.filename for i in items],
+                [i.dir for i in items],
+                [i.metadata for i in items],
+                [new.origin_id for new in batch],
+                [e.id for e in events],
+                [e.to_json_bytes() for e in events],
+                now,
+                self.topology.events_exchange(DATASET),
+                ItemCreated.routing_key,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            # ON CONFLICT covers origin_id only: a twin of the same request or command
+            # inserted concurrently (a redelivery, a client retry) makes the name index
+            # answer first. Once it committed, that is a duplicate, not a clash.
+            twins = await self._by_origin([new.origin_id for new in batch])
+            if len(twins) == len(batch):
+                return [(twins[new.origin_id], False) for new in batch]
+            taken = exc.detail or "a name in this batch"
+            raise ConflictError(f"an item with that name already exists ({taken})") from exc
+        inserted = {row["id"] for row in rows}
+        results: list[tuple[ItemSnapshot, bool] | None] = [
+            (item, True) if item.id in inserted else None for item in items
+        ]
+        others = [new.origin_id for new, result in zip(batch, results, strict=True) if not result]
+        if others:
+            existing = await self._by_origin(others)
+            results = [
+                result or ((existing[new.origin_id], False) if new.origin_id in existing else None)
+                for new, result in zip(batch, results, strict=True)
+            ]
+        return results
+
+    async def _by_origin(self, origins: Sequence[str]) -> dict[str, ItemSnapshot]:
+        """The items the given requests or commands created, by origin id."""
+        rows = await self.pool.fetch(
+            f"SELECT origin_id, {ITEM_COLUMNS} FROM items WHERE origin_id = ANY($1)", origins
+        )
+        return {row["origin_id"]: item_of(row) for row in rows}
+
+    async def get_item(self, project_id: str, item_id: str) -> ItemSnapshot:
+        row = await self.pool.fetchrow(
+            f"SELECT {ITEM_COLUMNS} FROM items WHERE id = $1 AND project_id = $2",
+            item_id,
+            project_id,
+        )
+        if row is None:
+            raise NotFoundError(f"item {item_id} not found")
+        return item_of(row)
+
+    async def update_item(
+        self,
+        project_id: str,
+        item_id: str,
+        *,
+        user_metadata: dict[str, Any] | None,
+        fields: dict[str, Any],
+    ) -> ItemSnapshot:
+        """Apply a change; one event per kind of change (metadata, other fields)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {ITEM_COLUMNS} FROM items WHERE id = $1 AND project_id = $2 FOR UPDATE",
+                item_id,
+                project_id,
+            )
+            if row is None:
+                raise NotFoundError(f"item {item_id} not found")
+            before = item_of(row)
+            changed = sorted(k for k, v in fields.items() if getattr(before, k) != v)
+            previous_user = dict(before.metadata.get("user") or {})
+            metadata_changed = user_metadata is not None and user_metadata != previous_user
+            if not changed and not metadata_changed:
+                return before
+            metadata = dict(before.metadata)
+            if metadata_changed:
+                metadata["user"] = user_metadata
+            values = {k: fields[k] for k in changed}
+            if "name" in values or "dir" in values:
+                values["filename"] = join_filename(
+                    values.get("dir", before.dir), values.get("name", before.name)
+                )
+            assignments = ", ".join(f"{k} = ${i}" for i, k in enumerate(values, start=4))
+            try:
+                after_row = await conn.fetchrow(
+                    f"""UPDATE items SET metadata = $3, updated_at = now()
+                        {", " + assignments if assignments else ""}
+                        WHERE id = $1 AND project_id = $2 RETURNING {ITEM_COLUMNS}""",
+                    item_id,
+                    project_id,
+                    metadata,
+                    *values.values(),
+                )
+            except asyncpg.UniqueViolationError as exc:
+                raise ConflictError(
+                    f"an item {values.get('filename')!r} already exists in this dataset"
+                ) from exc
+            after = item_of(after_row)
+            if metadata_changed:
+                await self._publish(
+                    conn,
+                    ItemMetadataUpdated(item=after, previous_user_metadata=previous_user),
+                    item_id,
+                )
+            if changed:
+                await self._publish(conn, ItemUpdated(item=after, changed=changed), item_id)
+        return after
+
+    async def delete_item(self, project_id: str, item_id: str) -> ItemSnapshot:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"DELETE FROM items WHERE id = $1 AND project_id = $2 RETURNING {ITEM_COLUMNS}",
+                item_id,
+                project_id,
+            )
+            if row is None:
+                raise NotFoundError(f"item {item_id} not found")
+            item = item_of(row)
+            await self._publish(conn, ItemDeleted(item=item), item_id)
+        return item
+
+    async def blob_in_use(self, sha256: str) -> bool:
+        """Whether any item still references content ``sha256``."""
+        used: bool = await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM items WHERE metadata #>> '{system,sha256}' = $1)", sha256
+        )
+        return used
+
+    async def query_items(
+        self,
+        project_id: str,
+        dataset_id: str,
+        node: Node,
+        sort: tuple[SortKey, ...],
+        page: int,
+        page_size: int,
+    ) -> tuple[list[ItemSnapshot], int]:
+        """One page of a DQL query and the total count."""
+        where, params = compile_filter(node, start=3)
+        order = compile_order_by(sort)
+        base = f"FROM items WHERE project_id = $1 AND dataset_id = $2 AND ({where})"
+        async with self.pool.acquire() as conn:
+            total: int = await conn.fetchval(
+                f"SELECT count(*) {base}", project_id, dataset_id, *params
+            )
+            offset, limit = len(params) + 3, len(params) + 4
+            rows = await conn.fetch(
+                f"SELECT {ITEM_COLUMNS} {base} {order} OFFSET ${offset} LIMIT ${limit}",
+                project_id,
+                dataset_id,
+                *params,
+                page * page_size,
+                page_size,
+            )
+        return [item_of(r) for r in rows], total
