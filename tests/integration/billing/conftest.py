@@ -19,7 +19,7 @@ from common.envelope import CloudEvent, make_event
 from common.service import ServiceRuntime, runtime_of
 from common.testing.broker import EventProbe, publish_raw
 from common.testing.servers import app_in_process
-from common.topology import BILLING, MODEL_SERVING
+from common.topology import ANNOTATION, BILLING, MODEL_SERVING
 from tests.conftest import AuthService
 
 RATES = {"cpu-small": "0.01", "gpu-t4": "0.1"}
@@ -44,11 +44,12 @@ class BillingService:
     def auth(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.api_key}"}
 
-    async def publish(self, event: CloudEvent[Any]) -> None:
-        """Publish an envelope on model-serving's exchange, as model-serving does."""
+    async def publish(self, event: CloudEvent[Any], producer: str = MODEL_SERVING) -> None:
+        """Publish an envelope on its producer's exchange (model-serving's by default), as
+        that producer does."""
         await publish_raw(
             self.amqp_url,
-            f"{self.settings.topology_prefix}{MODEL_SERVING}.events",
+            f"{self.settings.topology_prefix}{producer}.events",
             event.routing_key,
             event.to_json_bytes(),
         )
@@ -122,6 +123,10 @@ async def billing_service(
         amqp_url=amqp_url,
         events_exchange=f"{topology_prefix}{BILLING}.events",
         base_url="http://billing",
-        exchanges=[f"{topology_prefix}{BILLING}.dlx", f"{topology_prefix}{MODEL_SERVING}.events"],
+        exchanges=[
+            f"{topology_prefix}{BILLING}.dlx",
+            f"{topology_prefix}{MODEL_SERVING}.events",
+            f"{topology_prefix}{ANNOTATION}.events",
+        ],
     ) as (http, events):
         yield BillingService(app, http, settings, amqp_url, project_id, api_key, events)

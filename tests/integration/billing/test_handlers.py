@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import pytest
@@ -27,14 +27,14 @@ from faststream.rabbit.schemas import QueueType
 from billing_service import handlers
 from billing_service.app import MIGRATIONS
 from billing_service.repository import Repository
-from common.contracts import ReplicaStarted
+from common.contracts import ModelRef, ReplicaStarted, TaskItemReviewed
 from common.db import apply_migrations
 from common.envelope import make_event
 from common.messaging import COMMON_MIGRATIONS, declare_dead_letter, events_exchange
 from common.observability import ServiceMetrics
 from common.testing.broker import delete_names
 from common.testing.waits import wait_until
-from common.topology import BILLING, DEAD_LETTER_REASON_HEADER, Topology
+from common.topology import ANNOTATION, BILLING, DEAD_LETTER_REASON_HEADER, Topology
 
 RATES = {"cpu-small": Decimal("0.01")}
 
@@ -63,7 +63,13 @@ class Harness:
             await asyncio.sleep(0)
             return self.count(handler, label) >= n
 
-        await wait_until(reached, timeout=20, message=f"{n} {label} on {handler}")
+        labels = ("ok", "duplicate", "stale", "dead_lettered", "error")
+        await wait_until(
+            reached,
+            timeout=20,
+            message=f"{n} {label} on {handler} "
+            f"(counts: { {x: self.count(handler, x) for x in labels} }, dead: {self.dead})",
+        )
 
 
 async def _reason(message: Any) -> str:
@@ -179,3 +185,46 @@ async def test_replica_starts_are_metered_and_another_projects_replica_is_dead_l
         assert row is not None
         assert (row["project_id"], row["started_at"]) == ("prj_h", at - timedelta(seconds=1))
         assert h.count(handler, "error") == 0
+
+
+@pytest.mark.parametrize("kind", ["memory", "rabbitmq"])
+async def test_a_review_counts_once_per_event_and_the_latest_decision_wins(
+    kind: str,
+    amqp_url: str,
+    unique_name: Callable[[str], str],
+    pg_pool: asyncpg.Pool,
+    pg_schema: str,
+) -> None:
+    handler = "on_task_item_reviewed"
+    async with harness(kind, amqp_url, unique_name, pg_pool, pg_schema) as h:
+        at = datetime(2025, 3, 1, tzinfo=UTC)
+
+        def review(status: Literal["approved", "corrected"], seconds: int) -> bytes:
+            data = TaskItemReviewed(
+                task_id="tsk",
+                project_id="prj_h",
+                item_id="itm",
+                status=status,
+                reviewer="r@example.com",
+                model=ModelRef(name="m", model_id="mdl", version="1"),
+                service_id="svc_h",
+                accepted_unchanged=status == "approved",
+            )
+            event = make_event(data, source="/test", time=at + timedelta(seconds=seconds))
+            return event.to_json_bytes()
+
+        corrected, approved, older = (
+            review("corrected", 1),
+            review("approved", 2),
+            review("approved", 0),
+        )
+        for body in (corrected, approved, approved, older):
+            await h.publish(ANNOTATION, "task_item.reviewed.v1", body)
+            await asyncio.sleep(0)
+        await h.settled(handler, "ok", 2)
+        await h.settled(handler, "duplicate", 1)
+        await h.settled(handler, "stale", 1)
+        row = await h.repo.pool.fetchrow("SELECT status, accepted_unchanged FROM reviews")
+        assert row is not None
+        assert (row["status"], row["accepted_unchanged"]) == ("approved", True)
+        assert await h.repo.pool.fetchval("SELECT count(*) FROM reviews") == 1

@@ -1,11 +1,13 @@
 """Broker handlers of the billing service: replica events feed the runtime meter,
-predictions are counted per service and day.
+predictions are counted per service, day and model version, and reviews of task items
+give acceptance per model version.
 
 Each one is a typed function of its contract and the repository; ``register``
 subscribes them through :func:`common.subscriber.subscribe` (parsing, dead letters with
 the reason, log context, metrics). Each change is idempotent: replica intervals merge
 to the same state in any order and under duplicates, predictions are counted once per
-execution. A replica event naming another project's replica is refused (dead letter).
+execution, a review once per event id (and a later review of the same task item
+replaces the earlier decision, an older one changes nothing). A replica event naming another project's replica is refused (dead letter).
 """
 
 from __future__ import annotations
@@ -20,12 +22,21 @@ from faststream.rabbit import RabbitBroker
 from billing_service.domain.errors import BillingError
 from billing_service.repository import Repository
 from common.consumer import DUPLICATE, HANDLED, Handled
-from common.contracts import Contract, PredictionCompleted, ReplicaStarted, ReplicaStopped
+from common.contracts import (
+    Contract,
+    PredictionCompleted,
+    ReplicaStarted,
+    ReplicaStopped,
+    TaskItemReviewed,
+)
 from common.envelope import CloudEvent
 from common.messaging import consumer_queue, events_exchange
 from common.observability import ServiceMetrics
 from common.subscriber import Subscription, subscribe
-from common.topology import BILLING, MODEL_SERVING, Topology
+from common.topology import ANNOTATION, BILLING, MODEL_SERVING, Topology
+
+STALE = Handled("stale")
+"""Older than what is stored: changed nothing."""
 
 
 async def on_replica_started(event: CloudEvent[ReplicaStarted], repo: Repository) -> Handled:
@@ -47,6 +58,14 @@ async def on_prediction_completed(
     return HANDLED if await repo.record_prediction(event.data) else DUPLICATE
 
 
+async def on_task_item_reviewed(event: CloudEvent[TaskItemReviewed], repo: Repository) -> Handled:
+    """Keep the latest decision on the task item, credited to the model it reviewed."""
+    applied = await repo.record_review(event.id, event.time, event.data)
+    if applied is None:
+        return DUPLICATE
+    return HANDLED if applied else STALE
+
+
 class Handler(Protocol):
     """A handler of this module: an event and the repository in, its outcome out."""
 
@@ -59,6 +78,7 @@ HANDLERS: tuple[tuple[Handler, str, type[Contract]], ...] = (
     (on_replica_started, MODEL_SERVING, ReplicaStarted),
     (on_replica_stopped, MODEL_SERVING, ReplicaStopped),
     (on_prediction_completed, MODEL_SERVING, PredictionCompleted),
+    (on_task_item_reviewed, ANNOTATION, TaskItemReviewed),
 )
 """Each handler with its producer and the one contract its queue is bound to."""
 

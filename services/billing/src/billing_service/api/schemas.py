@@ -101,3 +101,52 @@ class BurnRateOut(BaseModel):
     seconds_left: Decimal | None = Field(
         description="Until the budget is spent at this rate (null: unlimited or not burning)."
     )
+
+
+class ModelVersionOut(BaseModel):
+    """A model as its predictions name it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    model_id: str
+    version: str
+
+
+class ModelUsageOut(BaseModel):
+    """What one model version of one model service cost and what people accepted."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    service_id: str | None = Field(description="Model service that ran the model.")
+    model: ModelVersionOut | None = Field(
+        description="Model version (null: runtime of a service that never predicted)."
+    )
+    runtime_seconds: Decimal = Field(description="Replica-seconds credited to this version.")
+    cost: Decimal = Field(description="Their runtime cost.")
+    predictions: int = Field(description="Predictions that finished in the window.")
+    reviewed: int = Field(description="Task items decided (the latest decision per item).")
+    accepted_unchanged: int = Field(
+        description="Approved by a person with every model annotation kept."
+    )
+    auto_accepted: int = Field(description="Accepted by a pipeline's confidence edge.")
+    acceptance_rate: float | None = Field(
+        description="accepted_unchanged / decisions by people (null: none yet)."
+    )
+    auto_accepted_share: float | None = Field(
+        description="auto_accepted / reviewed (null: nothing reviewed)."
+    )
+    cost_per_accepted_label: Decimal | None = Field(
+        description="cost / accepted_unchanged (null when no prediction was accepted unchanged)."
+    )
+
+
+class ModelUsageReportOut(BaseModel):
+    """Figures per model version within a window."""
+
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+
+    project_id: str
+    start: datetime | None = Field(serialization_alias="from", description="Window start.")
+    end: datetime = Field(serialization_alias="to", description="Window end (excluded).")
+    models: list[ModelUsageOut]

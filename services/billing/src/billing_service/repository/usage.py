@@ -13,14 +13,22 @@ class UsageRows(RepositoryBase):
     """The ``predictions`` table."""
 
     async def record_prediction(self, prediction: PredictionCompleted) -> bool:
-        """Count a prediction for its service and day; False when already counted."""
+        """Count a prediction for its service and day, with its replica and model version;
+        False when already counted."""
+        finished = as_utc(prediction.finished_at)
         inserted = await self.pool.fetchval(
-            """INSERT INTO predictions (execution_id, project_id, service_id, day)
-               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1""",
+            """INSERT INTO predictions (execution_id, project_id, service_id, day, replica_id,
+                   model_name, model_id, model_version, finished_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING 1""",
             prediction.execution_id,
             prediction.project_id,
             prediction.service_id,
-            as_utc(prediction.finished_at).date(),
+            finished.date(),
+            prediction.replica_id,
+            prediction.model.name,
+            prediction.model.model_id,
+            prediction.model.version,
+            finished,
         )
         return inserted is not None
 
