@@ -199,9 +199,11 @@ async def test_a_review_counts_once_per_event_and_the_latest_decision_wins(
     async with harness(kind, amqp_url, unique_name, pg_pool, pg_schema) as h:
         at = datetime(2025, 3, 1, tzinfo=UTC)
 
-        def review(status: Literal["approved", "corrected"], seconds: int) -> bytes:
+        def review(
+            status: Literal["approved", "corrected"], seconds: int, task: str = "tsk"
+        ) -> bytes:
             data = TaskItemReviewed(
-                task_id="tsk",
+                task_id=task,
                 project_id="prj_h",
                 item_id="itm",
                 status=status,
@@ -218,12 +220,21 @@ async def test_a_review_counts_once_per_event_and_the_latest_decision_wins(
             review("approved", 2),
             review("approved", 0),
         )
-        for body in (corrected, approved, approved, older):
+        nul = review("approved", 3, task="t\x00sk")
+        for body in (corrected, approved, approved, older, nul):
             await h.publish(ANNOTATION, "task_item.reviewed.v1", body)
             await asyncio.sleep(0)
         await h.settled(handler, "ok", 2)
         await h.settled(handler, "duplicate", 1)
         await h.settled(handler, "stale", 1)
+        await h.settled(handler, "dead_lettered", 1)
+
+        async def dead_letter_arrived() -> bool:
+            await asyncio.sleep(0)
+            return len(h.dead[handler]) == 1
+
+        await wait_until(dead_letter_arrived, timeout=20, message="the NUL review dead-lettered")
+        assert "0x00" in h.dead[handler][0], h.dead
         row = await h.repo.pool.fetchrow("SELECT status, accepted_unchanged FROM reviews")
         assert row is not None
         assert (row["status"], row["accepted_unchanged"]) == ("approved", True)

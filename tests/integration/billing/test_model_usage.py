@@ -195,4 +195,8 @@ async def test_cost_per_accepted_label_per_model_version_under_redelivery_and_la
     )
     assert backwards.status_code == 422
     assert "from must be before to" in backwards.text
+    ancient = await svc.http.get(
+        "/usage/models", params={"from": "0001-01-01T00:00:00+05:00"}, headers=svc.auth()
+    )
+    assert ancient.status_code == 422, ancient.text
     assert (await svc.http.get("/usage/models")).status_code == 401

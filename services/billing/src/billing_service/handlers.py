@@ -7,7 +7,10 @@ subscribes them through :func:`common.subscriber.subscribe` (parsing, dead lette
 the reason, log context, metrics). Each change is idempotent: replica intervals merge
 to the same state in any order and under duplicates, predictions are counted once per
 execution, a review once per event id (and a later review of the same task item
-replaces the earlier decision, an older one changes nothing). A replica event naming another project's replica is refused (dead letter).
+replaces the earlier decision, an older one changes nothing). A replica event naming
+another project's replica is refused (dead letter), and so is an event PostgreSQL can
+never store (a NUL in a text field, a timestamp out of its range: SQLSTATE class 22,
+``asyncpg.DataError``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import asyncpg
 from faststream.rabbit import RabbitBroker
 
 from billing_service.domain.errors import BillingError
@@ -114,7 +118,7 @@ def register(
             subscription(topology, handler, producer, contract),
             functools.partial(handler, repo=repo),
             prefetch=prefetch,
-            poison=(BillingError,),
+            poison=(BillingError, asyncpg.DataError),
         )
         for handler, producer, contract in HANDLERS
     ]

@@ -27,8 +27,11 @@ async def by_model(
     """Runtime, cost, predictions, reviews and cost per accepted label per model version
     in ``[start, end)`` (``start`` ``None``: since ever; ``end`` ``None``: now)."""
     now = datetime.now(UTC)
-    start = as_utc(start) if start is not None else None
-    end = as_utc(end) if end is not None else now
+    try:
+        start = as_utc(start) if start is not None else None
+        end = as_utc(end) if end is not None else now
+    except OverflowError as exc:
+        raise BillingError("from and to must be representable in UTC") from exc
     if start is not None and start >= end:
         raise BillingError("from must be before to")
     replicas = await repo.replicas_overlapping(project_id, start, end)
