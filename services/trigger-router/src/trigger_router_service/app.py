@@ -12,10 +12,12 @@ from trigger_router_service import api, handlers
 from trigger_router_service.adapters.datasets import DatasetClient
 from trigger_router_service.adapters.item_events import ItemEventConsumer
 from trigger_router_service.adapters.scalers import LocalScaler, ScalerBackend
+from trigger_router_service.adapters.tasks import TaskClient
 from trigger_router_service.deps import Deps
 from trigger_router_service.repository import Repository
 from trigger_router_service.settings import Settings
 from trigger_router_service.usecases.autoscaling import Autoscaler
+from trigger_router_service.usecases.pipelines import PipelineEngine
 from trigger_router_service.usecases.routing import ItemRouting
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -50,10 +52,13 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
         runtime.resources.push_async_callback(keys.close)
         dataset_client = DatasetClient(settings.dataset_url or settings.auth_url)
         runtime.resources.push_async_callback(dataset_client.close)
+        pipelines = PipelineEngine(repo)
+        tasks = TaskClient(settings.annotation_url)
+        runtime.resources.push_async_callback(tasks.close)
         consumer = ItemEventConsumer(
             amqp_url=settings.amqp,
             topology=runtime.topology,
-            routing=ItemRouting(repo),
+            routing=ItemRouting(repo, pipelines),
             broker=runtime.broker,
             service_metrics=runtime.metrics,
             prefetch=settings.routing_prefetch,
@@ -67,6 +72,7 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
                 repo,
                 runtime.metrics,
                 prefetch=settings.outcome_prefetch,
+                pipelines=pipelines,
             )
         )
         # The item consumer and the autoscaler start once the broker, the dead-letter
@@ -91,6 +97,8 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
             repo=repo,
             keys=keys,
             datasets=dataset_client,
+            tasks=tasks,
+            pipelines=pipelines,
             item_consumer=consumer,
             autoscaler=autoscaler,
         )

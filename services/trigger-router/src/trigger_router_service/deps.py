@@ -8,9 +8,11 @@ from common.auth import KeyIntrospector
 from common.service import dependencies
 from trigger_router_service.adapters.datasets import DatasetClient
 from trigger_router_service.adapters.item_events import ItemEventConsumer
+from trigger_router_service.adapters.tasks import TaskClient
 from trigger_router_service.repository import Repository
 from trigger_router_service.settings import Settings
 from trigger_router_service.usecases.autoscaling import Autoscaler
+from trigger_router_service.usecases.pipelines import PipelineEngine
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,9 @@ class Deps:
     repo: Repository
     keys: KeyIntrospector
     datasets: DatasetClient
+    tasks: TaskClient
+    """The annotation service's task API (pipelines' task nodes)."""
+    pipelines: PipelineEngine
     item_consumer: ItemEventConsumer
     autoscaler: Autoscaler | None
     """A candidate for the autoscaler's leadership (``None`` when it is disabled)."""

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, cast
 
 from faststream.rabbit import RabbitBroker
 
@@ -29,14 +29,16 @@ from common.contracts import (
     ReplicaStopped,
     ServiceDeployed,
     ServiceUndeployed,
+    TaskItemAdded,
 )
 from common.envelope import CloudEvent
 from common.messaging import consumer_queue, events_exchange
 from common.observability import ServiceMetrics
 from common.subscriber import Subscription, subscribe
-from common.topology import BILLING, MODEL_SERVING, TRIGGER_ROUTER, Topology
+from common.topology import ANNOTATION, BILLING, MODEL_SERVING, TRIGGER_ROUTER, Topology
 from trigger_router_service import metrics
 from trigger_router_service.repository import Repository
+from trigger_router_service.usecases.pipelines import PipelineEngine
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +47,39 @@ STALE = Handled("stale")
 
 
 async def on_prediction_outcome(
-    event: CloudEvent[PredictionCompleted | PredictionFailed], repo: Repository
+    event: CloudEvent[PredictionCompleted | PredictionFailed],
+    repo: Repository,
+    pipelines: PipelineEngine | None = None,
 ) -> Handled:
-    """Close the execution as ``success`` or ``failed``."""
+    """Close the execution as ``success`` or ``failed``; a pipeline's predict node moves on.
+
+    The pipeline step runs even when the execution was already closed: a redelivery after
+    a crash between the two transactions still moves the pipeline (the step is idempotent).
+    """
     data = event.data
+    engine = pipelines or PipelineEngine(repo)
     if isinstance(data, PredictionCompleted):
         changed, cold = await repo.prediction_completed(data)
         if cold is not None:
             metrics.COLD_START.observe(cold)
         if changed:
             metrics.EXECUTIONS.labels("success").inc()
+        if data.origin is None or data.origin.way == "pipeline":
+            changed = await engine.prediction_completed(data) or changed
         return HANDLED if changed else DUPLICATE
     changed = await repo.prediction_failed(data, event.time)
     if changed:
         metrics.EXECUTIONS.labels("failed").inc()
+    changed = await engine.prediction_failed(data) or changed
     return HANDLED if changed else DUPLICATE
+
+
+async def on_task_item_added(
+    event: CloudEvent[TaskItemAdded], repo: Repository, pipelines: PipelineEngine | None = None
+) -> Handled:
+    """A pipeline's task node is done once the annotation service added the item."""
+    engine = pipelines or PipelineEngine(repo)
+    return HANDLED if await engine.task_item_added(event.data) else DUPLICATE
 
 
 async def on_replica_event(
@@ -134,8 +154,12 @@ HANDLERS: tuple[tuple[Handler, str, str, tuple[type[Contract], ...]], ...] = (
     (on_replica_event, MODEL_SERVING, "replica.*.v1", (ReplicaStarted, ReplicaStopped)),
     (on_service_event, MODEL_SERVING, "service.*.v1", (ServiceDeployed, ServiceUndeployed)),
     (on_budget_event, BILLING, "budget.*.v1", (BudgetExhausted, BudgetRestored)),
+    (on_task_item_added, ANNOTATION, "task_item.added.v1", (TaskItemAdded,)),
 )
 """Each handler with its producer, its binding and the contracts its queue carries."""
+
+PIPELINE_HANDLERS: tuple[Handler, ...] = (on_prediction_outcome, on_task_item_added)
+"""Handlers that move pipeline executions (given the service's pipeline engine)."""
 
 
 def subscription(
@@ -164,15 +188,21 @@ def register(
     service_metrics: ServiceMetrics,
     *,
     prefetch: int,
+    pipelines: PipelineEngine | None = None,
 ) -> list[str]:
     """Subscribe the handlers; return their queue names."""
+    engine = pipelines or PipelineEngine(repo)
     return [
         subscribe(
             broker,
             topology,
             service_metrics,
             subscription(topology, handler, producer, pattern, contracts),
-            functools.partial(handler, repo=repo),
+            functools.partial(
+                cast("Callable[..., Awaitable[Handled]]", handler), repo=repo, pipelines=engine
+            )
+            if handler in PIPELINE_HANDLERS
+            else functools.partial(handler, repo=repo),
             prefetch=prefetch,
         )
         for handler, producer, pattern, contracts in HANDLERS

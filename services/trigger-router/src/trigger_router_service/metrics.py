@@ -99,3 +99,14 @@ LEADER = Gauge(
     metric_name(SERVICE, "autoscaler_leader"),
     "1 while this replica holds the autoscaler's leadership.",
 )
+PIPELINE_EXECUTIONS = Counter(
+    metric_name(SERVICE, "pipeline_executions_total"),
+    "Pipeline executions reaching a status (running on entry and on a rerun).",
+    ["status"],
+)
+PIPELINE_NODE_LATENCY = Histogram(
+    metric_name(SERVICE, "pipeline_node_latency_seconds"),
+    "From a pipeline node starting to it succeeding or failing, by node type and outcome.",
+    ["node_type", "status"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)

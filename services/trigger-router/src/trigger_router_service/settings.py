@@ -38,6 +38,13 @@ class Settings(BaseServiceSettings, AuthSettingsMixin):
         default=None,
         description="Dataset service base URL for browser-style predict (default: auth_url).",
     )
+    annotation_url: str = Field(
+        default="http://127.0.0.1:8084",
+        description="Annotation service base URL (pipelines check their task nodes' tasks).",
+    )
+    pipeline_run_max_items: int = Field(
+        default=10_000, ge=1, description="Most items one POST /pipelines/{id}/run takes."
+    )
     batch_max_items: int = Field(
         default=10_000, ge=1, description="Most items one browser-style predict request takes."
     )

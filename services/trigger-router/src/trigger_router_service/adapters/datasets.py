@@ -60,6 +60,14 @@ class DatasetClient:
             raise NotFoundError(f"{len(missing)} item(s) not found: {shown}")
         return [item for item in found if item is not None]
 
+    async def has_dataset(self, authorization: str, dataset_id: str) -> bool:
+        """Whether the caller's project has the dataset."""
+        response = await self._get(f"/datasets/{dataset_id}", authorization)
+        if response.status_code == 404:
+            return False
+        self._check(response)
+        return True
+
     async def query(
         self, authorization: str, dataset_id: str, filter_: dict[str, Any], limit: int
     ) -> list[ItemSnapshot]:

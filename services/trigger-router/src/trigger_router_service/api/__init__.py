@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from trigger_router_service.api import batches, executions, services, triggers
+from trigger_router_service.api import batches, executions, pipelines, services, triggers
 
 router = APIRouter()
 router.include_router(triggers.router)
 router.include_router(executions.router)
 router.include_router(batches.router)
 router.include_router(services.router)
+router.include_router(pipelines.router)

@@ -9,10 +9,12 @@ from fastapi import Depends, Request
 from common.auth import KeyIntrospector, project_dependency
 from common.service import runtime_of
 from trigger_router_service.adapters.datasets import DatasetClient
+from trigger_router_service.adapters.tasks import TaskClient
 from trigger_router_service.deps import Deps, deps
 from trigger_router_service.domain.errors import RouterError
 from trigger_router_service.repository import Repository
 from trigger_router_service.settings import Settings
+from trigger_router_service.usecases.pipelines import PipelineEngine
 
 
 async def repo(d: Annotated[Deps, Depends(deps)]) -> Repository:
@@ -33,6 +35,16 @@ def introspector(request: Request) -> KeyIntrospector:
 def datasets(request: Request) -> DatasetClient:
     """The dataset service client."""
     return runtime_of(request.app).deps_as(Deps).datasets
+
+
+def tasks(request: Request) -> TaskClient:
+    """The annotation service's task client."""
+    return runtime_of(request.app).deps_as(Deps).tasks
+
+
+def pipelines(request: Request) -> PipelineEngine:
+    """The pipeline engine."""
+    return runtime_of(request.app).deps_as(Deps).pipelines
 
 
 Project = Annotated[str, Depends(project_dependency(introspector))]

@@ -88,6 +88,10 @@ class Execution(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    pipeline_id: str | None = None
+    pipeline_execution_id: str | None = None
+    """The pipeline execution whose predict node created it."""
+    node_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,4 +120,7 @@ class NewExecution:
     event_id: str | None = None
     action: str | None = None
     once: bool = False
+    pipeline_id: str | None = None
+    pipeline_execution_id: str | None = None
+    node_id: str | None = None
     id: str = field(default_factory=lambda: new_id("exe"))

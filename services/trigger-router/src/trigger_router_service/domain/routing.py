@@ -49,6 +49,8 @@ class RouteOutcome:
     woken: set[str] = field(default_factory=set)
     """Services asked to wake (they were at 0 replicas)."""
     failed_triggers: list[str] = field(default_factory=list)
+    pipeline_runs: int = 0
+    """Pipeline executions created (items that entered a running pipeline)."""
 
 
 @dataclass(frozen=True)

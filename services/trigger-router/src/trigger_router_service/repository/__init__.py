@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from trigger_router_service.repository.batches import Batches
 from trigger_router_service.repository.budgets import Budgets
+from trigger_router_service.repository.pipelines import Pipelines
 from trigger_router_service.repository.replicas import Replicas
 from trigger_router_service.repository.routing import Routing
 from trigger_router_service.repository.scaling import Scaling
@@ -18,5 +19,5 @@ from trigger_router_service.repository.services import Services
 from trigger_router_service.repository.triggers import Triggers
 
 
-class Repository(Triggers, Services, Budgets, Routing, Batches, Replicas, Scaling):
+class Repository(Triggers, Services, Budgets, Routing, Batches, Pipelines, Replicas, Scaling):
     """The trigger-router's repository: every aggregate's part on one pool."""

@@ -4,7 +4,7 @@ and the outbox writes and wake-ups that go with state changes."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,7 @@ import asyncpg
 
 from common.contracts import (
     ItemSnapshot,
+    Origin,
     PredictRequest,
 )
 from common.envelope import CloudEvent, make_event
@@ -34,6 +35,7 @@ def predict_request(
     item: ItemSnapshot | dict[str, Any],
     trigger_id: str | None,
     attempt: int,
+    origin: Origin | None = None,
 ) -> CloudEvent[Any]:
     """The envelope of one execution's predict request; its id is stable per attempt,
     so a retried transaction cannot publish the same attempt twice."""
@@ -46,12 +48,30 @@ def predict_request(
             item=snapshot,
             trigger_id=trigger_id,
             attempt=attempt,
+            origin=origin,
         ),
         source=SOURCE,
         subject=snapshot.id,
         correlationid=execution_id,
         event_id=f"{execution_id}.{attempt}",
     )
+
+
+def origin_of(row: Mapping[str, Any]) -> Origin | None:
+    """Which way created an execution row (its ``trigger_id``, ``batch_id`` or pipeline
+    columns)."""
+    if row["pipeline_id"] is not None:
+        return Origin(
+            way="pipeline",
+            id=row["pipeline_id"],
+            pipeline_execution_id=row["pipeline_execution_id"],
+            node_id=row["node_id"],
+        )
+    if row["batch_id"] is not None:
+        return Origin(way="batch", id=row["batch_id"])
+    if row["trigger_id"] is not None:
+        return Origin(way="trigger", id=row["trigger_id"])
+    return None
 
 
 def status_values(statuses: Iterable[ExecutionStatus]) -> list[str]:

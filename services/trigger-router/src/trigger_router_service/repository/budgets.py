@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from trigger_router_service.repository.base import Store, predict_request
+from trigger_router_service.repository.base import Store, origin_of, predict_request
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class Budgets(Store):
                        updated_at = now()
                    FROM w WHERE e.id = w.id
                    RETURNING e.id, e.service_id, e.project_id, e.trigger_id, e.item, e.attempts,
+                             e.batch_id, e.pipeline_id, e.pipeline_execution_id, e.node_id,
                              w.published AS was_published""",
                 project_id,
             )
@@ -74,6 +75,7 @@ class Budgets(Store):
                         r["item"],
                         r["trigger_id"],
                         r["attempts"],
+                        origin_of(r),
                     )
                     for r in held
                 ],

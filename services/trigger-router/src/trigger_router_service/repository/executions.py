@@ -25,14 +25,19 @@ from trigger_router_service.domain.executions import (
     NewExecution,
     initial_status,
 )
-from trigger_router_service.repository.base import Store, predict_request, status_values
+from trigger_router_service.repository.base import (
+    Store,
+    origin_of,
+    predict_request,
+    status_values,
+)
 
 __all__ = ["EXECUTION_COLUMNS", "Executions", "NewExecution", "execution_where"]
 
 EXECUTION_COLUMNS = (
     "id, project_id, service_id, trigger_id, batch_id, item_id, dataset_id, event_id, action, "
     "status, attempts, cold_start, replica_id, error, created_at, queued_at, started_at, "
-    "finished_at, updated_at"
+    "finished_at, updated_at, pipeline_id, pipeline_execution_id, node_id"
 )
 
 
@@ -81,15 +86,17 @@ class Executions(Store):
         inserted = await conn.fetch(
             """INSERT INTO executions (id, project_id, service_id, trigger_id, batch_id, item_id,
                    dataset_id, event_id, action, once, status, published, cold_start, item,
-                   queued_at)
+                   queued_at, pipeline_id, pipeline_execution_id, node_id)
                SELECT i, p, s, t, b, it, d, e, a, o, st, st = 'queued', c, doc,
-                      CASE WHEN st = 'queued' THEN now() END
+                      CASE WHEN st = 'queued' THEN now() END, pl, pe, nd
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                            $6::text[], $7::text[], $8::text[], $9::text[], $10::boolean[],
-                           $11::text[], $12::boolean[], $13::jsonb[])
-                    AS u(i, p, s, t, b, it, d, e, a, o, st, c, doc)
+                           $11::text[], $12::boolean[], $13::jsonb[], $14::text[], $15::text[],
+                           $16::text[])
+                    AS u(i, p, s, t, b, it, d, e, a, o, st, c, doc, pl, pe, nd)
                ON CONFLICT DO NOTHING
-               RETURNING id, project_id, service_id, trigger_id, status""",
+               RETURNING id, project_id, service_id, trigger_id, batch_id, status, pipeline_id,
+                         pipeline_execution_id, node_id""",
             [n.id for n in new],
             [n.project_id for n in new],
             [n.service_id for n in new],
@@ -103,6 +110,9 @@ class Executions(Store):
             [n.status.value for n in new],
             [n.cold_start for n in new],
             [n.item.as_filter_document() for n in new],
+            [n.pipeline_id for n in new],
+            [n.pipeline_execution_id for n in new],
+            [n.node_id for n in new],
         )
         by_id = {n.id: n for n in new}
         queued = [r for r in inserted if r["status"] == ExecutionStatus.QUEUED.value]
@@ -116,6 +126,7 @@ class Executions(Store):
                     by_id[r["id"]].item,
                     r["trigger_id"],
                     1,
+                    origin_of(r),
                 )
                 for r in queued
             ],
@@ -126,6 +137,27 @@ class Executions(Store):
         )
         await self._wake(conn, sleeping)
         return list(inserted), set(sleeping)
+
+    async def publish_rows(self, conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> None:
+        """Write the predict requests of re-queued execution rows (id, service_id,
+        project_id, item, attempts and the origin columns) and wake their services."""
+        await self._publish_predicts(
+            conn,
+            [
+                predict_request(
+                    r["id"],
+                    r["service_id"],
+                    r["project_id"],
+                    r["item"],
+                    r["trigger_id"],
+                    r["attempts"],
+                    origin_of(r),
+                )
+                for r in rows
+            ],
+            [r["service_id"] for r in rows],
+        )
+        await self._wake(conn, [r["service_id"] for r in rows])
 
     async def prediction_completed(self, data: PredictionCompleted) -> tuple[bool, float | None]:
         """Close an execution as ``success`` (idempotent). Returns (changed, cold-start
@@ -270,6 +302,7 @@ class Executions(Store):
                             r["item"],
                             r["trigger_id"],
                             r["attempts"],
+                            origin_of(r),
                         )
                         for r in rows
                     ],
