@@ -39,6 +39,10 @@ HEAD_BEFORE_PUT_BYTES = 1024 * 1024
 """Blobs at least this large are checked for existence before being uploaded."""
 
 
+Registered = tuple[ItemSnapshot, bool]
+"""An item and whether this request created it (``False``: a repeated request)."""
+
+
 @dataclass(frozen=True, slots=True)
 class IngestRequest:
     """An ingest command: a blob an upload client put into the bucket, to register."""
