@@ -16,12 +16,14 @@ from fastapi import FastAPI
 from annotation_service.app import create_app
 from annotation_service.settings import Settings
 from common.contracts import (
+    AddTaskItem,
     ItemCreated,
     ItemSnapshot,
     ModelRef,
     PredictedAnnotation,
     PredictionCompleted,
 )
+from common.contracts.trigger_router import Origin
 from common.envelope import CloudEvent, make_event
 from common.service import ServiceRuntime, runtime_of
 from common.testing.broker import EventProbe, publish_raw
@@ -59,6 +61,19 @@ class AnnotationService:
             self.amqp_url, self.exchange(producer), event.routing_key, event.to_json_bytes()
         )
 
+    async def send(self, command: CloudEvent[Any]) -> None:
+        """Publish a command to the annotation service as a pipeline's task node would."""
+        await publish_raw(
+            self.amqp_url,
+            f"{self.settings.topology_prefix}{ANNOTATION}.commands",
+            command.routing_key,
+            command.to_json_bytes(),
+        )
+
+    def queue(self, handler: str) -> str:
+        """The name of one of the service's consumer queues."""
+        return f"{self.settings.topology_prefix}{ANNOTATION}.{handler}"
+
     async def count(self, sql: str, *args: object) -> int:
         value: int = await self.runtime.pool.fetchval(sql, *args)
         return value
@@ -86,6 +101,7 @@ def prediction(
     service_id: str = "svc_a",
     version: str = "1",
     execution_id: str | None = None,
+    origin: Origin | None = None,
 ) -> CloudEvent[Any]:
     """A ``prediction.completed.v1`` envelope as model-serving publishes it."""
     now = datetime.now(UTC)
@@ -102,10 +118,45 @@ def prediction(
             annotations=annotations,
             started_at=now,
             finished_at=now,
+            origin=origin,
         ),
         source="/services/model-serving",
         subject=item_id,
         correlationid=execution,
+    )
+
+
+def add_task_item(
+    project_id: str,
+    task_id: str,
+    dataset_id: str,
+    item_id: str,
+    annotations: list[PredictedAnnotation],
+    *,
+    execution_id: str,
+    pipeline_execution_id: str | None = None,
+    auto_accept: bool = False,
+    node_id: str = "task",
+) -> CloudEvent[Any]:
+    """An ``add_task_item.v1`` envelope as the router's task node sends it."""
+    return make_event(
+        AddTaskItem(
+            project_id=project_id,
+            task_id=task_id,
+            dataset_id=dataset_id,
+            item_id=item_id,
+            pipeline_id="pipe_1",
+            pipeline_execution_id=pipeline_execution_id or f"pex_{uuid.uuid4().hex[:12]}",
+            node_id=node_id,
+            execution_id=execution_id,
+            service_id="svc_a",
+            model=ModelRef(name="detector", model_id="mdl_1", version="1"),
+            annotations=annotations,
+            auto_accept=auto_accept,
+        ),
+        source="/services/trigger-router",
+        subject=item_id,
+        correlationid=execution_id,
     )
 
 
@@ -156,6 +207,7 @@ async def annotation_service(
             f"{topology_prefix}{ANNOTATION}.dlx",
             f"{topology_prefix}{MODEL_SERVING}.events",
             f"{topology_prefix}{DATASET}.events",
+            f"{topology_prefix}{ANNOTATION}.commands",
         ],
     ) as (http, events):
         yield AnnotationService(app, http, settings, amqp_url, project_id, api_key, events)

@@ -1,5 +1,6 @@
 """Broker handlers of the annotation service: predictions become annotations; item
-events keep the item facts exports need (file name, width, height).
+events keep the item facts exports need (file name, width, height); a pipeline's
+``add_task_item.v1`` puts an item into a task.
 
 Predictions arrive by the thousand and are stored in batches, so their queue is consumed
 by a :class:`common.consumer.BatchConsumer` (:func:`consume_predictions`); the other
@@ -20,8 +21,10 @@ from faststream.rabbit import RabbitBroker, RabbitExchange
 from annotation_service.domain import AnnotationError
 from annotation_service.repository import Repository
 from annotation_service.usecases.ingest import PredictionIngest, store_predictions
+from annotation_service.usecases.tasks import add_task_item
 from common.consumer import HANDLED, Handled
 from common.contracts import (
+    AddTaskItem,
     ItemCreated,
     ItemDeleted,
     ItemMetadataUpdated,
@@ -29,7 +32,7 @@ from common.contracts import (
     PredictionCompleted,
 )
 from common.envelope import CloudEvent
-from common.messaging import consumer_queue, events_exchange
+from common.messaging import commands_exchange, consumer_queue, events_exchange
 from common.observability import ServiceMetrics
 from common.service import ServiceRuntime
 from common.subscriber import Subscription, subscribe
@@ -51,6 +54,11 @@ async def on_item_event(
     return HANDLED
 
 
+async def on_add_task_item(event: CloudEvent[AddTaskItem], repo: Repository) -> Handled:
+    """Put a pipeline's item into its task with the prediction's annotations."""
+    return await add_task_item(repo, event)
+
+
 class Handler(Protocol):
     """A handler of this module: an event and the repository in, its outcome out."""
 
@@ -70,6 +78,16 @@ def _subscriptions(topology: Topology) -> list[tuple[Handler, Subscription]]:
                 consumer_queue(topology, ANNOTATION, "on_item_event", "item.*.v1"),
                 events_exchange(topology, DATASET),
                 ITEM_EVENTS,
+            ),
+        ),
+        (
+            on_add_task_item,
+            Subscription(
+                ANNOTATION,
+                "on_add_task_item",
+                consumer_queue(topology, ANNOTATION, "on_add_task_item", AddTaskItem.routing_key),
+                commands_exchange(topology, ANNOTATION),
+                (AddTaskItem,),
             ),
         ),
     ]

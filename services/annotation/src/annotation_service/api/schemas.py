@@ -109,6 +109,8 @@ def acceptance_view(rows: list[domain.Acceptance]) -> list[dict[str, Any]]:
             "corrected": a.corrected,
             "discarded": a.discarded,
             "acceptance_rate": a.rate,
+            "auto_accepted": a.auto_accepted,
+            "auto_accepted_share": a.auto_accepted_share,
         }
         for a in rows
     ]

@@ -52,28 +52,39 @@ class Annotations(Store):
         inserted = await conn.fetch(
             """WITH p AS (
                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                       $5::text[], $6::text[], $7::text[], $8::text[]) WITH ORDINALITY
+                       $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                       $10::text[], $11::text[], $12::text[]) WITH ORDINALITY
                        AS p(project_id, dataset_id, item_id, execution_id, service_id,
-                            model_name, model_id, model_version, number)),
+                            model_name, model_id, model_version, origin_way, origin_id,
+                            origin_pipeline_execution_id, origin_node_id, number)),
                a AS (
-                   SELECT * FROM unnest($9::text[], $10::int[], $11::text[], $12::text[],
-                       $13::float8[], $14::text[], $15::int[]) WITH ORDINALITY
+                   SELECT * FROM unnest($13::text[], $14::int[], $15::text[], $16::text[],
+                       $17::float8[], $18::text[], $19::int[]) WITH ORDINALITY
                        AS a(id, number, type, label, confidence, text, idx, n)),
                ins AS (
                    INSERT INTO annotations (id, project_id, dataset_id, item_id, type, label,
                        coordinates, confidence, text, source, execution_id, idx, service_id,
-                       model_name, model_id, model_version)
+                       model_name, model_id, model_version, origin_way, origin_id,
+                       origin_pipeline_execution_id, origin_node_id)
                    SELECT a.id, p.project_id, p.dataset_id, p.item_id, a.type, a.label,
                        c.coordinates, a.confidence, a.text, 'model',
                        p.execution_id, a.idx, p.service_id, p.model_name, p.model_id,
-                       p.model_version
+                       p.model_version, p.origin_way, p.origin_id,
+                       p.origin_pipeline_execution_id, p.origin_node_id
                    FROM a JOIN p USING (number)
-                   JOIN jsonb_array_elements($16::text::jsonb) WITH ORDINALITY
+                   JOIN jsonb_array_elements($20::text::jsonb) WITH ORDINALITY
                        AS c(coordinates, n) USING (n)
                    ORDER BY a.id
-                   ON CONFLICT (execution_id, idx) WHERE execution_id IS NOT NULL DO NOTHING
-                   RETURNING execution_id)
-               SELECT DISTINCT execution_id FROM ins""",
+                   -- Rows a pipeline's command stored first lack the predict node its
+                   -- prediction names: that is filled in; nothing else changes.
+                   ON CONFLICT (execution_id, idx) WHERE execution_id IS NOT NULL DO UPDATE
+                       SET origin_way = excluded.origin_way, origin_id = excluded.origin_id,
+                           origin_pipeline_execution_id = excluded.origin_pipeline_execution_id,
+                           origin_node_id = excluded.origin_node_id
+                       WHERE annotations.origin_node_id IS NULL
+                         AND excluded.origin_node_id IS NOT NULL
+                   RETURNING execution_id, (xmax = 0) AS inserted)
+               SELECT DISTINCT execution_id FROM ins WHERE inserted""",
             [p.project_id for p in shared],
             [p.dataset_id for p in shared],
             [p.item_id for p in shared],
@@ -82,6 +93,10 @@ class Annotations(Store):
             [p.model_name for p in shared],
             [p.model_id for p in shared],
             [p.model_version for p in shared],
+            [p.origin.way if p.origin else None for p in shared],
+            [p.origin.id if p.origin else None for p in shared],
+            [p.origin.pipeline_execution_id if p.origin else None for p in shared],
+            [p.origin.node_id if p.origin else None for p in shared],
             [r.id for _, r in numbered],
             [number for number, _ in numbered],
             [r.type for _, r in numbered],
@@ -241,6 +256,20 @@ class Annotations(Store):
             project_id,
         )
         return item
+
+    async def model_annotations_changed(
+        self, conn: asyncpg.Connection, project_id: str, item_id: str, execution_id: str
+    ) -> bool:
+        """Whether any of the execution's annotations of the item was edited or deleted."""
+        changed: bool = await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM annotations WHERE item_id = $1
+                   AND project_id = $2 AND execution_id = $3
+                   AND (modified_at IS NOT NULL OR deleted_at IS NOT NULL))""",
+            item_id,
+            project_id,
+            execution_id,
+        )
+        return bool(changed)
 
     async def changed_since(
         self, conn: asyncpg.Connection, project_id: str, item_id: str, since: datetime

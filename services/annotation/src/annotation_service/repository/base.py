@@ -14,7 +14,8 @@ from common.topology import ANNOTATION, Topology
 
 ANNOTATION_COLUMNS = """id, project_id, dataset_id, item_id, type, label, coordinates, confidence,
     text, source, execution_id, idx, service_id, model_name, model_id, model_version, original,
-    created_at, created_by, modified_at, modified_by, deleted_at, deleted_by"""
+    created_at, created_by, modified_at, modified_by, deleted_at, deleted_by, origin_way,
+    origin_id, origin_pipeline_execution_id, origin_node_id"""
 
 Executor = asyncpg.Connection | asyncpg.Pool
 
@@ -67,6 +68,7 @@ def annotation_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
         "model": model,
         "execution_id": row["execution_id"],
         "service_id": row["service_id"],
+        "origin": _origin(row),
         "original": _original(row),
         "modified": row["modified_at"] is not None,
         "deleted": row["deleted_at"] is not None,
@@ -76,6 +78,18 @@ def annotation_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
         "modified_by": row["modified_by"],
         "deleted_at": row["deleted_at"],
         "deleted_by": row["deleted_by"],
+    }
+
+
+def _origin(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any] | None:
+    # Which way (trigger, batch, pipeline) produced a model annotation, when known.
+    if row["origin_way"] is None:
+        return None
+    return {
+        "way": row["origin_way"],
+        "id": row["origin_id"],
+        "pipeline_execution_id": row["origin_pipeline_execution_id"],
+        "node_id": row["origin_node_id"],
     }
 
 
@@ -110,8 +124,13 @@ def task_item_view(row: asyncpg.Record) -> dict[str, Any]:
         "added_by": row["added_by"],
         "model": model,
         "execution_id": row["execution_id"],
+        "service_id": row["service_id"],
         "reviewer": row["reviewer"],
         "reviewed_at": row["reviewed_at"],
+        "auto_accepted": row["auto_accepted"],
+        "pipeline_id": row["pipeline_id"],
+        "pipeline_execution_id": row["pipeline_execution_id"],
+        "node_id": row["node_id"],
     }
     if "filename" in keys:
         view["item"] = {"filename": row["filename"], "width": row["width"], "height": row["height"]}

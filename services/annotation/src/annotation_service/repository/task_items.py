@@ -10,7 +10,7 @@ from annotation_service import domain
 from annotation_service.domain import NotFoundError
 from annotation_service.repository.base import Store
 from annotation_service.repository.items import image_of
-from common.contracts import PredictionCompleted
+from common.contracts import AddTaskItem, PredictionCompleted
 from common.envelope import CloudEvent
 
 
@@ -31,14 +31,14 @@ class TaskItems(Store):
         pairs = sorted(wanted.items(), key=lambda pair: pair[0])
         rows = await conn.fetch(
             """INSERT INTO task_items (task_id, item_id, project_id, added_by, model_name,
-                   model_id, model_version, execution_id)
-               SELECT t, i, p, 'prediction', mn, mi, mv, e
+                   model_id, model_version, execution_id, service_id)
+               SELECT t, i, p, 'prediction', mn, mi, mv, e, s
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                           $6::text[], $7::text[]) AS u(t, i, p, mn, mi, mv, e)
+                           $6::text[], $7::text[], $8::text[]) AS u(t, i, p, mn, mi, mv, e, s)
                ON CONFLICT (task_id, item_id) DO UPDATE
                    SET model_name = excluded.model_name, model_id = excluded.model_id,
                        model_version = excluded.model_version,
-                       execution_id = excluded.execution_id
+                       execution_id = excluded.execution_id, service_id = excluded.service_id
                    WHERE task_items.model_version IS NULL
                RETURNING task_id, item_id, (xmax = 0) AS inserted""",
             [k[0] for k, _ in pairs],
@@ -48,6 +48,7 @@ class TaskItems(Store):
             [p.data.model.model_id for _, p in pairs],
             [p.data.model.version for _, p in pairs],
             [p.data.execution_id for _, p in pairs],
+            [p.data.service_id for _, p in pairs],
         )
         return [(r["task_id"], wanted[(r["task_id"], r["item_id"])]) for r in rows if r["inserted"]]
 
@@ -63,12 +64,12 @@ class TaskItems(Store):
         to its latest model annotation's model version."""
         rows = await conn.fetch(
             """INSERT INTO task_items (task_id, item_id, project_id, added_by, model_name,
-                   model_id, model_version, execution_id)
+                   model_id, model_version, execution_id, service_id)
                SELECT $1, i, $2, $3, m.model_name, m.model_id, m.model_version,
-                      m.execution_id
+                      m.execution_id, m.service_id
                FROM unnest($4::text[]) AS i
                LEFT JOIN LATERAL (
-                   SELECT model_name, model_id, model_version, execution_id
+                   SELECT model_name, model_id, model_version, execution_id, service_id
                    FROM annotations a
                    WHERE a.item_id = i AND a.project_id = $2 AND a.source = 'model'
                    ORDER BY a.created_at DESC LIMIT 1) m ON true
@@ -80,6 +81,66 @@ class TaskItems(Store):
             list(dict.fromkeys(item_ids)),
         )
         return [r["item_id"] for r in rows]
+
+    async def pipeline_item(
+        self, conn: asyncpg.Connection, pipeline_execution_id: str, node_id: str
+    ) -> asyncpg.Record | None:
+        """The task item a pipeline execution's task node added, if it did."""
+        row: asyncpg.Record | None = await conn.fetchrow(
+            "SELECT * FROM task_items WHERE pipeline_execution_id = $1 AND node_id = $2",
+            pipeline_execution_id,
+            node_id,
+        )
+        return row
+
+    async def add_from_pipeline(
+        self, conn: asyncpg.Connection, command: AddTaskItem, reviewer: str
+    ) -> tuple[asyncpg.Record, bool]:
+        """Put the command's item into its task (approved by ``reviewer`` when
+        ``auto_accept``); return the row and whether it was inserted now.
+
+        An item already in the task stays as it is (credited to the command's model if it
+        had none, and tagged with the pipeline execution if it had none).
+        """
+        model = command.model
+        row = await conn.fetchrow(
+            """INSERT INTO task_items (task_id, item_id, project_id, added_by, model_name,
+                   model_id, model_version, execution_id, service_id, status, auto_accepted,
+                   reviewer, reviewed_at, pipeline_id, pipeline_execution_id, node_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+                   CASE WHEN $10 THEN 'approved' ELSE 'pending-review' END, $10,
+                   CASE WHEN $10 THEN $11 END, CASE WHEN $10 THEN now() END,
+                   $12, $13, $14)
+               ON CONFLICT (task_id, item_id) DO UPDATE SET
+                   (model_name, model_id, model_version, execution_id, service_id) = (
+                       SELECT COALESCE(task_items.model_name, excluded.model_name),
+                              COALESCE(task_items.model_id, excluded.model_id),
+                              COALESCE(task_items.model_version, excluded.model_version),
+                              COALESCE(task_items.execution_id, excluded.execution_id),
+                              COALESCE(task_items.service_id, excluded.service_id)),
+                   (pipeline_id, pipeline_execution_id, node_id) = (
+                       SELECT COALESCE(task_items.pipeline_id, excluded.pipeline_id),
+                              COALESCE(task_items.pipeline_execution_id,
+                                       excluded.pipeline_execution_id),
+                              COALESCE(task_items.node_id, excluded.node_id))
+               RETURNING *, (xmax = 0) AS inserted""",
+            command.task_id,
+            command.item_id,
+            command.project_id,
+            reviewer,
+            model.name if model else None,
+            model.model_id if model else None,
+            model.version if model else None,
+            command.execution_id,
+            command.service_id,
+            command.auto_accept,
+            reviewer,
+            command.pipeline_id,
+            command.pipeline_execution_id,
+            command.node_id,
+        )
+        assert row is not None
+        return row, bool(row["inserted"])
 
     async def page(
         self, task_id: str, status: str | None, limit: int, offset: int
@@ -128,13 +189,15 @@ class TaskItems(Store):
         latest model annotation's."""
         row = await conn.fetchrow(
             """UPDATE task_items SET status = $3, reviewer = $4, reviewed_at = now(),
-                   (model_name, model_id, model_version, execution_id) = (
+                   (model_name, model_id, model_version, execution_id, service_id) = (
                        SELECT COALESCE(task_items.model_name, m.model_name),
                               COALESCE(task_items.model_id, m.model_id),
                               COALESCE(task_items.model_version, m.model_version),
-                              COALESCE(task_items.execution_id, m.execution_id)
+                              COALESCE(task_items.execution_id, m.execution_id),
+                              COALESCE(task_items.service_id, m.service_id)
                        FROM (SELECT NULL) AS dummy LEFT JOIN LATERAL (
-                           SELECT model_name, model_id, model_version, execution_id
+                           SELECT model_name, model_id, model_version, execution_id,
+                                  service_id
                            FROM annotations a WHERE a.item_id = $2
                              AND a.project_id = $5 AND a.source = 'model'
                            ORDER BY a.created_at DESC LIMIT 1) m ON true)

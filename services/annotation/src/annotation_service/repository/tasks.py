@@ -96,10 +96,12 @@ class Tasks(Store):
 
     async def review_counts(
         self, project_id: str, task_id: str | None, dataset_id: str | None
-    ) -> list[tuple[ModelKey, str, int]]:
-        """Reviewed items per (model version, status) over a task's (or the project's)."""
+    ) -> tuple[list[tuple[ModelKey, str, int]], list[tuple[ModelKey, int]]]:
+        """Reviewed items per (model version, status) over a task's (or the project's),
+        and the auto-accepted ones per model version."""
         rows = await self.pool.fetch(
-            """SELECT ti.model_name, ti.model_id, ti.model_version, ti.status, count(*) AS n
+            """SELECT ti.model_name, ti.model_id, ti.model_version, ti.status, count(*) AS n,
+                      count(*) FILTER (WHERE ti.auto_accepted) AS auto
                FROM task_items ti JOIN tasks t ON t.id = ti.task_id
                WHERE t.project_id = $1 AND ($2::text IS NULL OR t.id = $2)
                  AND ($3::text IS NULL OR t.dataset_id = $3)
@@ -109,7 +111,8 @@ class Tasks(Store):
             task_id,
             dataset_id,
         )
-        return [
-            (ModelKey(r["model_name"], r["model_id"], r["model_version"]), r["status"], r["n"])
-            for r in rows
-        ]
+        keys = [ModelKey(r["model_name"], r["model_id"], r["model_version"]) for r in rows]
+        return (
+            [(key, r["status"], r["n"]) for key, r in zip(keys, rows, strict=True)],
+            [(key, r["auto"]) for key, r in zip(keys, rows, strict=True) if r["auto"]],
+        )

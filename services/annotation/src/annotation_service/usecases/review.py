@@ -9,7 +9,7 @@ import asyncpg
 
 from annotation_service import domain
 from annotation_service.domain import AnnotationError, ConflictError
-from annotation_service.domain.events import reviewed_event
+from annotation_service.domain.events import model_ref, reviewed_event
 from annotation_service.repository import Repository, task_item_view
 from annotation_service.usecases.annotations import (
     create_human_annotation,
@@ -42,6 +42,12 @@ async def review(
         changed = await repo.changed_since(conn, project_id, item_id, current["added_at"])
         status = domain.review_outcome(action, len(corrections), changed and not corrections)
         row = await repo.record_review(conn, project_id, task_id, item_id, status, reviewer)
+        execution = row["execution_id"]
+        unchanged = (
+            status == "approved"
+            and execution is not None
+            and not await repo.model_annotations_changed(conn, project_id, item_id, execution)
+        )
         event = reviewed_event(
             TaskItemReviewed(
                 task_id=task_id,
@@ -49,7 +55,12 @@ async def review(
                 item_id=item_id,
                 status=status,
                 reviewer=reviewer,
-            )
+                execution_id=execution,
+                service_id=row["service_id"],
+                model=model_ref(row["model_name"], row["model_id"], row["model_version"]),
+                accepted_unchanged=unchanged,
+            ),
+            execution,
         )
         await repo.publish(conn, [event])
     return task_item_view(row)

@@ -1,14 +1,19 @@
-"""Labeling tasks: items added by hand, listing with annotations, progress, acceptance."""
+"""Labeling tasks: items added by hand or by a pipeline's task node, listing with
+annotations, progress, acceptance."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from annotation_service import domain
 from annotation_service.domain import NotFoundError
-from annotation_service.domain.events import added_event
+from annotation_service.domain.events import added_event, model_ref, reviewed_event
 from annotation_service.repository import Repository, task_item_view
-from common.contracts import TaskItemAdded
+from common.consumer import DUPLICATE, HANDLED, Handled
+from common.contracts import AddTaskItem, TaskItemAdded, TaskItemReviewed
+from common.envelope import CloudEvent
+from common.messaging import OutboxEvent
 
 
 async def add_items(
@@ -67,4 +72,82 @@ async def acceptance(
     """Acceptance per model version over a task's (or the project's) reviewed items."""
     if task_id is not None:
         await repo.get_task(project_id, task_id)
-    return domain.acceptance_by_model(await repo.review_counts(project_id, task_id, dataset_id))
+    counts, auto_accepted = await repo.review_counts(project_id, task_id, dataset_id)
+    return domain.acceptance_by_model(counts, auto_accepted)
+
+
+async def add_task_item(repo: Repository, event: CloudEvent[AddTaskItem]) -> Handled:
+    """Carry out a pipeline's ``add_task_item.v1``: store the prediction's annotations
+    (unless its ``prediction.completed.v1`` already did), put the item into the task
+    (approved when ``auto_accept``) and announce it, in one transaction.
+
+    Idempotent on (pipeline execution, node) and on (task, item): a redelivery stores
+    nothing twice but publishes its events again under the same ids, so the router,
+    which waits on ``task_item.added.v1``, hears of it even if the first was lost.
+    Raises :class:`AnnotationError` (dead-lettered with its message) for a task that is
+    not the project's, a dataset that is not the task's, or unusable annotations.
+    """
+    command = event.data
+    rows = domain.annotations_from_command(command)
+    reviewer = domain.pipeline_reviewer(command.pipeline_id)
+    async with repo.pool.acquire() as conn, conn.transaction():
+        task = await repo.find_task(conn, command.task_id)
+        domain.check_command(
+            command,
+            task["project_id"] if task else None,
+            task["dataset_id"] if task else None,
+            await repo.item_place(conn, command.item_id),
+        )
+        events: list[OutboxEvent] = []
+        if rows and await repo.insert_model_annotations(conn, [rows]):
+            events.append(domain.created_event(rows, command.execution_id, datetime.now(UTC)))
+        row = await repo.pipeline_item(conn, command.pipeline_execution_id, command.node_id)
+        inserted = False
+        if row is None:
+            row, inserted = await repo.add_from_pipeline(conn, command, reviewer)
+        ours = (row["pipeline_execution_id"], row["node_id"]) == (
+            command.pipeline_execution_id,
+            command.node_id,
+        )
+        auto_accepted = ours and bool(row["auto_accepted"])
+        status = row["status"] if row["status"] in ("pending-review", "approved") else None
+        events.append(
+            added_event(
+                TaskItemAdded(
+                    task_id=command.task_id,
+                    project_id=command.project_id,
+                    item_id=command.item_id,
+                    pipeline_execution_id=command.pipeline_execution_id,
+                    node_id=command.node_id,
+                    status=status,
+                    auto_accepted=auto_accepted,
+                ),
+                command.execution_id,
+                event_id=domain.pipeline_added_event_id(
+                    command.pipeline_execution_id, command.node_id
+                ),
+            )
+        )
+        if auto_accepted:
+            events.append(
+                reviewed_event(
+                    TaskItemReviewed(
+                        task_id=command.task_id,
+                        project_id=command.project_id,
+                        item_id=command.item_id,
+                        status="approved",
+                        reviewer=row["reviewer"] or reviewer,
+                        execution_id=row["execution_id"],
+                        service_id=row["service_id"],
+                        model=model_ref(row["model_name"], row["model_id"], row["model_version"]),
+                        accepted_unchanged=True,
+                        auto_accepted=True,
+                    ),
+                    command.execution_id,
+                    event_id=domain.auto_accepted_event_id(
+                        command.pipeline_execution_id, command.node_id
+                    ),
+                )
+            )
+        await repo.publish(conn, events)
+    return HANDLED if inserted else DUPLICATE
