@@ -1,0 +1,49 @@
+"""``make demo``: a real pre-labeling job, end to end, against the running services.
+
+    .venv/bin/python scripts/demo.py [--images 50] [--deadline 180] [--cooldown 10]
+
+With the prelabel SDK, through the one URL (nginx, ``PRELABEL_URL``), as a user would, it:
+
+1. creates a project and an API key (dataset admin key) and a dataset ``demo-<timestamp>``;
+2. installs the catalog's ``digits-classifier`` and deploys it as a model service with
+   0..1 replicas and a short cooldown, and waits until it is ready;
+3. creates a trigger on the dataset's new PNGs under ``/digits`` that runs predict on it;
+4. creates a labeling task that takes every item the service predicts on;
+5. sets the project's automation budget;
+6. renders handwritten digits the model never saw (scikit-learn's held-out samples) as
+   PNGs and uploads them with the prelabel SDK, each with ``{"truth": <digit>}``;
+7. watches executions, replicas (0 -> 1), annotations and the task fill up;
+8. summarises: cold start, accuracy against the truth, a few reviews (approve, correct)
+   and the acceptance rate, billing usage, and the service scaling back to 0.
+
+The proxy's URL and the admin key come from the stack's configuration
+(:class:`prelabel_stack.StackConfig`, the same ``PRELABEL_*`` variables ``make up``
+reads). :class:`DemoFlow` (``flow``) is the job itself, without presentation; it reports
+through :class:`Reporter` hooks, which ``presentation`` draws on a terminal. The
+end-to-end test (``tests/e2e``) runs the same flow against services it starts itself.
+Any failed step stops the demo with the service's answer and a non-zero exit status.
+"""
+
+from prelabel_demo.flow import DemoFlow
+from prelabel_demo.legacy_http import Api
+from prelabel_demo.reporting import Reporter
+from prelabel_demo.results import (
+    DemoOptions,
+    DemoResult,
+    Endpoints,
+    Review,
+    Snapshot,
+    StepFailedError,
+)
+
+__all__ = [
+    "Api",
+    "DemoFlow",
+    "DemoOptions",
+    "DemoResult",
+    "Endpoints",
+    "Reporter",
+    "Review",
+    "Snapshot",
+    "StepFailedError",
+]

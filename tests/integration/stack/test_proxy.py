@@ -1,0 +1,262 @@
+"""One URL: the real nginx in front of the five services, as ``make up`` wires them.
+
+The five services run as processes (``python -m <pkg>``) with the environment
+:class:`prelabel_stack.Service` derives from their ``Settings`` classes, on free ports,
+each with its own schema and one topology prefix; nginx runs with the config the
+stack renders from ``deploy/nginx/templates/prelabel.conf.template``. Clients reach
+everything through ``PRELABEL_URL`` alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from common.settings import S3SettingsMixin
+from common.testing.servers import free_port
+from prelabel_client import NotFoundError, SyncPrelabel
+from prelabel_stack import SERVICES, Nginx, Service, StackConfig
+from prelabel_stack.components.base import terminate_all
+from prelabel_stack.components.proxy import site_values
+
+ADMIN_KEY = "proxy-tests-admin-key"
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d4944415478da63f8cfc0f01f0005000201a5f1c1e10000000049454e44ae426082"
+)
+
+
+@dataclass
+class Proxied:
+    """The running services and the proxy in front of them."""
+
+    config: StackConfig
+    nginx: Nginx
+    services: list[Service]
+
+    @property
+    def url(self) -> str:
+        """``PRELABEL_URL``."""
+        return self.config.proxy_url
+
+
+@pytest.fixture(scope="module")
+def proxied(
+    tmp_path_factory: pytest.TempPathFactory,
+    database_url: str,
+    amqp_url: str,
+    s3_settings: S3SettingsMixin,
+    triton_url: str,
+    triton_grpc_url: str,
+) -> Iterator[Proxied]:
+    root = tmp_path_factory.mktemp("stack")
+    config = dataclasses.replace(
+        StackConfig.from_env(),
+        root=root,
+        service_ports={s.name: free_port() for s in SERVICES},
+        proxy_port=free_port(),
+        admin_key=ADMIN_KEY,
+        model_repository=root / "models",
+        timeout_s=90.0,
+    )
+    schemas = {s.name: f"t_px_{uuid.uuid4().hex[:10]}" for s in SERVICES}
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    services = [
+        Service(
+            config,
+            spec,
+            settings={
+                "amqp_url": amqp_url,
+                "database_url": database_url,
+                "s3_endpoint_url": s3_settings.s3_endpoint_url,
+                "s3_access_key": s3_settings.s3_access_key,
+                "s3_secret_key": s3_settings.s3_secret_key,
+                "s3_bucket": s3_settings.s3_bucket,
+                "triton_http_url": triton_url,
+                "triton_grpc_url": triton_grpc_url,
+                "db_schema": schemas[spec.name],
+                "topology_prefix": prefix,
+                "ephemeral_topology": "true",
+                # No worker processes: nothing here predicts.
+                "local_prewarm": "false",
+                "autoscaler_enabled": "false",
+            },
+        )
+        for spec in SERVICES
+    ]
+    nginx = Nginx(config)
+    for path in (config.logs_dir, config.pids_dir):
+        path.mkdir(parents=True, exist_ok=True)
+    started: list[Any] = []
+    try:
+        for component in [*services, nginx]:
+            component.launch()
+            started.append(component)
+        for component in [*services, nginx]:
+            component.wait_ready()
+        yield Proxied(config, nginx, services)
+    finally:
+        running = [(c, pid) for c in started if (pid := c.tracked_pid()) is not None]
+        terminate_all(running)
+        _drop_schemas(database_url, list(schemas.values()))
+
+
+def _drop_schemas(database_url: str, schemas: list[str]) -> None:
+    import asyncio
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            for schema in schemas:
+                await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture
+def project_key(proxied: Proxied) -> str:
+    """A fresh project's API key, made through the proxy with the admin key."""
+    with SyncPrelabel(proxied.url, ADMIN_KEY, admin_key=ADMIN_KEY) as admin:
+        project = admin.projects.create(f"proxy-{uuid.uuid4().hex[:8]}")
+        return str(admin.projects.create_api_key(project.id, "proxy-tests").key)
+
+
+@pytest.fixture
+def client_env(
+    proxied: Proxied, project_key: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SyncPrelabel]:
+    """An SDK client configured by ``PRELABEL_URL`` and ``PRELABEL_API_KEY`` alone."""
+    for spec in SERVICES:
+        monkeypatch.delenv(f"PRELABEL_{spec.name.upper().replace('-', '_')}_URL", raising=False)
+    monkeypatch.setenv("PRELABEL_URL", proxied.url)
+    monkeypatch.setenv("PRELABEL_API_KEY", project_key)
+    with SyncPrelabel.from_env() as client:
+        yield client
+
+
+def _raw(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes to the proxy and read its whole answer (it closes or says how long)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_upload_and_listing_go_through_prelabel_url(
+    proxied: Proxied, client_env: SyncPrelabel
+) -> None:
+    dataset = client_env.datasets.create(f"px-{uuid.uuid4().hex[:8]}")
+
+    item = client_env.items.upload(dataset.id, PNG, "dot.png", remote_dir="/proxy")
+    page = client_env.items.query(dataset.id, {"dir": "/proxy"})
+
+    assert [i.id for i in page.items] == [item.id]
+    assert client_env.items.download(item.id) == PNG
+    access = (proxied.config.logs_dir / "nginx-access.log").read_text()
+    assert f"POST /api/dataset/datasets/{dataset.id}/items" in access
+
+
+def test_another_services_route_answers_through_the_proxy(client_env: SyncPrelabel) -> None:
+    # Model-serving, the router, annotation and billing under their own prefixes.
+    assert client_env.models.catalog()
+    assert client_env.triggers.list() == []
+    assert client_env.tasks.list() == []
+    assert client_env.billing.budget() is not None
+
+
+def test_body_over_the_proxy_limit_is_refused_before_it_is_read(proxied: Proxied) -> None:
+    limit = int(site_values(proxied.config)["PRELABEL_DATASET_MAX_BODY"])
+    request = (
+        f"POST /api/dataset/datasets/ds_x/items HTTP/1.1\r\nHost: test\r\n"
+        f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {limit + 1}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+
+    status, headers, body = _raw(proxied.url, request)
+
+    assert status == 413
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body)["detail"] == (
+        f"request body too large: dataset accepts at most {limit} bytes through the proxy"
+    )
+
+
+def test_a_json_service_refuses_a_body_over_its_smaller_limit(proxied: Proxied) -> None:
+    limit = int(site_values(proxied.config)["PRELABEL_JSON_MAX_BODY"])
+    request = (
+        f"POST /api/trigger-router/triggers HTTP/1.1\r\nHost: test\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {limit + 1}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+
+    status, _, body = _raw(proxied.url, request)
+
+    assert status == 413
+    assert "trigger-router accepts at most" in json.loads(body)["detail"]
+
+
+@pytest.mark.parametrize("path", ["/api/nope/things", "/api/", "/", "/console/page"])
+def test_unknown_paths_answer_404_with_a_message(proxied: Proxied, path: str) -> None:
+    answer = httpx.get(f"{proxied.url}{path}")
+
+    assert answer.status_code == 404
+    assert "/api/" in answer.json()["detail"]
+
+
+def test_unknown_route_of_a_service_is_the_services_own_404(
+    proxied: Proxied, client_env: SyncPrelabel
+) -> None:
+    with pytest.raises(NotFoundError):
+        client_env.datasets.get("ds_does_not_exist")
+
+
+@pytest.mark.parametrize("service", [s.name for s in SERVICES])
+def test_openapi_and_docs_through_the_proxy_name_its_prefix(proxied: Proxied, service: str) -> None:
+    base = f"{proxied.url}/api/{service}"
+
+    document = httpx.get(f"{base}/openapi.json")
+    docs = httpx.get(f"{base}/docs")
+
+    assert document.status_code == 200
+    assert document.json()["servers"] == [{"url": f"/api/{service}"}]
+    assert document.json()["paths"]
+    assert docs.status_code == 200
+    assert f"/api/{service}/openapi.json" in docs.text
+    # Every route the document names is served under the prefix (not the proxy's 404).
+    health = httpx.get(f"{base}/healthz")
+    assert health.status_code == 200
+
+
+def test_stack_config_is_what_nginx_serves(proxied: Proxied) -> None:
+    rendered = (proxied.nginx.directory / "prelabel.conf").read_text()
+
+    for spec in SERVICES:
+        assert f"server 127.0.0.1:{proxied.config.service_ports[spec.name]};" in rendered
+        assert f"location {spec.proxy_path}/ {{" in rendered
+    assert "proxy_request_buffering off;" in rendered
