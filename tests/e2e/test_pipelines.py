@@ -109,7 +109,7 @@ async def test_items_flow_dataset_predict_task_with_a_confidence_edge(
         await api.call("trigger-router", "POST", f"/pipelines/{pid}/start", step=step)
 
         async def upload(n: int) -> str:
-            label, data = digits[n]
+            _label, data = digits[n]
             item = await api.call(
                 "dataset", "POST", f"/datasets/{dataset['id']}/items", step=step,
                 expect=(201,), files={"file": (f"d{n}.png", data, "image/png")},
@@ -184,8 +184,9 @@ async def test_items_flow_dataset_predict_task_with_a_confidence_edge(
     statuses = {i["item_id"]: i["status"] for i in in_task}
     approved = sum(1 for s in statuses.values() if s == "approved")
     assert approved == done["counts"]["done"]["success"]
-    assert sum(1 for s in statuses.values() if s == "pending-review") == (
-        done["counts"]["review"]["success"]
+    assert (
+        sum(1 for s in statuses.values() if s == "pending-review")
+        == (done["counts"]["review"]["success"])
     )
     ledger = [e for e in executions["items"] if e["pipeline_id"] == pid]
     assert len(ledger) == ITEMS
