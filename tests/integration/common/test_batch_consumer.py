@@ -28,10 +28,11 @@ from common.messaging import consumer_queue, declare_dead_letter, events_exchang
 from common.observability import ServiceMetrics
 from common.testing.broker import delete_names, publish_raw
 from common.testing.waits import wait_until
-from common.topology import DEAD_LETTER_REASON_HEADER, Topology
+from common.topology import DEAD_LETTER_REASON_HEADER, RETRIES_HEADER, Topology
 
 METRICS = ServiceMetrics("batch_consumer_test")
 KEY = "thing.happened.v1"
+RETRY_DELAYS = (0.05, 0.1)
 
 
 @asynccontextmanager
@@ -50,7 +51,7 @@ async def consuming(
     settings: dict[str, Any] = {"prefetch": 100, "max_batch": 20, "writers": 2, **options}
     if handler is not None:
         settings["handler"] = handler
-    topology = Topology(prefix=prefix, delivery_limit=5)
+    topology = Topology(prefix=prefix, delivery_limit=5, retry_delays=RETRY_DELAYS)
     queue = consumer_queue(topology, "annotation", "on_thing", KEY)
     exchange = events_exchange(topology, "producer")
     broker = RabbitBroker(amqp_url, publisher_confirms=True, logger=None)
@@ -100,7 +101,7 @@ async def consuming(
         await connection.close()
         await delete_names(
             amqp_url,
-            [queue.name, topology.dead_letter_queue(queue.name)],
+            Topology.queues_of(queue.name, RETRY_DELAYS),
             [exchange.name, topology.dead_letter_exchange("annotation")],
         )
 
@@ -256,7 +257,7 @@ async def test_unordered_batches_settle_alone_and_see_their_deliveries(
             if delivery.body == b"slow":
                 await release.wait()
             outcomes.append(
-                Retry("once more")
+                Retry("once more", delayed=False)
                 if len(counts[delivery.body]) == 1 and delivery.body == b"flaky"
                 else HANDLED
             )
@@ -342,3 +343,36 @@ async def test_a_queue_declared_elsewhere_is_consumed_passively(
     with pytest.raises(ChannelNotFoundEntity):
         await consumer.declare()
     await consumer.stop()
+
+
+async def test_a_retry_waits_in_a_retry_queue_and_its_last_error_is_the_dead_letter_reason(
+    amqp_url: str, unique_name: Callable[[str], str]
+) -> None:
+    seen: list[tuple[bytes, int | None, object]] = []
+
+    async def handler(batch: Sequence[Delivery]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for delivery in batch:
+            seen.append(
+                (delivery.body, delivery.delivery_count, delivery.headers.get(RETRIES_HEADER))
+            )
+            outcomes.append(Retry("Triton is unreachable"))
+        return outcomes
+
+    async with consuming(
+        amqp_url, unique_name("bc") + ".", None, [b"down"], delivery_handler=handler
+    ) as (consumer, queue, dlq):
+
+        async def dead_lettered() -> aio_pika.abc.AbstractIncomingMessage | None:
+            return await dlq.get(fail=False, no_ack=True)
+
+        dead = await wait_until(dead_lettered, message="dead-lettered once its retries are spent")
+        await consumer.stop()
+        assert await _depth(amqp_url, queue) == 0
+    # A first try and one try per delay, each a fresh delivery (the delivery limit is not
+    # spent on them), numbered in a header of the project's own.
+    assert seen == [(b"down", None, None), (b"down", None, 1), (b"down", None, 2)]
+    assert dead.body == b"down"
+    assert dead.headers[DEAD_LETTER_REASON_HEADER] == (
+        "gave up after 2 delayed retries over 0.15s: Triton is unreachable"
+    )

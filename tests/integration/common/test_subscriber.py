@@ -45,6 +45,7 @@ class RefusedError(ServiceError):
 class Seen:
     handled: list[CloudEvent[ReplicaStarted]] = field(default_factory=list)
     dead: list[tuple[bytes, str]] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
 
 
 async def on_replica_started(event: CloudEvent[ReplicaStarted], seen: Seen) -> Handled | DeadLetter:
@@ -53,6 +54,10 @@ async def on_replica_started(event: CloudEvent[ReplicaStarted], seen: Seen) -> H
         raise RefusedError("replica 'refused' is not billable")
     if event.data.replica_id == "dead":
         return DeadLetter("replica 'dead' is unknown")
+    if event.data.replica_id in ("flaky", "down"):
+        calls = seen.calls[event.data.replica_id] = seen.calls.get(event.data.replica_id, 0) + 1
+        if event.data.replica_id == "down" or calls <= 2:
+            raise ConnectionError("database is down")
     if any(e.id == event.id for e in seen.handled):
         return DUPLICATE
     seen.handled.append(event)
@@ -94,7 +99,7 @@ async def _body_and_reason(message: Any) -> tuple[bytes, str]:
 async def harness(
     kind: str, amqp_url: str, unique_name: Callable[[str], str]
 ) -> AsyncIterator[Harness]:
-    topology = Topology(prefix=unique_name("t") + ".", delivery_limit=3)
+    topology = Topology(prefix=unique_name("t") + ".", delivery_limit=3, retry_delays=(0.05, 0.1))
     queue = consumer_queue(topology, CONSUMER, HANDLER, ReplicaStarted.routing_key)
     exchange = events_exchange(topology, "model_serving")
     broker = RabbitBroker(amqp_url, logger=None, publisher_confirms=True)
@@ -139,7 +144,7 @@ async def harness(
         await broker.stop()
         await delete_names(
             amqp_url,
-            [queue.name, dlq_name],
+            Topology.queues_of(queue.name, topology.retry_delays),
             [exchange.name, topology.dead_letter_exchange(CONSUMER)],
         )
 
@@ -170,3 +175,26 @@ async def test_typed_handler_gets_its_contract_and_bad_messages_are_dead_lettere
         assert h.count("ok") == 1
         assert h.count("dead_lettered") == 3
         assert h.count("error") == 0
+
+
+async def test_a_passing_failure_is_retried_after_a_delay_then_dead_lettered_with_the_error(
+    amqp_url: str, unique_name: Callable[[str], str]
+) -> None:
+    async with harness("rabbitmq", amqp_url, unique_name) as h:
+        await h.publish(_event("flaky"))  # fails twice, then succeeds on its second retry
+        await h.publish(_event("down"))  # fails every time: 1 try + 2 delayed retries
+
+        async def settled() -> bool:
+            await asyncio.sleep(0)
+            return len(h.seen.dead) == 1 and len(h.seen.handled) == 1
+
+        await wait_until(settled, timeout=20, message="flaky handled, down dead-lettered")
+        assert [e.data.replica_id for e in h.seen.handled] == ["flaky"]
+        assert h.seen.calls == {"flaky": 3, "down": 3}  # calls: flaky succeeds on its 3rd
+        [(_, reason)] = h.seen.dead
+        assert reason == (
+            "gave up after 2 delayed retries over 0.15s: ConnectionError: database is down"
+        )
+        assert h.count("retried") == 4
+        assert h.count("dead_lettered") == 1
+        assert h.count("ok") == 1

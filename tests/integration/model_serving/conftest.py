@@ -77,6 +77,7 @@ def ms_settings(
         "model_repository": model_repository(),
         "outbox_poll_seconds": 0.1,
         "delivery_limit": 2,
+        "retry_delays": (0.05, 0.1),
         "triton_retry_attempts": 2,
         "triton_retry_backoff_seconds": 0.05,
         "undeploy_drain_seconds": 10.0,
@@ -105,7 +106,11 @@ class ModelServingService:
 
     @property
     def topology(self) -> Topology:
-        return Topology(self.settings.topology_prefix, self.settings.delivery_limit)
+        return Topology(
+            self.settings.topology_prefix,
+            self.settings.delivery_limit,
+            tuple(self.settings.retry_delays),
+        )
 
     def auth(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.api_key}"}
@@ -317,7 +322,7 @@ async def _cleanup(
     queues = [topology.predict_queue(s) for s in service_ids]
     await delete_names(
         amqp_url,
-        [*queues, *(f"{q}.dlq" for q in queues)],
+        [n for q in queues for n in Topology.queues_of(q, tuple(settings.retry_delays))],
         [
             topology.predict_exchange,
             topology.events_exchange(MODEL_SERVING),

@@ -5,6 +5,7 @@ finishes the backlog, and every request has exactly one outcome."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -31,7 +32,9 @@ def worker_env(settings: Settings, service_id: str, replica_id: str) -> dict[str
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_SERVING_")}
     for key, value in settings.model_dump().items():
         if value is not None:
-            env[f"MODEL_SERVING_{key.upper()}"] = str(value)
+            # Lists and tuples are JSON in the environment (pydantic-settings' format).
+            text = json.dumps(value) if isinstance(value, list | tuple) else str(value)
+            env[f"MODEL_SERVING_{key.upper()}"] = text
     env["MODEL_SERVING_WORKER_SERVICE_ID"] = service_id
     env["MODEL_SERVING_WORKER_REPLICA_ID"] = replica_id
     return env

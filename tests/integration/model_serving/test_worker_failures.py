@@ -116,8 +116,8 @@ async def test_unreachable_triton_is_retried_then_failed_and_dead_lettered(
     data = outcome["data"]
     assert data["retryable"] is True
     assert f"Triton is unreachable at 127.0.0.1:{dead_port}" in data["reason"]
-    # delivery_limit=2: the broker delivered it three times before the worker gave up.
-    assert "gave up after 3 deliveries" in data["reason"]
+    # retry_delays=(0.05, 0.1): tried once, then after each delay, before the worker gave up.
+    assert "gave up after 2 delayed retries" in data["reason"]
     assert await ms.dead_letter_count(service["id"]) == 1
     assert len(ms.outcomes(execution)) == 1
 

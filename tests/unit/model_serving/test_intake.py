@@ -12,6 +12,7 @@ from typing import Any, cast
 from common.consumer import DUPLICATE, HANDLED, DeadLetter, Delivery, Retry
 from common.contracts import ItemSnapshot, PredictedAnnotation, PredictRequest
 from common.envelope import make_event
+from common.topology import RETRIES_HEADER
 from model_serving_service.domain.specs import parse_spec
 from model_serving_service.repository import Repository
 from model_serving_service.repository.models import Model
@@ -28,6 +29,7 @@ from model_serving_service.worker.pipeline import (
 
 SERVICE = "svc_1"
 LIMIT = 3
+RETRIES = 2
 NOW = datetime.now(UTC)
 MODEL = Model(
     id="mdl_1",
@@ -77,7 +79,13 @@ class FakePipeline:
         return {r: self.results[r.request.execution_id] for r in batch}
 
 
-def delivery(execution_id: str, *, service_id: str = SERVICE, count: int | None = None) -> Delivery:
+def delivery(
+    execution_id: str,
+    *,
+    service_id: str = SERVICE,
+    count: int | None = None,
+    retries: int | None = None,
+) -> Delivery:
     item = ItemSnapshot(
         id=f"itm_{execution_id}",
         project_id="prj",
@@ -94,6 +102,8 @@ def delivery(execution_id: str, *, service_id: str = SERVICE, count: int | None 
     )
     body = make_event(request, source="/services/trigger-router", subject=item.id).to_json_bytes()
     headers: dict[str, Any] = {} if count is None else {"x-delivery-count": count}
+    if retries is not None:
+        headers[RETRIES_HEADER] = retries
     return Delivery(body, headers, time.monotonic())
 
 
@@ -105,6 +115,7 @@ def intake(repo: FakeRepo, pipeline: FakePipeline) -> Intake:
         repo=cast(Repository, repo),
         pipeline=cast(Pipeline, pipeline),
         delivery_limit=LIMIT,
+        retries_allowed=RETRIES,
     )
 
 
@@ -118,6 +129,8 @@ async def test_each_delivery_of_a_batch_is_settled_on_its_own() -> None:
             "exe_wrong": Failed("item is text/plain, but the model takes images (image/*)"),
             "exe_away": Transient("Triton is unreachable"),
             "exe_last": Transient("Triton is unreachable"),
+            "exe_retried": Transient("Triton is unreachable"),
+            "exe_spent": Transient("Triton is unreachable"),
         }
     )
     batch = [
@@ -129,6 +142,8 @@ async def test_each_delivery_of_a_batch_is_settled_on_its_own() -> None:
         delivery("exe_wrong"),
         delivery("exe_away", count=1),
         delivery("exe_last", count=LIMIT),
+        delivery("exe_retried", retries=RETRIES - 1),
+        delivery("exe_spent", retries=RETRIES),
     ]
 
     settled = await intake(repo, pipeline).handle(batch)
@@ -140,13 +155,18 @@ async def test_each_delivery_of_a_batch_is_settled_on_its_own() -> None:
     assert settled[6] == Retry("Triton is unreachable")
     gave_up = f"Triton is unreachable (gave up after {LIMIT + 1} deliveries)"
     assert settled[7] == DeadLetter(gave_up)
+    assert settled[8] == Retry("Triton is unreachable")
+    spent = f"Triton is unreachable (gave up after {RETRIES} delayed retries)"
+    assert settled[9] == DeadLetter(spent)
     assert "exe_dup" not in pipeline.seen
     outcomes = {o.key: o.event for o in repo.recorded}
-    assert sorted(outcomes) == ["exe_bad#1", "exe_last#1", "exe_ok#1", "exe_wrong#1"]
+    assert sorted(outcomes) == ["exe_bad#1", "exe_last#1", "exe_ok#1", "exe_spent#1", "exe_wrong#1"]
     assert outcomes["exe_ok#1"].type == "prelabel.prediction.completed.v1"
     assert outcomes["exe_ok#1"].data.annotations == [red]
     assert outcomes["exe_last#1"].data.reason == gave_up
     assert outcomes["exe_last#1"].data.retryable is True
+    assert outcomes["exe_spent#1"].data.reason == spent
+    assert outcomes["exe_spent#1"].data.retryable is True
     assert outcomes["exe_wrong#1"].data.retryable is False
 
 

@@ -10,9 +10,10 @@ anyway is consumed here instead:
 - ``writers`` tasks take up to ``max_batch`` of them at a time and hand their bodies
   to the handler, which answers one :data:`Outcome` per body;
 - bodies the handler refuses go to the queue's dead-letter queue with the reason
-  (confirmed), bodies to retry are rejected back onto the queue (the quorum queue's
-  delivery limit bounds the retries), and the rest are acknowledged with one
-  ``basic.ack(multiple)`` per batch.
+  (confirmed), bodies to retry go to a retry queue that hands them back after a delay
+  (:func:`common.messaging.retry_later`: backoff for minutes, then the dead-letter queue
+  with the last error; immediately requeued only when that publish fails), and the rest
+  are acknowledged with one ``basic.ack(multiple)`` per batch.
 
 Batches settle in the order they were taken, so a multiple ack never covers a
 delivery of a batch still being handled. A message is acknowledged only after the
@@ -45,7 +46,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
 
-from common.messaging import dead_letter
+from common.messaging import dead_letter, retry_later
 from common.observability import ServiceMetrics
 from common.topology import Topology
 
@@ -62,6 +63,8 @@ class Handled:
 HANDLED = Handled()
 DUPLICATE = Handled("duplicate")
 """Handled before: a redelivery that changed nothing."""
+RETRIED = Handled("retried")
+"""Handed to a retry queue: it comes back after a delay."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +76,13 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """Handling failed for a passing reason: put the message back on the queue."""
+    """Handling failed for a passing reason (a database, S3 or Triton outage): hand the
+    message back after a delay (:func:`common.messaging.retry_later`), and dead-letter it
+    with ``reason`` once its delayed retries are spent. ``delayed=False`` puts it back at
+    once (it was only not handled yet, e.g. a replica stopping)."""
 
     reason: str
+    delayed: bool = True
 
 
 Outcome = Handled | DeadLetter | Retry
@@ -346,7 +353,8 @@ class BatchConsumer:
                     )
                 except Exception:
                     log.exception("dead-lettering failed; the message goes back to the queue")
-                    outcomes[index] = Retry("dead-lettering failed")
+                    outcomes[index] = Retry("dead-lettering failed", delayed=False)
+        await self._retry_later(batch, outcomes)
         if self._ordered:
             async with self._settled_changed:
                 await self._settled_changed.wait_for(lambda: self._settled == sequence)
@@ -366,6 +374,29 @@ class BatchConsumer:
             counts[label] = counts.get(label, 0) + 1
         for label, count in counts.items():
             self._metrics.messages.labels(self._name, label).inc(count)
+
+    async def _retry_later(self, batch: list[_Held], outcomes: list[Outcome]) -> None:
+        """Send each delayed :class:`Retry` to its retry queue (or, retries spent, to the
+        dead-letter queue); the original is then acknowledged like a handled message. If
+        the broker refuses the copy, the message is requeued at once instead."""
+        for index, (held, outcome) in enumerate(zip(batch, outcomes, strict=True)):
+            if not (isinstance(outcome, Retry) and outcome.delayed):
+                continue
+            try:
+                scheduled = await retry_later(
+                    self._broker,
+                    self._topology,
+                    self._consumer,
+                    self.queue_name,
+                    held.message.body,
+                    outcome.reason,
+                    held.delivery.headers,
+                )
+            except Exception:
+                log.warning("scheduling a retry failed; requeueing at once", exc_info=True)
+                outcomes[index] = Retry(outcome.reason, delayed=False)
+                continue
+            outcomes[index] = RETRIED if scheduled else DeadLetter(outcome.reason)
 
     async def _settle(self, batch: list[_Held], outcomes: list[Outcome]) -> None:
         for held in batch:

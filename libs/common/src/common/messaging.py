@@ -16,7 +16,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -31,7 +31,13 @@ from pydantic import ValidationError
 
 from common.contracts import Contract
 from common.envelope import TYPE_PREFIX, CloudEvent
-from common.topology import DEAD_LETTER_REASON_HEADER, Topology
+from common.topology import (
+    DEAD_LETTER_REASON_HEADER,
+    DEFAULT_RETRY_DELAYS,
+    LAST_ERROR_HEADER,
+    RETRIES_HEADER,
+    Topology,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +97,21 @@ async def declare_dead_letter(
         await dlq.bind(dlx, routing_key=dlq_name)
 
 
-async def delete_topology(amqp_url: str, queues: Iterable[str], exchanges: Iterable[str]) -> None:
-    """Delete queues (with their dead-letter queues) and exchanges; missing ones are fine.
+async def delete_topology(
+    amqp_url: str,
+    queues: Iterable[str],
+    exchanges: Iterable[str],
+    retry_delays: Iterable[float] = DEFAULT_RETRY_DELAYS,
+) -> None:
+    """Delete queues (with their dead-letter and retry queues) and exchanges; missing
+    ones are fine.
 
     Quorum queues hold files open on the broker: throwaway runs remove theirs.
     """
+    delays = tuple(retry_delays)
     connection = await aio_pika.connect_robust(amqp_url)
     try:
-        names = [n for q in queues for n in (q, Topology.dead_letter_queue(q))]
+        names = [n for q in queues for n in Topology.queues_of(q, delays)]
         for name in names:
             channel = await connection.channel()
             with contextlib.suppress(Exception):
@@ -199,6 +212,82 @@ async def dead_letter(
         persist=True,
         content_type="application/json",
     )
+
+
+def retry_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The headers a message keeps through a delayed retry: its own, without the
+    broker's delivery bookkeeping (``x-delivery-count``, ``x-death`` ...)."""
+    kept: dict[str, Any] = {}
+    for key, value in (headers or {}).items():
+        if key.startswith("x-") and not key.startswith("x-prelabel-"):
+            continue
+        kept[key] = value
+    return kept
+
+
+def retries_of(headers: Mapping[str, Any] | None) -> int:
+    """How many delayed retries a message has had."""
+    value = (headers or {}).get(RETRIES_HEADER, 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+async def retry_later(
+    broker: RabbitBroker,
+    topology: Topology,
+    consumer: str,
+    queue: str,
+    body: bytes,
+    reason: str,
+    headers: Mapping[str, Any] | None = None,
+) -> bool:
+    """Hand a message that failed for a passing reason back to ``queue`` after a delay;
+    once its retries (``topology.retry_delays``) are spent, dead-letter it with the last
+    error. Returns True when it was scheduled, False when it was dead-lettered.
+
+    The copy is confirmed before this returns, so the caller then acks the original: the
+    message is never lost (a crash in between delivers it twice, and consumers are
+    idempotent). A retried message is a new delivery, so the quorum queue's delivery
+    limit is left to redeliveries after crashes.
+    """
+    done = retries_of(headers)
+    delays = topology.retry_delays
+    if done >= len(delays):
+        waited = sum(delays)
+        await dead_letter(
+            broker,
+            topology,
+            consumer,
+            queue,
+            body,
+            f"gave up after {done} delayed retries over {waited:g}s: {reason}",
+            retry_headers(headers),
+        )
+        return False
+    delay = delays[done]
+    name = topology.retry_queue(queue, delay)
+    retry_queue: RabbitQueue = RabbitQueue(  # type: ignore[call-overload]
+        name,
+        queue_type=QueueType.QUORUM,
+        durable=True,
+        arguments=topology.retry_queue_arguments(queue, delay),
+    )
+    await broker.declare_queue(retry_queue)
+    log.info(
+        "retrying message later",
+        extra={"queue": queue, "delay_s": delay, "retry": done + 1, "reason": reason},
+    )
+    await broker.publish(
+        body,
+        routing_key=name,
+        headers={
+            **retry_headers(headers),
+            RETRIES_HEADER: done + 1,
+            LAST_ERROR_HEADER: reason[:1000],
+        },
+        persist=True,
+        content_type="application/json",
+    )
+    return True
 
 
 # --------------------------------------------------------------------------- idempotency

@@ -167,7 +167,9 @@ def build_service_app(
         log.info("migrations applied", extra={"applied": applied})
         broker = RabbitBroker(settings.amqp, publisher_confirms=True, logger=log)
         relay = OutboxRelay(pool, settings.amqp, poll_seconds=settings.outbox_poll_seconds)
-        topology = Topology(settings.topology_prefix, settings.delivery_limit)
+        topology = Topology(
+            settings.topology_prefix, settings.delivery_limit, tuple(settings.retry_delays)
+        )
         runtime = ServiceRuntime(name, settings, topology, pool, broker, relay, metrics)
         async with runtime.resources:
             if setup is not None:
@@ -201,6 +203,7 @@ def build_service_app(
                         settings.amqp,
                         runtime.consumer_queues,
                         [topology.dead_letter_exchange(name.replace("-", "_"))],
+                        topology.retry_delays,
                     )
 
     async def database() -> None:

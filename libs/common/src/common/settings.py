@@ -7,8 +7,14 @@ configuration of every service without collisions.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import AmqpDsn, Field, PostgresDsn
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.topology import DEFAULT_RETRY_DELAYS
+
+RetryDelay = Annotated[float, Field(gt=0, le=3600)]
 
 
 class BaseServiceSettings(BaseSettings):
@@ -39,6 +45,15 @@ class BaseServiceSettings(BaseSettings):
     )
     delivery_limit: int = Field(
         default=5, ge=1, description="Deliveries before a failing message is dead-lettered."
+    )
+    retry_delays: tuple[RetryDelay, ...] = Field(
+        default=DEFAULT_RETRY_DELAYS,
+        min_length=1,
+        max_length=30,
+        description=(
+            "Seconds before each delayed retry of a message whose handling failed for a "
+            "passing reason (JSON list); once spent, it is dead-lettered with the last error."
+        ),
     )
     ephemeral_topology: bool = Field(
         default=False,

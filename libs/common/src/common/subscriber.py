@@ -10,8 +10,10 @@ parsed into the contract (bad JSON, an unknown type or invalid fields are dead-l
 with the reason), the event's ids go into the log context, the handler is timed and its
 outcome counted in the service's metrics, a :class:`~common.consumer.DeadLetter` outcome
 or one of the ``poison`` exceptions is dead-lettered with its message, and any other
-exception is counted as an error and re-raised so FastStream requeues the message (the
-quorum queue's delivery limit bounds the retries).
+exception (a passing failure: database, S3, another service) hands the message to a
+retry queue that gives it back after a delay, for minutes, before it is dead-lettered with
+the last error (:func:`common.messaging.retry_later`); only when the broker refuses that
+copy is the exception re-raised so FastStream requeues the message at once.
 
 Queues that carry thousands of messages a second use :class:`common.consumer.BatchConsumer`
 instead; both share the outcome types.
@@ -25,12 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from faststream.rabbit import Channel, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit.annotations import RabbitMessage
 
-from common.consumer import HANDLED, DeadLetter, Handled
+from common.consumer import HANDLED, RETRIED, DeadLetter, Handled
 from common.contracts import Contract
 from common.envelope import CloudEvent
 from common.errors import ServiceError
-from common.messaging import PoisonMessageError, dead_letter, parse_event, raw_body
+from common.messaging import PoisonMessageError, dead_letter, parse_event, raw_body, retry_later
 from common.observability import ServiceMetrics, log_context
 from common.topology import Topology
 
@@ -77,7 +80,7 @@ def subscribe(
     name = s.handler_name
     dead_on: tuple[type[BaseException], ...] = (PoisonMessageError, *poison)
 
-    async def consume(body: bytes) -> None:
+    async def consume(body: bytes, message: RabbitMessage) -> None:
         with metrics.handler_seconds.labels(name).time():
             try:
                 event = parse_event(body, *s.contracts)
@@ -85,9 +88,18 @@ def subscribe(
                     outcome = await handler(event) or HANDLED
             except dead_on as exc:
                 outcome = DeadLetter(_reason(exc))
-            except Exception:
+            except Exception as exc:
                 metrics.messages.labels(name, "error").inc()
-                raise
+                log.warning("handler failed; retrying later", exc_info=True)
+                reason = f"{type(exc).__name__}: {_reason(exc)}"
+                headers = message.raw_message.headers
+                if await retry_later(
+                    broker, topology, s.consumer, s.queue.name, body, reason, headers
+                ):
+                    metrics.messages.labels(name, RETRIED.label).inc()
+                else:
+                    metrics.messages.labels(name, "dead_lettered").inc()
+                return
             if isinstance(outcome, DeadLetter):
                 await dead_letter(broker, topology, s.consumer, s.queue.name, body, outcome.reason)
                 metrics.messages.labels(name, "dead_lettered").inc()

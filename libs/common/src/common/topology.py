@@ -21,6 +21,14 @@ BILLING = "billing"
 
 DEFAULT_DELIVERY_LIMIT = 5
 DEAD_LETTER_REASON_HEADER = "x-prelabel-dead-letter-reason"
+RETRIES_HEADER = "x-prelabel-retries"
+"""How many delayed retries a message has had (absent on its first delivery)."""
+LAST_ERROR_HEADER = "x-prelabel-last-error"
+"""The transient error that sent a message to its latest delayed retry."""
+
+DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1, 2, 5, 10, 20, 30, 60, 60, 60, 60, 60)
+"""Seconds before each delayed retry of a transiently failing message: 6 min 8 s in all,
+longer than a database, broker or Triton restart, before it is dead-lettered."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,8 @@ class Topology:
 
     prefix: str = ""
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+    retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+    """Delays of the delayed retries of a transient failure (see :meth:`retry_queue`)."""
 
     def events_exchange(self, producer: str) -> str:
         """Topic exchange a producer publishes its events to."""
@@ -50,6 +60,32 @@ class Topology:
     def dead_letter_queue(queue: str) -> str:
         """The dead-letter queue of ``queue`` (already prefixed)."""
         return f"{queue}.dlq"
+
+    @staticmethod
+    def retry_queue(queue: str, delay: float) -> str:
+        """Where a message of ``queue`` (already prefixed) waits ``delay`` seconds before
+        it goes back to ``queue``: ``<queue>.retry.<ms>ms``."""
+        return f"{queue}.retry.{round(delay * 1000)}ms"
+
+    @staticmethod
+    def queues_of(queue: str, retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS) -> list[str]:
+        """``queue`` (already prefixed) with its dead-letter queue and its retry queues:
+        what deleting a consumer's queue must remove."""
+        retries = dict.fromkeys(Topology.retry_queue(queue, d) for d in retry_delays)
+        return [queue, Topology.dead_letter_queue(queue), *retries]
+
+    @staticmethod
+    def retry_queue_arguments(queue: str, delay: float) -> dict[str, Any]:
+        """A retry queue: messages expire after ``delay`` and are dead-lettered, at least
+        once, through the default exchange back onto ``queue``."""
+        return {
+            "x-queue-type": "quorum",
+            "x-message-ttl": round(delay * 1000),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": queue,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
 
     @property
     def predict_exchange(self) -> str:

@@ -146,9 +146,9 @@ class PredictQueues:
                 await channel.close()
 
     async def delete(self, service_id: str) -> None:
-        """Remove the service's work queue and dead-letter queue."""
+        """Remove the service's work queue, its dead-letter queue and its retry queues."""
         name = self.queue_name(service_id)
-        for queue in (name, self.topology.dead_letter_queue(name)):
+        for queue in self.topology.queues_of(name, self.topology.retry_delays):
             async with self._channel() as channel:
                 with contextlib.suppress(ChannelNotFoundEntity):
                     await channel.queue_delete(queue)

@@ -12,7 +12,7 @@ from typing import Any
 from common.consumer import DUPLICATE, HANDLED, DeadLetter, Delivery, Outcome, Retry
 from common.contracts import ModelRef, PredictRequest
 from common.envelope import CloudEvent
-from common.messaging import PoisonMessageError, parse_event
+from common.messaging import PoisonMessageError, parse_event, retries_of
 from model_serving_service import metrics
 from model_serving_service.domain.outcomes import completed_event, failed_event
 from model_serving_service.domain.requests import execution_key, is_last_delivery
@@ -36,6 +36,7 @@ class Intake:
         repo: Repository,
         pipeline: Pipeline,
         delivery_limit: int,
+        retries_allowed: int,
     ) -> None:
         self.service_id = service_id
         self.replica_id = replica_id
@@ -43,6 +44,7 @@ class Intake:
         self.repo = repo
         self.pipeline = pipeline
         self.delivery_limit = delivery_limit
+        self.retries_allowed = retries_allowed
 
     async def handle(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         """One settlement per delivery (see :class:`common.consumer.BatchConsumer`)."""
@@ -97,6 +99,7 @@ class Intake:
             started_at=delivery.received_at,
             deadline=delivery.received + self.model.spec.timeout_seconds,
             delivery_count=delivery.delivery_count,
+            retries=retries_of(delivery.headers),
         )
 
     async def _record(self, results: dict[Request, Result]) -> dict[Request, Outcome]:
@@ -109,6 +112,12 @@ class Intake:
                 decided[request] = result
             elif is_last_delivery(request.delivery_count, self.delivery_limit):
                 final = f"{result.reason} (gave up after {self.delivery_limit + 1} deliveries)"
+                decided[request] = Failed(final, retryable=True, poison=True)
+                gave_up.add(request)
+            elif request.retries >= self.retries_allowed:
+                # Its delayed retries are spent: record the failure, so the execution
+                # ends (retryable) instead of its request being dead-lettered unanswered.
+                final = f"{result.reason} (gave up after {request.retries} delayed retries)"
                 decided[request] = Failed(final, retryable=True, poison=True)
                 gave_up.add(request)
             else:

@@ -42,6 +42,8 @@ class Request:
     deadline: float
     """``time.monotonic()`` by which the model's timeout has passed."""
     delivery_count: int | None = None
+    retries: int = 0
+    """Delayed retries this request had (``x-prelabel-retries``)."""
     prepared: Prepared | None = None
 
     @property

@@ -55,7 +55,9 @@ class Worker:
         self.settings = settings
         self.service_id = service_id
         self.replica_id = replica_id or new_id("rep")
-        self.topology = Topology(settings.topology_prefix, settings.delivery_limit)
+        self.topology = Topology(
+            settings.topology_prefix, settings.delivery_limit, tuple(settings.retry_delays)
+        )
         self.exit_code = EXIT_OK
         self.state = ModelState()
         self._stack = contextlib.AsyncExitStack()
@@ -112,6 +114,7 @@ class Worker:
             repo=self.repo,
             pipeline=pipeline,
             delivery_limit=s.delivery_limit,
+            retries_allowed=len(self.topology.retry_delays),
         )
         consumer = await self._consumer_of(intake)
         relay = OutboxRelay(pool, s.amqp, poll_seconds=s.outbox_poll_seconds)
