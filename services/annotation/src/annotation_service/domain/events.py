@@ -11,6 +11,7 @@ import orjson
 
 from annotation_service.domain.annotations import NewAnnotation
 from common.contracts import (
+    AddTaskItem,
     AnnotationsCreated,
     CreatedAnnotation,
     ModelRef,
@@ -142,6 +143,64 @@ def reviewed_event(
         correlationid=correlation,
         event_id=event_id,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskItemFacts:
+    """What a task item row says, for the events answering a pipeline's command."""
+
+    status: str
+    auto_accepted: bool
+    """Auto-accepted by this command (not by another way into the task)."""
+    reviewer: str
+    execution_id: str | None
+    service_id: str | None
+    model: ModelRef | None
+
+
+def task_node_events(command: AddTaskItem, item: TaskItemFacts) -> list[CloudEvent[Any]]:
+    """The events answering ``add_task_item.v1``, the same for every delivery:
+    ``task_item.added.v1`` (the router closes the task node on it) and, for an item the
+    pipeline auto-accepted, its ``task_item.reviewed.v1``."""
+    pipeline_execution, node = command.pipeline_execution_id, command.node_id
+    # An item that reached the task another way and was reviewed since reads as pending
+    # to the router: the contract has no other status on entry.
+    status = item.status if item.status in ("pending-review", "approved") else None
+    events = [
+        added_event(
+            TaskItemAdded(
+                task_id=command.task_id,
+                project_id=command.project_id,
+                item_id=command.item_id,
+                pipeline_execution_id=pipeline_execution,
+                node_id=node,
+                status=status,
+                auto_accepted=item.auto_accepted,
+            ),
+            command.execution_id,
+            event_id=pipeline_added_event_id(pipeline_execution, node),
+        )
+    ]
+    if item.auto_accepted:
+        events.append(
+            reviewed_event(
+                TaskItemReviewed(
+                    task_id=command.task_id,
+                    project_id=command.project_id,
+                    item_id=command.item_id,
+                    status="approved",
+                    reviewer=item.reviewer,
+                    execution_id=item.execution_id,
+                    service_id=item.service_id,
+                    model=item.model,
+                    accepted_unchanged=True,
+                    auto_accepted=True,
+                ),
+                command.execution_id,
+                event_id=auto_accepted_event_id(pipeline_execution, node),
+            )
+        )
+    return events
 
 
 def model_ref(name: str | None, model_id: str | None, version: str | None) -> ModelRef | None:

@@ -8,10 +8,15 @@ from typing import Any
 
 from annotation_service import domain
 from annotation_service.domain import NotFoundError
-from annotation_service.domain.events import added_event, model_ref, reviewed_event
+from annotation_service.domain.events import (
+    TaskItemFacts,
+    added_event,
+    model_ref,
+    task_node_events,
+)
 from annotation_service.repository import Repository, task_item_view
 from common.consumer import DUPLICATE, HANDLED, Handled
-from common.contracts import AddTaskItem, TaskItemAdded, TaskItemReviewed
+from common.contracts import AddTaskItem, TaskItemAdded
 from common.envelope import CloudEvent
 from common.messaging import OutboxEvent
 
@@ -109,45 +114,18 @@ async def add_task_item(repo: Repository, event: CloudEvent[AddTaskItem]) -> Han
             command.pipeline_execution_id,
             command.node_id,
         )
-        auto_accepted = ours and bool(row["auto_accepted"])
-        status = row["status"] if row["status"] in ("pending-review", "approved") else None
-        events.append(
-            added_event(
-                TaskItemAdded(
-                    task_id=command.task_id,
-                    project_id=command.project_id,
-                    item_id=command.item_id,
-                    pipeline_execution_id=command.pipeline_execution_id,
-                    node_id=command.node_id,
-                    status=status,
-                    auto_accepted=auto_accepted,
-                ),
-                command.execution_id,
-                event_id=domain.pipeline_added_event_id(
-                    command.pipeline_execution_id, command.node_id
+        events.extend(
+            task_node_events(
+                command,
+                TaskItemFacts(
+                    status=row["status"],
+                    auto_accepted=ours and bool(row["auto_accepted"]),
+                    reviewer=row["reviewer"] or reviewer,
+                    execution_id=row["execution_id"],
+                    service_id=row["service_id"],
+                    model=model_ref(row["model_name"], row["model_id"], row["model_version"]),
                 ),
             )
         )
-        if auto_accepted:
-            events.append(
-                reviewed_event(
-                    TaskItemReviewed(
-                        task_id=command.task_id,
-                        project_id=command.project_id,
-                        item_id=command.item_id,
-                        status="approved",
-                        reviewer=row["reviewer"] or reviewer,
-                        execution_id=row["execution_id"],
-                        service_id=row["service_id"],
-                        model=model_ref(row["model_name"], row["model_id"], row["model_version"]),
-                        accepted_unchanged=True,
-                        auto_accepted=True,
-                    ),
-                    command.execution_id,
-                    event_id=domain.auto_accepted_event_id(
-                        command.pipeline_execution_id, command.node_id
-                    ),
-                )
-            )
         await repo.publish(conn, events)
     return HANDLED if inserted else DUPLICATE
