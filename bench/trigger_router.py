@@ -46,6 +46,7 @@ from common.contracts import ItemCreated, ItemSnapshot, ServiceDeployed
 from common.envelope import make_event, utcnow
 from common.s3 import blob_key, delete_bucket, ensure_bucket, s3_client
 from common.service import runtime_of
+from common.settings import environment_of
 from common.testing.broker import delete_names, probe_exchange
 from common.topology import BILLING, DATASET, MODEL_SERVING, TRIGGER_ROUTER, Topology
 from model_serving_service.deps import Deps as ModelServingDeps
@@ -520,11 +521,7 @@ async def cold_start(config: RouterBenchSettings) -> None:
         model_repository=config.triton_model_repository,
         outbox_poll_seconds=0.05,
     )
-    worker_env = {
-        f"MODEL_SERVING_{k.upper()}": str(v)
-        for k, v in ms_settings.model_dump().items()
-        if v is not None
-    }
+    worker_env = environment_of(ms_settings)
     backend = TimedLocalScaler(
         module="model_serving_service.worker", extra_env=worker_env, prewarm=True
     )

@@ -25,7 +25,7 @@ from annotation_service.settings import Settings as AnnotationSettings
 from billing_service.app import create_app as create_billing
 from billing_service.settings import Settings as BillingSettings
 from common.service import runtime_of
-from common.settings import S3SettingsMixin
+from common.settings import S3SettingsMixin, environment_of
 from common.testing.broker import delete_names
 from common.testing.servers import serve_app
 from common.topology import ANNOTATION, BILLING, DATASET, MODEL_SERVING, TRIGGER_ROUTER
@@ -93,11 +93,7 @@ async def stack(
                 delivery_limit=5,
             )
             # What `make up` gives the router: model-serving's settings for its workers.
-            worker_env = {
-                f"MODEL_SERVING_{k.upper()}": str(v)
-                for k, v in ms.model_dump().items()
-                if v is not None
-            }
+            worker_env = environment_of(ms)
             router = create_router(
                 RouterSettings(
                     **common,

@@ -5,7 +5,6 @@ finishes the backlog, and every request has exactly one outcome."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 
 import tritonclient.http as triton_http
 
+from common.settings import environment_of
 from common.testing.waits import wait_until
 from model_serving_service.settings import Settings
 from tests.integration.model_serving.conftest import (
@@ -30,11 +30,7 @@ REQUESTS = 24
 def worker_env(settings: Settings, service_id: str, replica_id: str) -> dict[str, str]:
     """The environment the trigger-router's local backend gives a replica."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_SERVING_")}
-    for key, value in settings.model_dump().items():
-        if value is not None:
-            # Lists and tuples are JSON in the environment (pydantic-settings' format).
-            text = json.dumps(value) if isinstance(value, list | tuple) else str(value)
-            env[f"MODEL_SERVING_{key.upper()}"] = text
+    env.update(environment_of(settings))
     env["MODEL_SERVING_WORKER_SERVICE_ID"] = service_id
     env["MODEL_SERVING_WORKER_REPLICA_ID"] = replica_id
     return env

@@ -7,6 +7,7 @@ configuration of every service without collisions.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from pydantic import AmqpDsn, Field, PostgresDsn
@@ -96,3 +97,17 @@ class AuthSettingsMixin(BaseSettings):
     auth_cache_seconds: float = Field(
         default=30.0, ge=0, description="How long a key check is cached."
     )
+
+
+def environment_of(settings: BaseSettings) -> dict[str, str]:
+    """The environment variables that give another process the same ``settings``: its
+    ``env_prefix`` plus each field's name in capitals, lists and mappings as JSON (the
+    format pydantic-settings parses them from), unset (``None``) fields left out."""
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value)
+        env[f"{prefix}{name}".upper()] = text
+    return env
