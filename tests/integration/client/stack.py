@@ -11,6 +11,7 @@ project key.
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -121,9 +122,14 @@ async def running_stack(
                     triton_grpc_url=triton_grpc_url,
                     delivery_limit=5,
                 )
+                # Lists and mappings as JSON: pydantic-settings parses complex fields so.
                 worker_env = {
-                    f"MODEL_SERVING_{k.upper()}": str(v)
-                    for k, v in ms.model_dump().items()
+                    f"MODEL_SERVING_{k.upper()}": v
+                    if isinstance(v, str)
+                    else json.dumps(v)
+                    if isinstance(v, list | dict)
+                    else str(v)
+                    for k, v in ms.model_dump(mode="json").items()
                     if v is not None
                 }
                 apps["trigger-router"] = create_router(

@@ -1,0 +1,111 @@
+"""The daily path through the ``prelabel`` CLI on the five real services.
+
+login -> datasets -> upload -> models install -> services deploy -> tasks -> triggers
+-> predict with progress -> executions -> tasks review -> export -> billing.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from common.testing.waits import wait_until
+from prelabel_client.endpoints import SERVICES
+from tests.integration.client.conftest import CliResult, Project, write_jpegs
+
+MODEL = "digits-classifier"
+
+
+def _ok(result: CliResult) -> CliResult:
+    assert result.exit_code == 0, result.stderr + result.stdout
+    return result
+
+
+async def test_the_daily_path_from_login_to_billing(project: Project, tmp_path: Path) -> None:
+    # Only the config file: everything else comes from what `login` stored.
+    env = {"PRELABEL_CONFIG": str(project.config_path), "COLUMNS": "200"}
+
+    async def cli(*args: str, input: str | None = None) -> CliResult:
+        return await project.cli(*args, env=env, input=input)
+
+    async def data(*args: str) -> Any:
+        return _ok(await cli(*args, "-o", "json")).json()
+
+    urls = [f"--service-url={s}={project.stack.endpoints.of(s)}" for s in SERVICES]
+    logged_in = _ok(await cli("login", *urls, "--api-key", project.api_key))
+    assert project.project_id in logged_in.stderr
+    assert stat.S_IMODE(project.config_path.stat().st_mode) == 0o600
+    assert (await data("whoami"))["project_id"] == project.project_id
+
+    _ok(await cli("datasets", "create", "photos"))
+    write_jpegs(tmp_path / "batch", 3, seed=11)
+    write_jpegs(tmp_path / "new", 2, seed=12)
+    uploaded = await data("upload", str(tmp_path / "batch"), "-d", "photos", "--dir", "/batch")
+    assert uploaded["counts"] == {"uploaded": 3, "skipped": 0, "failed": 0}
+
+    assert MODEL in [entry["name"] for entry in await data("models", "catalog")]
+    model = await data("models", "install", MODEL)
+    service = await data(
+        "services", "deploy", model["id"], "--min-replicas", "0", "--max-replicas", "1"
+    )
+    assert service["status"] == "ready"
+    task = await data("tasks", "create", "review digits", "-d", "photos",
+                      "--from-service", service["id"])  # fmt: skip
+    trigger = await data("triggers", "create", "new-items", "-s", service["id"],
+                         "--action", "Created", "--filter", '{"dir": "/new"}')  # fmt: skip
+    assert trigger["spec"]["filter"] == {"dir": "/new"}
+
+    # Browser-style predict on a filter, with the live bar (on stderr).
+    batch_filter = json.dumps({"dir": "/batch"})
+    predicted = _ok(
+        await cli("predict", service["id"], "-d", "photos", "-f", batch_filter, "--timeout", "90")
+    )
+    assert "items/s" in predicted.stderr
+    assert "success" in predicted.stdout
+
+    # The trigger: two new items run by themselves; watch them to the end.
+    _ok(await cli("upload", str(tmp_path / "new"), "-d", "photos", "--dir", "/new"))
+    watched = await data("executions", "watch", "-s", service["id"], "--expect", "5",
+                         "--timeout", "120")  # fmt: skip
+    assert watched["success"] == 5
+    listed = yaml.safe_load(_ok(await cli("executions", "list", "-o", "yaml")).stdout)
+    assert listed["total_count"] == 5
+    assert {e["trigger_id"] is not None for e in listed["items"]} == {True, False}
+    shown = await data("services", "show", service["id"])
+    assert shown["service"]["id"] == service["id"]
+    assert shown["recent_executions"] == 5
+
+    async def filled() -> dict[str, Any] | None:
+        progress = await data("tasks", "progress", task["id"])
+        return progress if progress["total"] == 5 else None
+
+    await wait_until(filled, timeout=60, message="five predictions in the task")
+    reviewed = _ok(await cli("tasks", "review", task["id"], "--reviewer", "ann",
+                             input="a\nd\ns\nq\n"))  # fmt: skip
+    assert "1 approved, 1 discarded, 1 skipped" in reviewed.stderr
+    following = await data("tasks", "next", task["id"])
+    await data("tasks", "approve", task["id"], following["item_id"])
+    progress = await data("tasks", "progress", task["id"])
+    assert progress["counts"]["approved"] == 2
+    assert progress["counts"]["discarded"] == 1
+
+    out = tmp_path / "labels.json"
+    _ok(await cli("export", "--task", task["id"], "--status", "approved", "--file", str(out)))
+    coco = json.loads(out.read_text())
+    assert len(coco["images"]) == 2
+    lines = _ok(await cli("export", "-d", "photos", "--format", "jsonl")).stdout
+    assert len(lines.strip().splitlines()) >= 5
+
+    assert (await data("billing", "budget", "--set", "10"))["budget"] == "10"
+    assert (await data("billing", "top-up", "2.5"))["budget"] == "12.5"
+    usage = await data("billing", "usage")
+    assert usage["project_id"] == project.project_id
+    burn = yaml.safe_load(_ok(await cli("billing", "burn-rate", "-o", "yaml")).stdout)
+    assert burn["project_id"] == project.project_id
+    _ok(await cli("triggers", "pause", trigger["id"]))
+    undeployed = await data("services", "undeploy", service["id"])
+    assert undeployed["id"] == service["id"]
