@@ -35,7 +35,10 @@ from annotation_service.domain.geometry import (
     polygon_area,
 )
 from annotation_service.domain.tasks import (
+    APPROVED,
+    ENTRY_STATUSES,
     PENDING,
+    REVIEWED,
     STATUSES,
     Acceptance,
     ModelKey,
@@ -45,6 +48,7 @@ from annotation_service.domain.tasks import (
     TaskRule,
     acceptance_by_model,
     check_command,
+    entry_status,
     pipeline_reviewer,
     progress,
     review_outcome,
@@ -52,7 +56,10 @@ from annotation_service.domain.tasks import (
 
 __all__ = [
     "ANNOTATION_TYPES",
+    "APPROVED",
+    "ENTRY_STATUSES",
     "PENDING",
+    "REVIEWED",
     "SOURCE",
     "STATUSES",
     "Acceptance",
@@ -81,6 +88,7 @@ __all__ = [
     "command_origin",
     "created_event",
     "created_event_id",
+    "entry_status",
     "human_annotation_id",
     "model_annotations",
     "normalize_geometry",

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from annotation_service.domain.annotations import NewAnnotation
+from annotation_service.domain.tasks import APPROVED, ENTRY_STATUSES
 from common.contracts import (
     AddTaskItem,
     AnnotationsCreated,
@@ -165,7 +166,7 @@ def task_node_events(command: AddTaskItem, item: TaskItemFacts) -> list[CloudEve
     pipeline_execution, node = command.pipeline_execution_id, command.node_id
     # An item that reached the task another way and was reviewed since reads as pending
     # to the router: the contract has no other status on entry.
-    status = item.status if item.status in ("pending-review", "approved") else None
+    status = item.status if item.status in ENTRY_STATUSES else None
     events = [
         added_event(
             TaskItemAdded(
@@ -188,7 +189,7 @@ def task_node_events(command: AddTaskItem, item: TaskItemFacts) -> list[CloudEve
                     task_id=command.task_id,
                     project_id=command.project_id,
                     item_id=command.item_id,
-                    status="approved",
+                    status=APPROVED,
                     reviewer=item.reviewer,
                     execution_id=item.execution_id,
                     service_id=item.service_id,

@@ -15,7 +15,16 @@ ReviewedStatus = Literal["approved", "corrected", "discarded"]
 ReviewAction = Literal["approve", "correct", "discard"]
 
 PENDING: TaskItemStatus = "pending-review"
+APPROVED: ReviewedStatus = "approved"
 STATUSES: tuple[TaskItemStatus, ...] = ("pending-review", "approved", "corrected", "discarded")
+REVIEWED: tuple[ReviewedStatus, ...] = ("approved", "corrected", "discarded")
+ENTRY_STATUSES: tuple[TaskItemStatus, ...] = (PENDING, APPROVED)
+"""The statuses an item can have when it enters a task (``task_item.added.v1``)."""
+
+
+def entry_status(auto_accept: bool) -> TaskItemStatus:
+    """The status an item a pipeline adds starts in."""
+    return APPROVED if auto_accept else PENDING
 
 
 @dataclass(frozen=True)
@@ -102,7 +111,7 @@ def acceptance_by_model(
     """
     by_model: dict[ModelKey, Acceptance] = {}
     for model, status, count in rows:
-        if status not in ("approved", "corrected", "discarded"):
+        if status not in REVIEWED:
             continue
         acc = by_model.setdefault(model, Acceptance(model))
         setattr(acc, status, getattr(acc, status) + count)

@@ -108,7 +108,7 @@ class TaskItems(Store):
                    model_id, model_version, execution_id, service_id, status, auto_accepted,
                    reviewer, reviewed_at, pipeline_id, pipeline_execution_id, node_id)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-                   CASE WHEN $10 THEN 'approved' ELSE 'pending-review' END, $10,
+                   $15, $10,
                    CASE WHEN $10 THEN $11 END, CASE WHEN $10 THEN now() END,
                    $12, $13, $14)
                ON CONFLICT (task_id, item_id) DO UPDATE SET
@@ -138,6 +138,7 @@ class TaskItems(Store):
             command.pipeline_id,
             command.pipeline_execution_id,
             command.node_id,
+            domain.entry_status(command.auto_accept),
         )
         assert row is not None
         return row, bool(row["inserted"])

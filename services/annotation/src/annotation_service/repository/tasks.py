@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from annotation_service.domain import ModelKey, NotFoundError, TaskRule
+from annotation_service.domain import PENDING, ModelKey, NotFoundError, TaskRule
 from annotation_service.repository.base import Executor, Store, record
 from common.ids import new_id
 
@@ -105,11 +105,12 @@ class Tasks(Store):
                FROM task_items ti JOIN tasks t ON t.id = ti.task_id
                WHERE t.project_id = $1 AND ($2::text IS NULL OR t.id = $2)
                  AND ($3::text IS NULL OR t.dataset_id = $3)
-                 AND ti.status <> 'pending-review'
+                 AND ti.status <> $4
                GROUP BY 1, 2, 3, 4""",
             project_id,
             task_id,
             dataset_id,
+            PENDING,
         )
         keys = [ModelKey(r["model_name"], r["model_id"], r["model_version"]) for r in rows]
         return (

@@ -44,7 +44,7 @@ async def review(
         row = await repo.record_review(conn, project_id, task_id, item_id, status, reviewer)
         execution = row["execution_id"]
         unchanged = (
-            status == "approved"
+            status == domain.APPROVED
             and execution is not None
             and not await repo.model_annotations_changed(conn, project_id, item_id, execution)
         )
