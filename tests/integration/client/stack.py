@@ -29,7 +29,7 @@ from common.s3 import delete_bucket, ensure_bucket, s3_client
 from common.service import runtime_of
 from common.settings import S3SettingsMixin
 from common.testing.broker import delete_names
-from common.testing.servers import serve_app
+from common.testing.servers import free_port, serve_app
 from common.topology import ANNOTATION, BILLING, DATASET, MODEL_SERVING, TRIGGER_ROUTER
 from dataset_service.app import create_app as create_dataset
 from dataset_service.settings import Settings as DatasetSettings
@@ -132,9 +132,13 @@ async def running_stack(
                     for k, v in ms.model_dump(mode="json").items()
                     if v is not None
                 }
+                # The router checks a pipeline's task at the annotation service: pick its
+                # port now, as the annotation app is served after the router is built.
+                annotation_port = free_port()
                 apps["trigger-router"] = create_router(
                     RouterSettings(
                         **common,
+                        annotation_url=f"http://127.0.0.1:{annotation_port}",
                         db_schema=schemas["tr"],
                         auth_url=dataset_url,
                         reconcile_seconds=0.25,
@@ -158,7 +162,10 @@ async def running_stack(
                 )
                 urls: dict[Service, str] = {"dataset": dataset_url}
                 for service in SERVICES[1:]:
-                    urls[service] = await running.enter_async_context(serve_app(apps[service]))
+                    port = annotation_port if service == "annotation" else None
+                    urls[service] = await running.enter_async_context(
+                        serve_app(apps[service], port)
+                    )
                 yield RunningStack(Endpoints.resolve(None, urls), ADMIN_KEY, apps)
         finally:
             if ms is not None:

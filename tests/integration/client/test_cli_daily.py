@@ -109,3 +109,49 @@ async def test_the_daily_path_from_login_to_billing(project: Project, tmp_path: 
     _ok(await cli("triggers", "pause", trigger["id"]))
     undeployed = await data("services", "undeploy", service["id"])
     assert undeployed["id"] == service["id"]
+
+
+async def test_the_pipeline_way_apply_start_status_executions_stop(
+    project: Project, tmp_path: Path
+) -> None:
+    async def data(*args: str) -> Any:
+        return _ok(await project.cli(*args, "-o", "json")).json()
+
+    dataset = await data("datasets", "create", "flow")
+    model = await data("models", "install", MODEL)
+    service = await data("services", "deploy", model["id"], "--max-replicas", "1")
+    task = await data("tasks", "create", "flow review", "-d", "flow")
+    definition = {
+        "name": "digits flow",
+        "nodes": [
+            {"id": "in", "type": "dataset", "config": {
+                "dataset_id": dataset["id"], "trigger": {"actions": ["Created"]}}},
+            {"id": "predict", "type": "predict", "config": {"service_id": service["id"]}},
+            {"id": "review", "type": "task", "config": {"task_id": task["id"]}},
+        ],
+        "edges": [{"src": "in", "tgt": "predict"}, {"src": "predict", "tgt": "review"}],
+    }  # fmt: skip
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(definition))
+
+    pipeline = await data("pipelines", "apply", str(path), "--start")
+    assert pipeline["status"] == "running"
+    write_jpegs(tmp_path / "in", 2, seed=31)
+    _ok(await project.cli("upload", str(tmp_path / "in"), "-d", "flow"))
+
+    async def through() -> dict[str, Any] | None:
+        status = await data("pipelines", "status", pipeline["id"])
+        return status if status["executions"].get("success") == 2 else None
+
+    await wait_until(through, timeout=90, message="two items through the pipeline")
+    runs = yaml.safe_load(
+        _ok(await project.cli("pipelines", "executions", pipeline["id"], "-o", "yaml")).stdout
+    )
+    assert [n["node_id"] for n in runs["items"][0]["nodes"]] == ["in", "predict", "review"]
+    assert (await data("tasks", "progress", task["id"]))["total"] == 2
+    running = await project.cli("pipelines", "apply", str(path))
+    assert running.exit_code == 6  # conflict: stop it before updating
+    assert (await data("pipelines", "stop", pipeline["id"]))["status"] == "stopped"
+    updated = await data("pipelines", "apply", str(path))
+    assert (updated["id"], updated["version"]) == (pipeline["id"], 2)
+    assert [p["id"] for p in await data("pipelines", "list")] == [pipeline["id"]]

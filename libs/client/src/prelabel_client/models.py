@@ -509,3 +509,60 @@ class BurnRate(Answer):
 
 
 Task.model_rebuild()
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+class Pipeline(Answer):
+    """A pipeline (Dataset -> Predict -> Task nodes and edges) and its counts."""
+
+    id: str
+    project_id: str
+    name: str
+    version: int
+    status: str
+    definition: dict[str, Any]
+    counts: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """Per node: pipeline executions per node status."""
+    executions: dict[str, int] = Field(default_factory=dict)
+    """Pipeline executions per status."""
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+
+
+class PipelineExecution(Answer):
+    """One item's way through a pipeline, node by node."""
+
+    id: str
+    pipeline_id: str
+    project_id: str
+    version: int
+    item_id: str
+    dataset_id: str
+    status: str
+    error: str | None = None
+    failed_node: str | None = None
+    nodes: list[dict[str, Any]] = Field(default_factory=list)
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class PipelineExecutionPage(Answer):
+    """One page of pipeline executions, newest first."""
+
+    items: list[PipelineExecution]
+    total_count: int
+    page: int
+    page_size: int
+    has_next: bool = False
+
+
+class PipelineRun(Answer):
+    """What a run request let into a pipeline."""
+
+    run_id: str
+    items: int
+    entered: int

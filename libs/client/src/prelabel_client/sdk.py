@@ -59,6 +59,9 @@ from prelabel_client.models import (
     ItemPage,
     Model,
     ModelService,
+    Pipeline,
+    PipelineExecutionPage,
+    PipelineRun,
     PredictNow,
     Project,
     ReplicaUsage,
@@ -641,6 +644,82 @@ class Batches:
             await waits.next(f"batch {batch_id} to finish")
 
 
+class Pipelines:
+    """Pipelines: Dataset -> Predict -> Task graphs run by the trigger-router."""
+
+    def __init__(self, http: ServiceHttp) -> None:
+        self._http = http
+
+    async def create(self, definition: Mapping[str, Any]) -> Pipeline:
+        """A new pipeline (``created``; start it to let items in)."""
+        answer = await self._http.json("POST", "/pipelines", json=dict(definition))
+        return Pipeline.model_validate(answer)
+
+    async def update(self, pipeline_id: str, definition: Mapping[str, Any]) -> Pipeline:
+        """Replace a pipeline's definition (a new version)."""
+        answer = await self._http.json("PUT", f"/pipelines/{pipeline_id}", json=dict(definition))
+        return Pipeline.model_validate(answer)
+
+    async def apply(self, definition: Mapping[str, Any]) -> tuple[Pipeline, bool]:
+        """Create the pipeline named in ``definition``, or update the one of that name;
+        answers it and whether it was created."""
+        name = definition.get("name")
+        for pipeline in await self.list():
+            if pipeline.name == name:
+                return await self.update(pipeline.id, definition), False
+        return await self.create(definition), True
+
+    async def list(self) -> builtins.list[Pipeline]:
+        """The project's pipelines."""
+        return [Pipeline.model_validate(p) for p in await self._http.json("GET", "/pipelines")]
+
+    async def get(self, pipeline_id: str) -> Pipeline:
+        """One pipeline with its counts per node and status."""
+        return Pipeline.model_validate(await self._http.json("GET", f"/pipelines/{pipeline_id}"))
+
+    async def start(self, pipeline_id: str) -> Pipeline:
+        """Let items in (the dataset node's trigger fires)."""
+        answer = await self._http.json("POST", f"/pipelines/{pipeline_id}/start")
+        return Pipeline.model_validate(answer)
+
+    async def stop(self, pipeline_id: str) -> Pipeline:
+        """Stop letting items in (those inside finish)."""
+        answer = await self._http.json("POST", f"/pipelines/{pipeline_id}/stop")
+        return Pipeline.model_validate(answer)
+
+    async def delete(self, pipeline_id: str) -> None:
+        """Delete a pipeline."""
+        await self._http.request("DELETE", f"/pipelines/{pipeline_id}")
+
+    async def run(
+        self,
+        pipeline_id: str,
+        *,
+        item_ids: Sequence[str] | None = None,
+        filter: dict[str, Any] | None = None,
+    ) -> PipelineRun:
+        """Send items already in the dataset through the pipeline now."""
+        if (item_ids is None) == (filter is None):
+            raise ClientError("give either item ids or a filter")
+        body = {"item_ids": list(item_ids)} if item_ids is not None else {"filter": filter}
+        answer = await self._http.json("POST", f"/pipelines/{pipeline_id}/run", json=body)
+        return PipelineRun.model_validate(answer)
+
+    async def executions(
+        self,
+        pipeline_id: str,
+        *,
+        status: str | None = None,
+        node_id: str | None = None,
+        page: int = 0,
+        page_size: int = 100,
+    ) -> PipelineExecutionPage:
+        """One page of the pipeline's executions, newest first."""
+        params = _params(status=status, node_id=node_id, page=page, page_size=page_size)
+        answer = await self._http.json("GET", f"/pipelines/{pipeline_id}/executions", params=params)
+        return PipelineExecutionPage.model_validate(answer)
+
+
 # --------------------------------------------------------------------------- annotation
 
 
@@ -933,6 +1012,7 @@ class Prelabel:
         self.triggers = Triggers(self._router)
         self.executions = Executions(self._router)
         self.batches = Batches(self._router)
+        self.pipelines = Pipelines(self._router)
         self.annotations = Annotations(self._annotation)
         self.tasks = Tasks(self._annotation)
         self.billing = Billing(self._billing)

@@ -73,6 +73,7 @@ class SyncPrelabel:
         "triggers",
         "executions",
         "batches",
+        "pipelines",
         "annotations",
         "tasks",
         "billing",

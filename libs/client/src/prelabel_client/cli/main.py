@@ -18,6 +18,7 @@ from prelabel_client.cli.data import (
     projects_app,
 )
 from prelabel_client.cli.output import Format, OutputOption, emit, fields, info, table
+from prelabel_client.cli.pipelines import pipelines_app
 from prelabel_client.cli.review import billing_app, tasks_app
 from prelabel_client.cli.runs import executions_app, predict
 from prelabel_client.cli.serving import models_app, services_app, triggers_app
@@ -46,6 +47,7 @@ app.command("upload")(upload)
 app.add_typer(models_app, name="models")
 app.add_typer(services_app, name="services")
 app.add_typer(triggers_app, name="triggers")
+app.add_typer(pipelines_app, name="pipelines")
 app.command("predict")(predict)
 app.add_typer(executions_app, name="executions")
 app.add_typer(tasks_app, name="tasks")
