@@ -28,7 +28,7 @@ from common.service import runtime_of
 from common.settings import S3SettingsMixin, environment_of
 from common.testing.broker import delete_names
 from common.testing.servers import serve_app
-from common.topology import ANNOTATION, BILLING, DATASET, MODEL_SERVING, TRIGGER_ROUTER
+from common.topology import ANNOTATION, BILLING, DATASET, MODEL_SERVING, TRIGGER_ROUTER, Topology
 from dataset_service.app import create_app as create_dataset
 from dataset_service.settings import Settings as DatasetSettings
 from model_serving_service.app import create_app as create_model_serving
@@ -46,6 +46,13 @@ class RunningStack:
 
     endpoints: Endpoints
     apps: list[FastAPI]
+
+    def app(self, service: str) -> FastAPI:
+        """The running app of ``service`` (``trigger-router``, ``annotation`` ...)."""
+        for app in self.apps:
+            if runtime_of(app).name == service:
+                return app
+        raise LookupError(f"no {service} app in this stack")
 
 
 @pytest.fixture
@@ -94,20 +101,24 @@ async def stack(
             )
             # What `make up` gives the router: model-serving's settings for its workers.
             worker_env = environment_of(ms)
+            # Annotation first: the router checks pipeline task nodes against its API.
+            annotation = create_annotation(
+                AnnotationSettings(**common, db_schema=schemas["an"], auth_url=dataset_url)
+            )
+            apps.append(annotation)
+            annotation_url = await running.enter_async_context(serve_app(annotation))
             router = create_router(
                 RouterSettings(
                     **common,
                     db_schema=schemas["tr"],
                     auth_url=dataset_url,
+                    annotation_url=annotation_url,
                     reconcile_seconds=0.25,
                     leader_retry_seconds=0.25,
                     local_worker_module="model_serving_service.worker",
                     model_serving_env=worker_env,
                     local_stop_seconds=30,
                 )
-            )
-            annotation = create_annotation(
-                AnnotationSettings(**common, db_schema=schemas["an"], auth_url=dataset_url)
             )
             billing = create_billing(
                 BillingSettings(
@@ -118,12 +129,11 @@ async def stack(
                 )
             )
             model_serving = create_model_serving(ms)
-            apps += [router, model_serving, annotation, billing]
-            urls = {}
+            apps += [router, model_serving, billing]
+            urls = {"annotation": annotation_url}
             for name, app in (
                 ("router", router),
                 ("ms", model_serving),
-                ("annotation", annotation),
                 ("billing", billing),
             ):
                 urls[name] = await running.enter_async_context(serve_app(app))
@@ -145,7 +155,7 @@ async def stack(
         p = topology_prefix
         await delete_names(
             amqp_url,
-            [*names, *(f"{q}.dlq" for q in names)],
+            [n for q in names for n in Topology.queues_of(q)],
             [
                 *(
                     f"{p}{service}.{kind}"

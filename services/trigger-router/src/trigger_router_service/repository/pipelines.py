@@ -31,6 +31,8 @@ class PipelineRow:
     project_id: str
     version: int
     definition: dict[str, Any]
+    started_at: datetime | None = None
+    """When it last started: item events from before then do not enter it."""
 
 
 @dataclass(frozen=True)
@@ -246,11 +248,14 @@ class Pipelines(Executions):
     ) -> list[PipelineRow]:
         """The running pipelines of the projects (routing lets items into them)."""
         rows = await conn.fetch(
-            """SELECT id, project_id, version, definition FROM pipelines
+            """SELECT id, project_id, version, definition, started_at FROM pipelines
                WHERE status = 'running' AND project_id = ANY($1::text[])""",
             list(projects),
         )
-        return [PipelineRow(r["id"], r["project_id"], r["version"], r["definition"]) for r in rows]
+        return [
+            PipelineRow(r["id"], r["project_id"], r["version"], r["definition"], r["started_at"])
+            for r in rows
+        ]
 
     async def pipeline_row(self, project_id: str, pipeline_id: str) -> PipelineRow:
         """A pipeline's current version (any status)."""

@@ -101,13 +101,17 @@ class PipelineEngine:
         self, pipelines: Sequence[PipelineRow], events: Sequence[ItemEvent]
     ) -> list[tuple[NewRun, Graph]]:
         """A new pipeline execution per (event, running pipeline whose dataset node lets
-        the item in)."""
+        the item in), for events that happened since the pipeline last started."""
         runs: list[tuple[NewRun, Graph]] = []
         graphs = [(p, self.graphs.graph(p.id, p.version, p.definition)) for p in pipelines]
         for event in events:
             document = event.item.as_filter_document()
             for pipeline, graph in graphs:
                 if pipeline.project_id != event.item.project_id:
+                    continue
+                if pipeline.started_at is not None and event.time < pipeline.started_at:
+                    # Happened while the pipeline was stopped, routed after its restart:
+                    # a restart takes new items only.
                     continue
                 if enters(graph, event.action, document):
                     once = graph.dataset.config.trigger.execution_mode is ExecutionMode.ONCE
