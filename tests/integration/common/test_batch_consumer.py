@@ -376,3 +376,29 @@ async def test_a_retry_waits_in_a_retry_queue_and_its_last_error_is_the_dead_let
     assert dead.headers[DEAD_LETTER_REASON_HEADER] == (
         "gave up after 2 delayed retries over 0.15s: Triton is unreachable"
     )
+
+
+async def test_bindings_bring_several_routing_keys_to_one_queue(
+    amqp_url: str, unique_name: Callable[[str], str]
+) -> None:
+    got: list[bytes] = []
+
+    async def handler(batch: Sequence[bytes]) -> list[Outcome]:
+        got.extend(batch)
+        return [HANDLED] * len(batch)
+
+    prefix = unique_name("bc") + "."
+    exchange = events_exchange(Topology(prefix=prefix), "producer").name
+    async with consuming(
+        amqp_url, prefix, handler, [b"own-key"], bindings=("other.happened.v1", KEY)
+    ) as (consumer, queue, _):
+        await publish_raw(amqp_url, exchange, "other.happened.v1", b"other-key")
+        await publish_raw(amqp_url, exchange, "unbound.happened.v1", b"unbound-key")
+
+        async def both() -> bool:
+            return len(got) >= 2
+
+        await wait_until(both, message="a message on each bound key")
+        await consumer.stop()
+        assert await _depth(amqp_url, queue) == 0
+    assert sorted(got) == [b"other-key", b"own-key"]

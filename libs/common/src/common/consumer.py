@@ -143,11 +143,14 @@ class BatchConsumer:
         linger: float = 0.0,
         ordered: bool = True,
         connect_timeout: float | None = None,
+        bindings: Sequence[str] = (),
     ) -> None:
         """Pass exactly one of ``handler`` (bodies) and ``delivery_handler``.
 
         ``exchange=None``: the queue and its binding belong to another service; it is
         declared passively (``aiormq``'s ``ChannelNotFoundEntity`` when it is missing).
+        ``bindings``: routing keys the queue is bound with besides the queue's own (one
+        queue for several event types, e.g. the four item events).
         """
         if (handler is None) == (delivery_handler is None):
             raise TypeError("pass exactly one of handler and delivery_handler")
@@ -167,6 +170,7 @@ class BatchConsumer:
         self._linger = linger
         self._ordered = ordered
         self._connect_timeout = connect_timeout
+        self._bindings = tuple(bindings)
         self._buffer: list[_Held] = []
         self._wake = asyncio.Event()
         self._taking = asyncio.Lock()
@@ -212,7 +216,8 @@ class BatchConsumer:
                 durable=True,
                 arguments=dict(self._queue_spec.arguments or {}),
             )
-            await self._queue.bind(exchange, routing_key=self._queue_spec.routing)
+            for key in dict.fromkeys((self._queue_spec.routing, *self._bindings)):
+                await self._queue.bind(exchange, routing_key=key)
 
     async def start(self) -> None:
         """Declare the queue and its binding (unless :meth:`declare` did), and start

@@ -104,26 +104,29 @@ class ServiceRuntime:
         prefetch: int,
         max_batch: int,
         writers: int = 1,
-    ) -> str:
-        """Consume ``queue`` (bound to ``exchange``) with a :class:`BatchConsumer` started
-        and stopped with the service; return the queue's name (a consumer queue too)."""
-        self.batch_consumers.append(
-            BatchConsumer(
-                amqp_url=self.settings.amqp,
-                broker=self.broker,
-                topology=self.topology,
-                consumer=self.name.replace("-", "_"),
-                handler_name=handler_name,
-                queue=queue,
-                exchange=exchange,
-                handler=handler,
-                metrics=self.metrics,
-                prefetch=prefetch,
-                max_batch=max_batch,
-                writers=writers,
-            )
+        bindings: Sequence[str] = (),
+    ) -> BatchConsumer:
+        """Consume ``queue`` (bound to ``exchange``, with its own routing key and any
+        ``bindings``) with a :class:`BatchConsumer` started and stopped with the service
+        (its queue is one of the service's consumer queues); return the consumer."""
+        consumer = BatchConsumer(
+            amqp_url=self.settings.amqp,
+            broker=self.broker,
+            topology=self.topology,
+            consumer=self.name.replace("-", "_"),
+            handler_name=handler_name,
+            queue=queue,
+            exchange=exchange,
+            handler=handler,
+            metrics=self.metrics,
+            prefetch=prefetch,
+            max_batch=max_batch,
+            writers=writers,
+            bindings=bindings,
         )
-        return queue.name
+        self.batch_consumers.append(consumer)
+        self.consumer_queues.append(queue.name)
+        return consumer
 
 
 Setup = Callable[[ServiceRuntime], Awaitable[object]]

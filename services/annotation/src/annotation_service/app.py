@@ -23,14 +23,12 @@ def create_app(settings: Settings) -> FastAPI:
         repo = Repository(runtime.pool, runtime.topology)
         introspector = KeyIntrospector(settings.auth_url, ttl_seconds=settings.auth_cache_seconds)
         runtime.resources.push_async_callback(introspector.close)
-        runtime.consumer_queues.append(
-            handlers.consume_predictions(
-                runtime,
-                repo,
-                prefetch=settings.ingest_prefetch,
-                batch_max=settings.ingest_batch_max,
-                writers=settings.ingest_writers,
-            )
+        handlers.consume_predictions(
+            runtime,
+            repo,
+            prefetch=settings.ingest_prefetch,
+            batch_max=settings.ingest_batch_max,
+            writers=settings.ingest_writers,
         )
         runtime.consumer_queues.extend(
             handlers.register(

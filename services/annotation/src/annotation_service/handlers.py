@@ -126,7 +126,8 @@ def register(
 def consume_predictions(
     runtime: ServiceRuntime, repo: Repository, *, prefetch: int, batch_max: int, writers: int
 ) -> str:
-    """Consume ``prediction.completed.v1`` in batches; return the queue's name."""
+    """Consume ``prediction.completed.v1`` in batches (one of the service's consumer
+    queues); return the queue's name."""
     predictions = consumer_queue(
         runtime.topology, ANNOTATION, ON_PREDICTION, PredictionCompleted.routing_key
     )

@@ -29,13 +29,12 @@ def create_app(settings: Settings) -> FastAPI:
         runtime.resources.push_async_callback(blobs.close)
         repo = Repository(runtime.pool, runtime.topology)
         store = ItemStore(repo, ItemBlobs(s3, blobs, settings.s3_bucket), settings.max_upload_bytes)
-        queue = handlers.register(
+        handlers.register(
             runtime,
             store,
             prefetch=settings.ingest_prefetch,
             batch_max=settings.ingest_batch_max,
         )
-        runtime.consumer_queues.append(queue)
 
         async def s3_ready() -> None:
             await s3.head_bucket(Bucket=settings.s3_bucket)

@@ -94,7 +94,8 @@ class IngestCommands:
 
 
 def register(runtime: ServiceRuntime, store: ItemStore, *, prefetch: int, batch_max: int) -> str:
-    """Consume ingest commands in batches; return the queue's name."""
+    """Consume ingest commands in batches (one of the service's consumer queues); return
+    the queue's name."""
     return runtime.consume_in_batches(
         consumer_queue(runtime.topology, DATASET, HANDLER, IngestItem.routing_key),
         commands_exchange(runtime.topology, DATASET),
@@ -103,7 +104,7 @@ def register(runtime: ServiceRuntime, store: ItemStore, *, prefetch: int, batch_
         prefetch=prefetch,
         max_batch=batch_max,
         writers=2,
-    )
+    ).queue_name
 
 
 def subscribe_ingest(
