@@ -1,0 +1,1 @@
+"""The prelabel web console."""
