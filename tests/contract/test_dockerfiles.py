@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +17,14 @@ from tests.contract.support import REPO, SERVICE_IDS, SERVICES, Service
 pytestmark = pytest.mark.contract
 
 
-def instructions(service: Service) -> list[tuple[str, str]]:
+IMAGES = REPO / "deploy" / "images"
+OWN_IMAGES = [IMAGES / "worker.Dockerfile", IMAGES / "triton-cpu.Dockerfile"]
+
+
+def instructions(service: Service | Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    text = (REPO / "services" / service.name / "Dockerfile").read_text()
+    path = service if isinstance(service, Path) else REPO / "services" / service.name / "Dockerfile"
+    text = path.read_text()
     logical: list[str] = []
     pending = ""
     for raw in text.splitlines():
@@ -38,10 +44,10 @@ def instructions(service: Service) -> list[tuple[str, str]]:
     return result
 
 
-def only(service: Service, keyword: str) -> str:
+def only(service: Service | Path, keyword: str) -> str:
     """Arguments of the last ``keyword`` instruction (the final stage's)."""
     found = [rest for kw, rest in instructions(service) if kw == keyword]
-    assert found, f"{service.name}: no {keyword}"
+    assert found, f"{service}: no {keyword}"
     return found[-1]
 
 
@@ -73,11 +79,15 @@ def test_installs_only_its_workspace_member_from_the_lock(service: Service) -> N
     assert "--no-default-groups" in runs
 
 
-@pytest.mark.parametrize("service", SERVICES, ids=SERVICE_IDS)
-def test_is_slim_multi_stage_and_non_root(service: Service) -> None:
-    bases = [rest.split()[0] for kw, rest in instructions(service) if kw == "FROM"]
-    assert bases == ["python:3.11-slim"] * 2, "build stage + runtime stage, both slim"
-    user = only(service, "USER").split(":")[0]
+@pytest.mark.parametrize(
+    "image", [*SERVICES, *OWN_IMAGES], ids=[*SERVICE_IDS, *(p.stem for p in OWN_IMAGES)]
+)
+def test_is_multi_stage_from_one_base_argument_and_non_root(image: Service | Path) -> None:
+    steps = instructions(image)
+    assert steps[0] == ("ARG", "BASE=python:3.11-slim"), "slim by default, any base by --build-arg"
+    bases = [rest.split()[0] for kw, rest in steps if kw == "FROM"]
+    assert bases == ["${BASE}"] * 2, "build stage + runtime stage, both from BASE"
+    user = only(image, "USER").split(":")[0]
     assert user.isdigit(), "numeric user, so Kubernetes can verify runAsNonRoot"
     assert int(user) != 0, "non-root user"
 
@@ -91,3 +101,35 @@ def test_dockerfiles_share_one_pattern() -> None:
 
     patterns = {normalised(s) for s in SERVICES}
     assert len(patterns) == 1, "keep the five Dockerfiles identical up to names and port"
+
+
+def test_gpu_triton_image_is_ngc_based_and_non_root() -> None:
+    steps = instructions(IMAGES / "triton-gpu.Dockerfile")
+    assert steps[0][0] == "ARG"
+    assert steps[0][1].startswith("BASE=nvcr.io/nvidia/tritonserver:")
+    assert only(IMAGES / "triton-gpu.Dockerfile", "USER") == "10001:10001"
+
+
+def test_the_worker_image_runs_the_worker_not_the_api() -> None:
+    assert json.loads(only(IMAGES / "worker.Dockerfile", "CMD")) == [
+        "python",
+        "-m",
+        "model_serving_service.worker",
+    ]
+    runs = " ".join(rest for kw, rest in instructions(IMAGES / "worker.Dockerfile") if kw == "RUN")
+    assert "--package prelabel-model-serving" in runs
+
+
+def test_healthchecks_have_no_spaces_inside_exec_arguments() -> None:
+    # Podman's Docker API splits a healthcheck's CMD arguments on spaces.
+    for path in [*(REPO / "services").glob("*/Dockerfile"), *IMAGES.glob("*.Dockerfile")]:
+        for keyword, rest in instructions(path):
+            if keyword == "HEALTHCHECK":
+                command = json.loads(rest.split("CMD", 1)[1])
+                assert all(" " not in arg for arg in command), path
+
+
+def test_dockerignore_sends_only_sources() -> None:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    assert next(line for line in lines if not line.startswith("#")) == "*"
+    assert {"!libs/", "!services/", "!uv.lock", "!pyproject.toml"} <= set(lines)
