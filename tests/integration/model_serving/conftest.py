@@ -469,3 +469,39 @@ def solid(color: tuple[int, int, int], fmt: str = "PNG", size: tuple[int, int] =
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- broker faults
+
+
+async def _rabbitmqctl(*args: str) -> str:
+    """Run ``rabbitmqctl`` (the local broker's own CLI); its output."""
+    import asyncio
+    import shutil
+
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        pytest.skip("rabbitmqctl is not installed (needed to close a broker connection)")
+    process = await asyncio.create_subprocess_exec(
+        ctl, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode(errors="replace")
+    return out.decode(errors="replace")
+
+
+async def close_broker_connections(connection_name: str) -> int:
+    """Close, from the broker's side (as a broker restart does), every connection whose
+    client properties name ``connection_name``; return how many there were. Only those:
+    the broker is shared with the other tests."""
+    listing = await _rabbitmqctl(
+        "list_connections", "--no-table-headers", "pid", "client_properties"
+    )
+    pids = [
+        line.split("\t", 1)[0]
+        for line in listing.splitlines()
+        if f'{{"connection_name","{connection_name}"}}' in line
+    ]
+    for pid in pids:
+        await _rabbitmqctl("close_connection", pid, "test: broker connection closed")
+    return len(pids)

@@ -76,7 +76,10 @@ def create_app(settings: Settings) -> FastAPI:
         async def s3_ready() -> None:
             await s3.head_bucket(Bucket=settings.s3_bucket)
 
-        runtime.checks.update(triton=triton_ready, s3=s3_ready)
+        # Every connection a route uses: the database and the broker (FastStream) are
+        # checked by the runtime; the queue manager's own connection (deploy, undeploy,
+        # queue depths, dead letters) reconnects on demand and says here whether it can.
+        runtime.checks.update(triton=triton_ready, s3=s3_ready, queues=queues.ping)
         return Deps(
             settings=settings, triton=control, s3=s3, auth=auth, usecases=usecases, repo=repo
         )

@@ -2,20 +2,31 @@
 with its dead-letter queue, depth probes, and draining leftovers at undeploy.
 
 The service process keeps its own aio-pika connection for these (FastStream caches
-declarations; a passive declare must ask the broker every time).
+declarations; a passive declare must ask the broker every time). It is a plain connection,
+opened again on demand when it is gone, not a robust one: a robust connection reopens on
+reconnect every channel it ever made that is still alive and declares again every queue
+declared on them, passive declares of queues deleted since included; one NOT_FOUND then
+fails the reconnect, and it fails the same way every 5 s for ever (after a broker
+restart, every deploy answered 500).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
-from aiormq.exceptions import ChannelNotFoundEntity
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
+from yarl import URL
 
 from common.topology import DEAD_LETTER_REASON_HEADER, MODEL_SERVING, Topology
+from model_serving_service.domain.errors import UnavailableError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,30 +48,76 @@ class DeadLetter:
 class PredictQueues:
     """Declares, probes and removes the work queues of model services."""
 
-    def __init__(self, amqp_url: str, topology: Topology) -> None:
+    def __init__(self, amqp_url: str, topology: Topology, *, connect_timeout: float = 10.0) -> None:
         self.amqp_url = amqp_url
         self.topology = topology
-        self._connection: AbstractRobustConnection | None = None
+        self.connect_timeout = connect_timeout
+        self.connection_name = f"model-serving queues {topology.prefix}".strip()
+        """How the broker lists this connection (``rabbitmqctl list_connections
+        client_properties``)."""
+        self._connection: AbstractConnection | None = None
+        self._connecting = asyncio.Lock()
+        self._closed = False
 
     async def connect(self) -> None:
-        """Open the connection."""
-        self._connection = await aio_pika.connect_robust(self.amqp_url, timeout=30)
+        """Open the connection (again when it is gone: every operation does)."""
+        await self._connected(fresh=False)
 
     async def close(self) -> None:
         """Close the connection."""
+        self._closed = True
         if self._connection is not None:
-            await self._connection.close()
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+            self._connection = None
+
+    async def ping(self) -> None:
+        """Readiness: a channel opens on the connection (reconnecting if it was lost);
+        raises when the broker cannot be reached."""
+        async with self._channel():
+            pass
+
+    async def _connected(self, *, fresh: bool) -> AbstractConnection:
+        """The open connection; a new one when ``fresh`` or none is open."""
+        async with self._connecting:
+            if self._closed:
+                raise ConnectionError("the queue manager is closed")
+            if fresh and self._connection is not None:
+                with contextlib.suppress(Exception):
+                    await self._connection.close()
+                self._connection = None
+            if self._connection is None or self._connection.is_closed:
+                url = URL(self.amqp_url).update_query(name=self.connection_name)
+                self._connection = await aio_pika.connect(url, timeout=self.connect_timeout)
+                if fresh:
+                    log.info("queue manager reconnected to the broker")
+            return self._connection
+
+    async def _open_channel(self) -> AbstractChannel:
+        try:
+            connection = await self._connected(fresh=False)
+            try:
+                return await connection.channel(publisher_confirms=True)
+            except Exception:
+                # The broker closed the connection (restart, forced close): aio-pika's plain
+                # connection does not always say so in ``is_closed``; open a new one, once.
+                connection = await self._connected(fresh=True)
+                return await connection.channel(publisher_confirms=True)
+        except (OSError, RuntimeError, AMQPError) as exc:
+            raise UnavailableError(
+                f"the broker cannot be reached right now ({type(exc).__name__}: {exc})"
+            ) from exc
 
     @contextlib.asynccontextmanager
     async def _channel(self) -> AsyncIterator[AbstractChannel]:
         # A fresh channel per operation: a failed passive declare closes its channel.
-        assert self._connection is not None, "connect() first"
-        channel = await self._connection.channel(publisher_confirms=True)
+        channel = await self._open_channel()
         try:
             yield channel
         finally:
             if not channel.is_closed:
-                await channel.close()
+                with contextlib.suppress(Exception):
+                    await channel.close()
 
     def queue_name(self, service_id: str) -> str:
         """``predict.<service_id>`` (with the topology prefix)."""
@@ -119,9 +176,7 @@ class PredictQueues:
     async def peek_dead_letters(self, service_id: str, limit: int) -> list[DeadLetter]:
         """Up to ``limit`` messages of the service's dead-letter queue, left in place."""
         dlq_name = self.topology.dead_letter_queue(self.queue_name(service_id))
-        assert self._connection is not None
-        channel = await self._connection.channel()
-        try:
+        async with self._channel() as channel:
             try:
                 queue = await channel.declare_queue(dlq_name, passive=True)
             except ChannelNotFoundEntity:
@@ -141,17 +196,33 @@ class PredictQueues:
             ]
             # Closing the channel returns every held message to the queue, in order.
             return letters
-        finally:
-            if not channel.is_closed:
-                await channel.close()
+
+    def retry_queue_names(self, service_id: str) -> list[str]:
+        """The service's retry queues (``<queue>.retry.<ms>ms``), where requests that failed
+        for a passing reason wait before they go back to the work queue."""
+        name = self.queue_name(service_id)
+        return [
+            q
+            for q in self.topology.queues_of(name, self.topology.retry_delays)
+            if q not in (name, self.topology.dead_letter_queue(name))
+        ]
 
     async def delete(self, service_id: str) -> None:
-        """Remove the service's work queue, its dead-letter queue and its retry queues."""
+        """Remove the service's retry queues, its work queue and its dead-letter queue (in
+        that order: a retry that expires meanwhile still finds the work queue)."""
         name = self.queue_name(service_id)
-        for queue in self.topology.queues_of(name, self.topology.retry_delays):
-            async with self._channel() as channel:
-                with contextlib.suppress(ChannelNotFoundEntity):
-                    await channel.queue_delete(queue)
+        for queue in [
+            *self.retry_queue_names(service_id),
+            name,
+            self.topology.dead_letter_queue(name),
+        ]:
+            await self.delete_queue(queue)
+
+    async def delete_queue(self, queue: str) -> None:
+        """Remove one queue (nothing when it does not exist)."""
+        async with self._channel() as channel:
+            with contextlib.suppress(ChannelNotFoundEntity):
+                await channel.queue_delete(queue)
 
     async def unbind(self, service_id: str) -> None:
         """Stop routing new requests to the service's queue."""

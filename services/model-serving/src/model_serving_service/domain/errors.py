@@ -44,3 +44,9 @@ class TooLargeError(ModelServingError):
     """An upload above the configured limit."""
 
     status = 413
+
+
+class UnavailableError(ModelServingError):
+    """Something the request needs (the broker, Triton) cannot be reached right now."""
+
+    status = 503
