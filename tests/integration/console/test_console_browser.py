@@ -1,0 +1,242 @@
+"""The console in a real headless Chromium on the five real services.
+
+One project: a dataset of digits in two directories, the digits classifier deployed at 0
+replicas, a task its predictions fill, and an item with a person's box, polygon and OCR
+line. The browser signs in, browses and filters (a bad DQL filter shows the API's message
+inline), selects items and predicts (the progress bar reaches 100%), opens an item and
+sees its annotations drawn, reviews task items with the keyboard, and signs out.
+Screenshots of each page go to ``.artifacts/console/<test>/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import BrowserContext, Page, expect
+
+from prelabel_client.errors import ValidationError
+from prelabel_client.models import Scaling
+from tests.integration.console.conftest import ConsoleStack
+from tests.integration.model_serving.conftest import held_out_digits
+
+BAD_FILTER = '{"metadata.user.size": {"$between": [1, 2]}}'
+DEADLINE_S = 90.0
+
+
+@dataclass
+class World:
+    """What the module's project holds."""
+
+    dataset_id: str
+    item_ids: list[str]
+    drawn_item: str
+    service_id: str
+    task_id: str
+
+
+async def _until(
+    what: str, check: Callable[[], Awaitable[Any]], timeout_s: float = DEADLINE_S
+) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = await check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+async def world(console_stack: ConsoleStack) -> World:
+    client = console_stack.client
+    dataset = await client.datasets.create("digits")
+    item_ids = []
+    for index, (_label, png) in enumerate(held_out_digits(6)):
+        item = await client.items.upload(
+            dataset.id, png, f"digit_{index}.png", remote_dir=f"/part{index % 2}"
+        )
+        item_ids.append(item.id)
+    model = await client.models.install("digits-classifier")
+    service = await client.services.deploy(
+        model.id, "digits", Scaling(min_replicas=0, max_replicas=1, cooldown_seconds=30)
+    )
+    task = await client.tasks.create(
+        "review digits", dataset.id, auto_add_from_services=[service.id]
+    )
+    await client.services.wait_ready(service.id)
+    # A person's annotations on the first item: two boxes, a polygon and an OCR line.
+    drawn = item_ids[0]
+    headers = {"Authorization": f"Bearer {console_stack.api_key}"}
+    async with httpx.AsyncClient(
+        base_url=console_stack.services.endpoints.annotation, headers=headers
+    ) as http:
+        for body in (
+            {"type": "box", "label": "stroke", "coordinates": [[2, 2], [12, 14]]},
+            {"type": "box", "label": "stroke", "coordinates": [[16, 4], [28, 20]]},
+            {"type": "polygon", "label": "loop", "coordinates": [[4, 20], [14, 18], [10, 30]]},
+            {
+                "type": "text",
+                "label": "line",
+                "text": "seven",
+                "coordinates": [[1, 24], [30, 24], [30, 31], [1, 31]],
+            },
+        ):
+            created = await http.post("/annotations", json={"item_id": drawn, **body})
+            assert created.status_code == 201, created.text
+    return World(dataset.id, item_ids, drawn, service.id, task.id)
+
+
+async def _sign_in(page: Page, key: str) -> None:
+    await page.goto("/datasets")
+    await expect(page).to_have_url(re.compile(r"/login\?next="))
+    await page.fill("#api-key", key)
+    await page.click("#login-form button[type=submit]")
+    await expect(page).to_have_url(re.compile(r"/datasets$"))
+
+
+async def test_sign_in_browse_filter_predict_draw_review_and_sign_out(
+    context: BrowserContext, console_stack: ConsoleStack, world: World, shots: Path
+) -> None:
+    page = await context.new_page()
+    await page.goto("/login")
+    await page.fill("#api-key", "not-a-key")
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("#login-error")).to_contain_text("not a valid")
+    await _sign_in(page, console_stack.api_key)
+    await page.screenshot(path=shots / "datasets.png", full_page=True)
+    assert console_stack.api_key not in await page.content()
+
+    # Browse, filter by directory, then a bad DQL filter: the API's own message inline.
+    await page.click("#datasets >> text=digits")
+    await expect(page.locator("li.tile")).to_have_count(6)
+    await page.fill("#dir", "/part1")
+    await page.click("#apply-filter")
+    await expect(page.locator("li.tile")).to_have_count(3)
+    await page.fill("#dir", "")
+    await page.fill("#dql", BAD_FILTER)
+    await page.click("#apply-filter")
+    with pytest.raises(ValidationError) as refused:
+        await console_stack.client.items.query(
+            world.dataset_id, {"metadata.user.size": {"$between": [1, 2]}}
+        )
+    await expect(page.locator("#dql-error")).to_have_text(refused.value.message)
+    await page.screenshot(path=shots / "browser-dql-error.png", full_page=True)
+    await page.fill("#dql", "")
+    await page.click("#apply-filter")
+    await expect(page.locator("li.tile")).to_have_count(6)
+    await page.screenshot(path=shots / "browser.png", full_page=True)
+
+    # Select: click the first tile, shift-click the third (a range of three), predict.
+    await page.locator("li.tile input.pick").nth(0).click()
+    await page.locator("li.tile input.pick").nth(2).click(modifiers=["Shift"])
+    await expect(page.locator("#selected-count")).to_have_text("3 selected")
+    await page.select_option("#service", world.service_id)
+    await page.click("#predict-selected")
+    await expect(page).to_have_url(re.compile(r"/batches/"))
+    await expect(page.locator("#batch-done")).to_be_visible(timeout=DEADLINE_S * 1000)
+    await expect(page.locator("#progress-text")).to_have_text("100%")
+    await expect(page.locator('#batch-counts [data-status="success"] b')).to_have_text("3")
+    await page.screenshot(path=shots / "batch.png", full_page=True)
+
+    # The item page: the person's shapes drawn, the model's classification beside them.
+    await page.goto(f"/items/{world.drawn_item}")
+    overlay = page.locator("#overlay")
+    await expect(overlay.locator("g.shape-box rect")).to_have_count(2)
+    await expect(overlay.locator("g.shape-polygon polygon")).to_have_count(1)
+    await expect(overlay.locator("g.shape-text polygon")).to_have_count(1)
+    await expect(page.locator("#classifications .chip")).to_have_count(1)
+    await expect(page.locator("#annotations")).to_contain_text("digits-classifier")
+    await expect(page.locator("#annotations")).to_contain_text("seven")
+    assert await page.evaluate("document.getElementById('canvas-image').naturalWidth") == 32
+    await page.screenshot(path=shots / "item.png", full_page=True)
+
+    # Review: the predictions filled the task; approve one (a), discard the next (d).
+    await _until("the task to hold the predicted items", _task_total(console_stack, world, 3))
+    await page.goto("/tasks")
+    await page.click("#tasks .review-link")
+    await expect(page.locator("#review")).to_be_visible()
+    await expect(page.locator("#review #classifications .chip")).to_have_count(1)
+    await page.screenshot(path=shots / "review.png", full_page=True)
+    first = await page.locator("#review").get_attribute("data-item")
+    await page.keyboard.press("a")
+    await expect(page.locator("#review")).not_to_have_attribute("data-item", first or "")
+    second = await page.locator("#review").get_attribute("data-item")
+    await page.keyboard.press("n")
+    await expect(page).to_have_url(re.compile(r"skip=1"))
+    await page.keyboard.press("ArrowLeft")
+    await expect(page.locator("#review")).to_have_attribute("data-item", second or "")
+    await page.keyboard.press("d")
+    await expect(page.locator("#task-progress")).to_contain_text("2 of 3 reviewed")
+    progress = await console_stack.client.tasks.progress(world.task_id)
+    assert (progress.counts.get("approved"), progress.counts.get("discarded")) == (1, 1)
+    [acceptance] = await console_stack.client.tasks.acceptance(world.task_id)
+    assert (acceptance.reviewed, acceptance.approved) == (2, 1)
+    await expect(page.locator("#acceptance")).to_contain_text("50%")
+
+    await page.click("#sign-out")
+    await expect(page).to_have_url(re.compile(r"/login$"))
+    await page.goto("/datasets")
+    await expect(page).to_have_url(re.compile(r"/login\?next=/datasets$"))
+
+
+def _task_total(stack: ConsoleStack, world: World, count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return (await stack.client.tasks.progress(world.task_id)).total >= count
+
+    return check
+
+
+async def test_pages_need_a_session_and_forms_a_csrf_token(
+    context: BrowserContext, console_stack: ConsoleStack, world: World
+) -> None:
+    http = context.request
+    anonymous = await http.get("/datasets", max_redirects=0)
+    assert anonymous.status == 303
+    assert anonymous.headers["location"].endswith("/login?next=/datasets")
+    partial = await http.get(
+        f"/datasets/{world.dataset_id}/grid", headers={"X-Console-Partial": "1"}, max_redirects=0
+    )
+    assert partial.status == 401
+    image = await http.get(f"/items/{world.drawn_item}/image", max_redirects=0)
+    assert image.status == 303
+
+    page = await context.new_page()
+    await _sign_in(page, console_stack.api_key)
+    [cookie] = await context.cookies()
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Strict"
+    assert console_stack.api_key not in cookie["value"]
+
+    for form in ({}, {"csrf_token": "forged"}):
+        refused = await http.post(
+            "/models/install", form={"catalog_name": "digits-classifier", **form}
+        )
+        assert refused.status == 403
+        assert "CSRF" in await refused.text()
+    assert len(await console_stack.client.models.list()) == 1  # nothing installed
+    token = await page.locator("body").get_attribute("data-csrf")
+    assert token
+    refused = await http.post("/logout", form={"csrf_token": token[:-1]}, max_redirects=0)
+    assert refused.status == 403
+
+    # Another project's dataset and item are not found, as pages.
+    other_id, other_key = await console_stack.services.new_project()
+    async with httpx.AsyncClient(
+        base_url=console_stack.services.endpoints.dataset,
+        headers={"Authorization": f"Bearer {other_key}"},
+    ) as other:
+        theirs = (await other.post("/datasets", json={"name": "theirs"})).json()
+    for path in (f"/datasets/{theirs['id']}", f"/datasets/{theirs['id']}/grid"):
+        answer = await http.get(path)
+        assert answer.status == 404, path
+        assert console_stack.api_key not in await answer.text()
+    assert other_id != console_stack.project_id
