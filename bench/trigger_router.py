@@ -42,6 +42,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bench import results
+from common.consumer import BatchConsumer
 from common.contracts import ItemCreated, ItemSnapshot, ServiceDeployed
 from common.envelope import make_event, utcnow
 from common.s3 import blob_key, delete_bucket, ensure_bucket, s3_client
@@ -50,7 +51,6 @@ from common.settings import environment_of
 from common.testing.broker import delete_names, probe_exchange
 from common.topology import BILLING, DATASET, MODEL_SERVING, TRIGGER_ROUTER, Topology
 from model_serving_service.deps import Deps as ModelServingDeps
-from trigger_router_service.adapters.item_events import ItemEventConsumer
 from trigger_router_service.adapters.scalers import LocalScaler, ServiceRef
 from trigger_router_service.app import create_app
 from trigger_router_service.deps import Deps as RouterDeps
@@ -307,7 +307,7 @@ async def routing_throughput(config: RouterBenchSettings) -> None:
     async with _router(settings) as app:
         runtime = runtime_of(app)
         repo: Repository = runtime.deps_as(RouterDeps).repo
-        consumer: ItemEventConsumer = runtime.deps_as(RouterDeps).item_consumer
+        consumer: BatchConsumer = runtime.deps_as(RouterDeps).item_consumer
         service_id = await _setup_service(repo, project_id)
         await _trigger(repo, project_id, service_id)
         predict_queue = await _declare_predict_queue(settings.amqp, runtime.topology, service_id)

@@ -26,7 +26,7 @@ import pytest
 
 from common.contracts import BudgetExhausted, BudgetRestored, ItemCreated, ItemSnapshot
 from common.s3 import s3_client
-from common.settings import S3SettingsMixin
+from common.settings import S3SettingsMixin, environment_of
 from common.testing.broker import probe_exchange
 from common.testing.waits import wait_until
 from common.topology import BILLING, MODEL_SERVING, TRIGGER_ROUTER
@@ -157,11 +157,7 @@ async def stack(
         delivery_limit=5,
     )
     # What the local backend passes to each replica: model-serving's settings.
-    worker_env = {
-        f"MODEL_SERVING_{k.upper()}": str(v)
-        for k, v in settings.model_dump().items()
-        if v is not None
-    }
+    worker_env = environment_of(settings)
     app = create_model_serving(settings)
     try:
         async with (

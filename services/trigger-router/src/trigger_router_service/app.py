@@ -10,7 +10,6 @@ from common.auth import KeyIntrospector
 from common.service import ServiceRuntime, build_service_app
 from trigger_router_service import api, handlers
 from trigger_router_service.adapters.datasets import DatasetClient
-from trigger_router_service.adapters.item_events import ItemEventConsumer
 from trigger_router_service.adapters.scalers import LocalScaler, ScalerBackend
 from trigger_router_service.adapters.tasks import TaskClient
 from trigger_router_service.deps import Deps
@@ -55,16 +54,12 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
         pipelines = PipelineEngine(repo)
         tasks = TaskClient(settings.annotation_url)
         runtime.resources.push_async_callback(tasks.close)
-        consumer = ItemEventConsumer(
-            amqp_url=settings.amqp,
-            topology=runtime.topology,
-            routing=ItemRouting(repo, pipelines),
-            broker=runtime.broker,
-            service_metrics=runtime.metrics,
+        consumer = handlers.consume_item_events(
+            runtime,
+            ItemRouting(repo, pipelines),
             prefetch=settings.routing_prefetch,
-            batch=settings.routing_batch,
+            max_batch=settings.routing_batch,
         )
-        runtime.consumer_queues.append(consumer.queue_name)
         runtime.consumer_queues.extend(
             handlers.register(
                 runtime.broker,
@@ -75,9 +70,8 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
                 pipelines=pipelines,
             )
         )
-        # The item consumer and the autoscaler start once the broker, the dead-letter
-        # queues and the outbox relay are up, and stop before them.
-        runtime.on_start("item-consumer", consumer.start, consumer.stop)
+        # The autoscaler starts once the broker, the batch consumers, the dead-letter
+        # queues and the outbox relay are up, and stops before them.
         autoscaler: Autoscaler | None = None
         if settings.autoscaler_enabled:
             autoscaler = Autoscaler(

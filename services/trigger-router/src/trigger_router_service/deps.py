@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.auth import KeyIntrospector
+from common.consumer import BatchConsumer
 from common.service import dependencies
 from trigger_router_service.adapters.datasets import DatasetClient
-from trigger_router_service.adapters.item_events import ItemEventConsumer
 from trigger_router_service.adapters.tasks import TaskClient
 from trigger_router_service.repository import Repository
 from trigger_router_service.settings import Settings
@@ -26,7 +26,8 @@ class Deps:
     tasks: TaskClient
     """The annotation service's task API (pipelines' task nodes)."""
     pipelines: PipelineEngine
-    item_consumer: ItemEventConsumer
+    item_consumer: BatchConsumer
+    """Consumes the item events (``handlers.consume_item_events``)."""
     autoscaler: Autoscaler | None
     """A candidate for the autoscaler's leadership (``None`` when it is disabled)."""
 

@@ -1,28 +1,38 @@
-"""Broker handlers of the trigger-router besides item events (see
-``adapters.item_events``): prediction outcomes, replicas and model services from
-model-serving, budgets from billing.
+"""Broker handlers of the trigger-router.
 
-Each one is a typed function of its contracts and the repository; ``register``
-subscribes them through :func:`common.subscriber.subscribe` (parsing, dead letters with
-the reason, log context, metrics). Each applies an idempotent change (natural keys and
-event-time guards, so redeliveries and reordering change nothing twice) and raises on
-transient errors (requeued until the delivery limit dead-letters the message).
+Item events, the router's hot path (every upload, every metadata change), are consumed
+in batches by :class:`common.consumer.BatchConsumer` (:func:`consume_item_events`): the
+handler :class:`ItemEvents` routes a batch in one transaction, each event alone when the
+batch fails. The others (prediction outcomes, replicas and model services from
+model-serving, budgets from billing, task items from annotation) are typed functions of
+their contracts and the repository; ``register`` subscribes them through
+:func:`common.subscriber.subscribe` (parsing, dead letters with the reason, log context,
+metrics). Each applies an idempotent change (natural keys and event-time guards, so
+redeliveries and reordering change nothing twice) and raises on transient errors
+(retried after a delay, then dead-lettered with the last error).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
+import asyncpg
 from faststream.rabbit import RabbitBroker
 
-from common.consumer import DUPLICATE, HANDLED, Handled
+from common.batching import together_or_alone
+from common.consumer import DUPLICATE, HANDLED, BatchConsumer, DeadLetter, Handled, Outcome, Retry
 from common.contracts import (
     BudgetExhausted,
     BudgetRestored,
     Contract,
+    ItemCreated,
+    ItemDeleted,
+    ItemMetadataUpdated,
+    ItemUpdated,
     PredictionCompleted,
     PredictionFailed,
     ReplicaStarted,
@@ -31,19 +41,120 @@ from common.contracts import (
     ServiceUndeployed,
     TaskItemAdded,
 )
+from common.dql import Condition
 from common.envelope import CloudEvent
-from common.messaging import consumer_queue, events_exchange
-from common.observability import ServiceMetrics
+from common.messaging import PoisonMessageError, consumer_queue, events_exchange, parse_event
+from common.observability import ServiceMetrics, log_context
+from common.service import ServiceRuntime
 from common.subscriber import Subscription, subscribe
-from common.topology import ANNOTATION, BILLING, MODEL_SERVING, TRIGGER_ROUTER, Topology
+from common.topology import (
+    ANNOTATION,
+    BILLING,
+    DATASET,
+    MODEL_SERVING,
+    TRIGGER_ROUTER,
+    Topology,
+)
 from trigger_router_service import metrics
+from trigger_router_service.domain.errors import RouterError
+from trigger_router_service.domain.executions import ExecutionStatus
+from trigger_router_service.domain.routing import ItemEvent, RouteOutcome, item_event
+from trigger_router_service.domain.triggers import ACTION_BY_ROUTING_KEY, ActiveTrigger
 from trigger_router_service.repository import Repository
 from trigger_router_service.usecases.pipelines import PipelineEngine
+from trigger_router_service.usecases.routing import ItemRouting
 
 log = logging.getLogger(__name__)
 
 STALE = Handled("stale")
 """Older than what is stored: changed nothing."""
+
+ON_ITEM_EVENT = "on_item_event"
+ITEM_CONTRACTS = (ItemCreated, ItemUpdated, ItemMetadataUpdated, ItemDeleted)
+
+
+def _count_mismatch(_trigger: ActiveTrigger, _cond: Condition, _value: Any) -> None:
+    metrics.FILTER_MISMATCHES.inc()
+
+
+class ItemEvents:
+    """The batch handler of ``trigger_router.on_item_event``: bodies in, one outcome each.
+
+    Poison (bad JSON, unknown version, missing fields, not an item event) is
+    dead-lettered with the reason; the rest are routed in one transaction, or each alone
+    when the batch fails, so that only an event at fault is retried (after a delay, then
+    dead-lettered with its last error). An event PostgreSQL can never store (a NUL
+    character) is poison too.
+    """
+
+    def __init__(self, routing: ItemRouting) -> None:
+        self._routing = routing
+
+    async def __call__(self, bodies: Sequence[bytes]) -> list[Outcome]:
+        outcomes: list[Outcome] = [HANDLED] * len(bodies)
+        parsed: list[tuple[int, ItemEvent]] = []
+        for index, body in enumerate(bodies):
+            try:
+                parsed.append((index, item_event(parse_event(body, *ITEM_CONTRACTS))))
+            except PoisonMessageError as exc:
+                outcomes[index] = DeadLetter(str(exc))
+            except RouterError as exc:
+                outcomes[index] = DeadLetter(exc.message)
+        results = await together_or_alone([event for _, event in parsed], self._route)
+        for (index, event), result in zip(parsed, results, strict=True):
+            if not isinstance(result, Exception):
+                outcomes[index] = result
+                continue
+            with log_context(event.event_id):
+                log.warning("routing an item event failed", exc_info=result)
+            reason = f"{type(result).__name__}: {result}"
+            poison = isinstance(result, asyncpg.DataError)
+            outcomes[index] = DeadLetter(reason) if poison else Retry(reason)
+        return outcomes
+
+    async def _route(self, events: Sequence[ItemEvent]) -> list[Handled]:
+        outcome = await self._routing.route(events, on_mismatch=_count_mismatch)
+        _record(outcome, events)
+        return [DUPLICATE if e.event_id in outcome.duplicates else HANDLED for e in events]
+
+
+def _record(outcome: RouteOutcome, events: Sequence[ItemEvent]) -> None:
+    now = datetime.now(UTC)
+    for event in events:
+        if event.event_id in outcome.duplicates:
+            result = "duplicate"
+        else:
+            result = "matched" if event.event_id in outcome.matched_events else "unmatched"
+            metrics.ROUTING_LATENCY.observe(max((now - event.time).total_seconds(), 0.0))
+        metrics.EVENTS_ROUTED.labels(event.action.value, result).inc()
+    for status, count in outcome.created.items():
+        metrics.EXECUTIONS.labels(status.value).inc(count)
+    queued = outcome.created.get(ExecutionStatus.QUEUED, 0)
+    if queued:
+        metrics.PREDICT_REQUESTS.labels("routed").inc(queued)
+    if outcome.failed_triggers:
+        metrics.TRIGGERS_FAILED.inc(len(outcome.failed_triggers))
+        log.warning(
+            "triggers failed: their model service is gone",
+            extra={"trigger_ids": outcome.failed_triggers},
+        )
+
+
+def consume_item_events(
+    runtime: ServiceRuntime, routing: ItemRouting, *, prefetch: int, max_batch: int
+) -> BatchConsumer:
+    """Consume ``trigger_router.on_item_event`` (bound to the four item event keys) in
+    batches, started and stopped with the service; return the consumer."""
+    keys = tuple(ACTION_BY_ROUTING_KEY)
+    return runtime.consume_in_batches(
+        consumer_queue(runtime.topology, TRIGGER_ROUTER, ON_ITEM_EVENT, keys[0]),
+        events_exchange(runtime.topology, DATASET),
+        ItemEvents(routing),
+        handler_name=ON_ITEM_EVENT,
+        prefetch=prefetch,
+        max_batch=max_batch,
+        bindings=keys,
+    )
 
 
 async def on_prediction_outcome(

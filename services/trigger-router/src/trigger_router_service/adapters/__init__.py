@@ -1,3 +1,3 @@
 """Outbound clients and the broker plumbing the router drives: scaler backends (local
-processes, Kubernetes), the dataset service's HTTP API, predict queue statistics and
-the item-event consumer."""
+processes, Kubernetes), the HTTP APIs of the dataset and annotation services, and
+predict queue statistics."""
