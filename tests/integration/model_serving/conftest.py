@@ -245,7 +245,15 @@ class ModelServingService:
 
 
 @pytest.fixture
+def ms_overrides() -> dict[str, Any]:
+    """Settings a test gives its model-serving (``@pytest.mark.parametrize("ms_overrides",
+    [{...}])`` on the test)."""
+    return {}
+
+
+@pytest.fixture
 async def ms(
+    ms_overrides: dict[str, Any],
     database_url: str,
     amqp_url: str,
     s3_settings: S3SettingsMixin,
@@ -266,6 +274,7 @@ async def ms(
         auth_url=auth_service.url,
         triton_http_url=triton_url,
         triton_grpc_url=triton_grpc_url,
+        **ms_overrides,
     )
     app = create_app(settings)
     exchange = f"{topology_prefix}{MODEL_SERVING}.events"

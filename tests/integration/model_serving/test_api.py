@@ -3,9 +3,17 @@ patch / undeploy with their events, predict-now, model removal."""
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
 import tritonclient.http as triton_http
 
+from common.contracts import PredictRequest
+from common.envelope import make_event
+from common.messaging import retry_later
 from common.testing.waits import wait_until
+from common.topology import MODEL_SERVING
+from model_serving_service.adapters.queues import QueueDepth
 from model_serving_service.deps import Deps as ModelServingDeps
 from tests.integration.model_serving.conftest import (
     ModelServingService,
@@ -212,3 +220,39 @@ async def test_predict_now_loads_the_model_for_one_call(
         await wait_until(unloaded, timeout=20, message="model unloaded after predict-now")
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("ms_overrides", [{"retry_delays": (30.0,)}])
+async def test_undeploy_fails_requests_waiting_in_a_retry_queue(ms: ModelServingService) -> None:
+    model = await register_color_model(ms)
+    service = await ms.deploy(model["id"])
+    item = await ms.put_item(solid((250, 0, 0)), "image/png")
+    usecases = ms.runtime.deps_as(ModelServingDeps).usecases
+    usecases.settings = usecases.settings.model_copy(update={"undeploy_drain_seconds": 0.2})
+    queue = usecases.queues.queue_name(service["id"])
+    # A request a worker handed to the retry queue (Triton away): it waits out 30 s there.
+    waiting = f"exe_{uuid.uuid4().hex[:12]}"
+    request = PredictRequest(
+        execution_id=waiting, service_id=service["id"], project_id=ms.project_id, item=item
+    )
+    body = make_event(request, source="/services/trigger-router").to_json_bytes()
+    runtime = ms.runtime
+    scheduled = await retry_later(
+        runtime.broker, runtime.topology, MODEL_SERVING, queue, body, "Triton is unreachable"
+    )
+    assert scheduled
+    assert (await usecases.queues.depth(f"{queue}.retry.30000ms")) == QueueDepth(1, 0)
+
+    await ms.http.delete(f"/services/{service['id']}", headers=ms.auth())
+
+    outcome = (await ms.wait_outcomes([waiting], timeout=30))[waiting]
+    assert outcome["type"] == "prelabel.prediction.failed.v1"
+    assert outcome["data"]["reason"] == (
+        f"service {service['id']} was undeployed before the request ran"
+    )
+    await ms.events.wait_for(1, routing_key="service.undeployed.v1")
+
+    async def retry_queue_gone() -> bool:
+        return await usecases.queues.depth(f"{queue}.retry.30000ms") is None
+
+    await wait_until(retry_queue_gone, timeout=30, message="retry queue deleted")

@@ -111,8 +111,19 @@ class ServiceUseCases(ModelUseCases):
             if depth is None or depth.consumers == 0:
                 break
             await asyncio.sleep(0.25)
-        # 3. Whatever is left gets an outcome, then the queue goes.
-        failed = await self.queues.drain(queue, lambda body: self._fail_leftover(service, body))
+
+        # 3. Whatever is left gets an outcome, then the queues go: the work queue, each
+        # retry queue (requests waiting out a delay; removed once drained, so nothing
+        # expires from it any more), then the work queue again for any retry that expired
+        # back onto it meanwhile.
+        def fail(body: bytes) -> Awaitable[None]:
+            return self._fail_leftover(service, body)
+
+        failed = await self.queues.drain(queue, fail)
+        for retry_queue in self.queues.retry_queue_names(service.id):
+            failed += await self.queues.drain(retry_queue, fail)
+            await self.queues.delete_queue(retry_queue)
+        failed += await self.queues.drain(queue, fail)
         if failed:
             log.info("failed leftover requests", extra={"service_id": service.id, "count": failed})
         await self.queues.delete(service.id)
