@@ -53,7 +53,9 @@ def test_compose_nginx_gets_the_values_the_local_stack_renders() -> None:
 
 def test_every_service_knows_its_prefix_in_compose_and_kubernetes() -> None:
     compose = _compose()["services"]
-    configmap = yaml.safe_load((REPO / "deploy" / "k8s" / "configmap.yaml").read_text())
+    configmap = yaml.safe_load(
+        (REPO / "deploy" / "k8s" / "base" / "app" / "configmap.yaml").read_text()
+    )
 
     for spec in SERVICES:
         variable = spec.env_name("root_path")
@@ -64,7 +66,9 @@ def test_every_service_knows_its_prefix_in_compose_and_kubernetes() -> None:
 def test_the_ingress_routes_every_service_with_the_proxys_limits() -> None:
     docs = [
         d
-        for d in yaml.safe_load_all((REPO / "deploy" / "k8s" / "ingress.yaml").read_text())
+        for d in yaml.safe_load_all(
+            (REPO / "deploy" / "k8s" / "base" / "app" / "ingress.yaml").read_text()
+        )
         if d and d["kind"] == "Ingress"
     ]
     values = _compose_values()
