@@ -58,7 +58,7 @@ format: install ## Apply ruff's fixes and formatting
 
 bench: install ## Benchmarks against the real servers; prints a table of figures and ratios
 	$(STACK) up --no-services
-	$(PY) -m bench.run
+	PYTHONPATH=scripts $(PY) -m bench.run
 
 clean: down ## Stop the stack and remove its data
 	rm -rf .stack .bench

@@ -1,0 +1,554 @@
+"""End to end: upload -> annotation latency and throughput against a plain loop, and the
+CPU each item costs, process by process.
+
+All five services run as they are deployed (``python -m <package>``, started by the
+local stack's own components) behind the real nginx, in a database and a bucket of
+their own with a topology prefix of their own. A digits-classifier model service is
+warm (``min_replicas`` 1) and a trigger on the dataset runs it on every created item;
+items are uploaded through the proxy with the SDK at a fixed concurrency.
+
+- ``e2e.digits_latency_p50`` / ``_p95`` / ``_p99`` (ms): from the upload request's start
+  to its annotation row's ``created_at`` (read from the database), warm. Targets 50 ms
+  and 250 ms (fixed references: ratio = value / target, at most 1).
+- ``e2e.digits_throughput`` (items/s, upload of the first to annotation of the last)
+  next to ``e2e.digits_plain_loop``: the same items at the same concurrency done by a
+  script with no platform: S3 put, Triton inference over gRPC batched (up to the model's
+  batch size), one annotation insert per item into PostgreSQL. Target ratio >= 0.5.
+- ``e2e.digits_cpu.<process>`` (CPU ms per item, user + system, over the measured run):
+  each prelabel service, the workers, nginx, and the servers (RabbitMQ, PostgreSQL
+  backends of the bench database, SeaweedFS, Triton), next to the plain loop's own CPU;
+  ``e2e.digits_cpu.platform`` sums the prelabel processes, ``e2e.digits_cpu.servers``
+  the servers, each next to the plain loop's (``plain_loop``: the script itself,
+  ``plain_loop_servers``: the servers during it). RabbitMQ, SeaweedFS and Triton are
+  shared with whatever else runs on the machine.
+- ``e2e.ocr_throughput`` vs ``e2e.ocr_plain_loop`` with ``ocr-text`` on rendered
+  documents: the model dominates, target ratio >= 0.9.
+
+Sizes: ``PRELABEL_BENCH_E2E_ITEMS`` (default 2000), ``PRELABEL_BENCH_E2E_OCR_ITEMS``
+(200), ``PRELABEL_BENCH_E2E_CONCURRENCY`` (16).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import os
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+import numpy as np
+import numpy.typing as npt
+import psutil
+import tritonclient.grpc.aio as triton_grpc
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bench import results
+from bench.model_serving import digit_images, text_images
+from bench.settings import BenchSettings
+from common.blobs import BlobStore
+from common.s3 import blob_key, delete_bucket, s3_client
+from common.testing.servers import free_port
+from prelabel_client import Prelabel
+from prelabel_client.models import Operation, Scaling, TriggerSpec
+from prelabel_stack import SERVICES, Nginx, Service, StackConfig
+from prelabel_stack.components.base import ProcessComponent, terminate_all
+
+ORDER = 95
+TIMEOUT_S = 1200.0
+
+Scores = npt.NDArray[np.float32]
+ADMIN_KEY = "bench-e2e-admin-key"
+PACKAGES = {s.package: s.name for s in SERVICES}
+FIVE = ("dataset", "trigger-router", "model-serving", "annotation", "billing")
+SERVERS = ("rabbitmq", "postgresql", "seaweedfs", "triton")
+WARMUP_ITEMS = 40
+DEADLINE_S = 600.0
+
+
+class E2EBenchSettings(BaseSettings):
+    """Sizes of the run (``PRELABEL_BENCH_E2E_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PRELABEL_BENCH_E2E_", extra="ignore")
+
+    items: int = 2000
+    ocr_items: int = 200
+    concurrency: int = 16
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+@dataclass
+class Stack:
+    """The five services and nginx as processes, and what the bench needs of them."""
+
+    config: StackConfig
+    database: str
+    bucket: str
+    prefix: str
+    components: list[ProcessComponent] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """``PRELABEL_URL``."""
+        return self.config.proxy_url
+
+    @property
+    def dsn(self) -> str:
+        """The bench database."""
+        return self.config.database_url(self.database)
+
+
+@contextlib.asynccontextmanager
+async def running_stack() -> AsyncIterator[Stack]:
+    """The stack ``make up`` runs, on ports, a database, a bucket and a topology prefix of
+    its own; everything removed afterwards."""
+    suffix = uuid.uuid4().hex[:10]
+    base = StackConfig.from_env()
+    root = BenchSettings().bench_dir / f"e2e-{suffix}"
+    config = dataclasses.replace(
+        base,
+        root=root,
+        service_ports={s.name: free_port() for s in SERVICES},
+        proxy_port=free_port(),
+        admin_key=ADMIN_KEY,
+        timeout_s=120.0,
+    )
+    stack = Stack(config, f"bench_e2e_{suffix}", f"bench-e2e-{suffix}", f"benche2e{suffix}.")
+    admin = await asyncpg.connect(base.database_url("postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{stack.database}"')
+    finally:
+        await admin.close()
+    shared = {
+        "database_url": stack.dsn,
+        "topology_prefix": stack.prefix,
+        "s3_bucket": stack.bucket,
+        "ephemeral_topology": "true",
+    }
+    # The router's local backend hands its own MODEL_SERVING_* variables to the workers.
+    worker = {
+        "MODEL_SERVING_DATABASE_URL": stack.dsn,
+        "MODEL_SERVING_TOPOLOGY_PREFIX": stack.prefix,
+        "MODEL_SERVING_S3_BUCKET": stack.bucket,
+    }
+    saved = {k: os.environ.get(k) for k in worker}
+    os.environ.update(worker)
+    for path in (config.logs_dir, config.pids_dir):
+        path.mkdir(parents=True, exist_ok=True)
+    services = [Service(config, s, settings=shared) for s in SERVICES if s.name in FIVE]
+    stack.components = [*services, Nginx(config)]
+    started: list[ProcessComponent] = []
+    try:
+        for component in stack.components:
+            await asyncio.to_thread(component.launch)
+            started.append(component)
+        for component in stack.components:
+            await asyncio.to_thread(component.wait_ready)
+        yield stack
+    finally:
+        running = [(c, pid) for c in started if (pid := c.tracked_pid()) is not None]
+        await asyncio.to_thread(terminate_all, running)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        admin = await asyncpg.connect(base.database_url("postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{stack.database}" WITH (FORCE)')
+        finally:
+            await admin.close()
+        async with s3_client(base.s3_endpoint, base.s3_access_key, base.s3_secret_key) as s3:
+            with contextlib.suppress(Exception):
+                await delete_bucket(s3, stack.bucket)
+
+
+# --------------------------------------------------------------------------- CPU accounting
+
+
+def _role(process: psutil.Process, database: str) -> str | None:
+    """Which part of the system ``process`` is (None: not ours to count)."""
+    try:
+        name = process.name()
+        cmdline = process.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    text = " ".join(cmdline)
+    if "model_serving_service.worker" in text:
+        return "model-serving worker"
+    for package, service in PACKAGES.items():
+        if f"-m {package}" in text:
+            return service
+    if name == "postgres" or text.startswith("postgres:"):
+        # Only the backends serving the bench database (their title names it).
+        return "postgresql" if f" {database} " in f" {text} " else None
+    if name == "beam.smp":
+        return "rabbitmq"
+    if name == "weed":
+        return "seaweedfs"
+    if name.startswith("tritonserver") or "triton_python_backend_stub" in text:
+        return "triton"
+    if name == "nginx" and "prelabel" in text:
+        return "nginx"
+    return None
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return 0.0
+    return float(times.user + times.system + times.children_user + times.children_system)
+
+
+def cpu_snapshot(database: str) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of every process that is part of the system, by pid."""
+    snapshot: dict[int, tuple[str, float]] = {}
+    for process in psutil.process_iter():
+        role = _role(process, database)
+        if role is not None:
+            snapshot[process.pid] = (role, _cpu_seconds(process))
+    return snapshot
+
+
+def cpu_spent(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds per role between two snapshots (a process started in between counts
+    from zero; one that ended in between is lost, and is rare here: the worker is warm)."""
+    spent: dict[str, float] = {}
+    for pid, (role, seconds) in after.items():
+        start = before.get(pid, (role, 0.0))[1]
+        spent[role] = spent.get(role, 0.0) + max(seconds - start, 0.0)
+    return spent
+
+
+# --------------------------------------------------------------------------- the platform
+
+
+@dataclass
+class Prepared:
+    """A project with a warm model service and a trigger on a dataset."""
+
+    client: Prelabel
+    dataset_id: str
+    model_triton_name: str
+    input_tensor: str
+    outputs: list[str]
+    score_output: str
+    """The output holding confidences (``scores`` of the adapter; else the first)."""
+    max_batch: int
+
+
+@contextlib.asynccontextmanager
+async def prepared(stack: Stack, catalog_name: str, concurrency: int) -> AsyncIterator[Prepared]:
+    """Project, dataset, ``catalog_name`` installed and deployed warm (min 1 replica),
+    and an Item Created trigger from the dataset to it."""
+    async with Prelabel(stack.url, "unused", admin_key=ADMIN_KEY) as admin:
+        project = await admin.projects.create(f"bench-e2e-{catalog_name}")
+        key = await admin.projects.create_api_key(project.id)
+    client = Prelabel(stack.url, str(key.key), max_connections=concurrency * 2)
+    try:
+        dataset = await client.datasets.create(f"e2e-{catalog_name}")
+        model = await client.models.install(catalog_name)
+        service = await client.services.deploy(
+            model.id,
+            f"e2e-{catalog_name}",
+            Scaling(min_replicas=1, max_replicas=1, concurrency=64, cooldown_seconds=600),
+        )
+        await client.services.wait_ready(service.id, timeout_s=300)
+        spec = TriggerSpec(
+            filter={"dataset_id": dataset.id},
+            operation=Operation(service_id=service.id),
+        )
+        await client.triggers.create(f"e2e-{catalog_name}", spec)
+        adapter = model.spec.get("adapter", {})
+        outputs = {str(k): str(v) for k, v in adapter.get("outputs", {}).items()}
+        yield Prepared(
+            client=client,
+            dataset_id=dataset.id,
+            model_triton_name=model.triton_name,
+            input_tensor=str(model.spec.get("input", {}).get("tensor", "IMAGE")),
+            outputs=list(outputs.values()),
+            score_output=outputs.get("scores") or next(iter(outputs.values())),
+            max_batch=int(model.spec.get("max_batch_size", 8)),
+        )
+    finally:
+        await client.aclose()
+
+
+async def _annotated(conn: asyncpg.Connection, item_ids: Sequence[str]) -> dict[str, float]:
+    """First annotation time (epoch seconds) of each of ``item_ids`` that has one."""
+    rows = await conn.fetch(
+        """SELECT item_id, extract(epoch FROM min(created_at)) AS at
+           FROM annotation.annotations WHERE item_id = ANY($1::text[]) GROUP BY item_id""",
+        list(item_ids),
+    )
+    return {r["item_id"]: float(r["at"]) for r in rows}
+
+
+async def wait_annotated(stack: Stack, item_ids: Sequence[str]) -> dict[str, float]:
+    """Wait (deadline) until every item has its annotations; their times."""
+    conn = await asyncpg.connect(stack.dsn)
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            done = await _annotated(conn, item_ids)
+            if len(done) == len(item_ids):
+                return done
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(done)} of {len(item_ids)} items annotated in time")
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
+async def upload_all(
+    target: Prepared, blobs: Sequence[bytes], concurrency: int, tag: str
+) -> tuple[list[str], list[float]]:
+    """Upload every blob (``concurrency`` in flight); item ids and request start times."""
+    ids: list[str] = [""] * len(blobs)
+    starts: list[float] = [0.0] * len(blobs)
+    counter = iter(range(len(blobs)))
+
+    async def loop() -> None:
+        for index in counter:
+            starts[index] = time.time()
+            item = await target.client.items.upload(
+                target.dataset_id, blobs[index], f"{tag}-{index}.png"
+            )
+            ids[index] = item.id
+
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    return ids, starts
+
+
+@dataclass
+class PlatformRun:
+    """One measured run through the platform."""
+
+    latencies_ms: list[float]
+    throughput: float
+    cpu: dict[str, float]
+
+
+async def through_platform(
+    stack: Stack, target: Prepared, blobs: Sequence[bytes], concurrency: int
+) -> PlatformRun:
+    """Warm up, then upload ``blobs`` and wait for every annotation."""
+    warm_ids, _ = await upload_all(target, blobs[:WARMUP_ITEMS], concurrency, "warm")
+    await wait_annotated(stack, warm_ids)
+    before = cpu_snapshot(stack.database)
+    ids, starts = await upload_all(target, blobs, concurrency, "run")
+    done = await wait_annotated(stack, ids)
+    after = cpu_snapshot(stack.database)
+    latencies = [(done[i] - s) * 1000 for i, s in zip(ids, starts, strict=True)]
+    elapsed = max(done.values()) - min(starts)
+    return PlatformRun(latencies, len(blobs) / elapsed, cpu_spent(before, after))
+
+
+# --------------------------------------------------------------------------- the plain loop
+
+
+class TritonBatcher:
+    """Calls Triton once per batch of whatever requests are waiting (up to ``max_batch``),
+    as a script that batches would."""
+
+    def __init__(self, target: Prepared, url: str) -> None:
+        self._target = target
+        self._client = triton_grpc.InferenceServerClient(url)
+        self._waiting: list[tuple[bytes, asyncio.Future[Scores]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> TritonBatcher:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._client.close()
+
+    async def infer(self, image: bytes) -> Scores:
+        future: asyncio.Future[Scores] = asyncio.get_running_loop().create_future()
+        self._waiting.append((image, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        t = self._target
+        outputs = [triton_grpc.InferRequestedOutput(name) for name in t.outputs]
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                batch, self._waiting = self._waiting[: t.max_batch], self._waiting[t.max_batch :]
+                tensor = triton_grpc.InferInput(t.input_tensor, [len(batch), 1], "BYTES")
+                tensor.set_data_from_numpy(np.array([[b] for b, _ in batch], dtype=object))
+                try:
+                    answer = await self._client.infer(
+                        t.model_triton_name, [tensor], outputs=outputs
+                    )
+                except Exception as exc:
+                    for _, future in batch:
+                        future.set_exception(exc)
+                    continue
+                scores = answer.as_numpy(t.score_output)
+                for row, (_, future) in enumerate(batch):
+                    values = scores[row] if scores is not None else np.array([])
+                    future.set_result(np.asarray(values, dtype=np.float32).ravel())
+
+
+async def plain_loop(
+    stack: Stack, target: Prepared, blobs: Sequence[bytes], concurrency: int
+) -> tuple[float, float, float]:
+    """The same work with no platform: S3 put, batched Triton call, one row per item.
+    Returns (items/s, this process's CPU seconds, the servers' CPU seconds)."""
+    c = stack.config
+    store = BlobStore(
+        c.s3_endpoint,
+        stack.bucket,
+        access_key=c.s3_access_key,
+        secret_key=c.s3_secret_key,
+        region=c.s3_region,
+        max_connections=concurrency,
+    )
+    pool = await asyncpg.create_pool(stack.dsn, min_size=1, max_size=concurrency)
+    assert pool is not None
+    await pool.execute(
+        """CREATE TABLE IF NOT EXISTS plain_annotations (
+               id bigserial PRIMARY KEY, item text NOT NULL, label text NOT NULL,
+               confidence float8 NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"""
+    )
+    me = psutil.Process()
+    try:
+        async with TritonBatcher(target, c.triton_grpc_url) as triton:
+
+            async def one(index: int) -> None:
+                data = blobs[index]
+                key = blob_key(hashlib.sha256(data).hexdigest())
+                await store.put(key, data, "image/png")
+                scores = await triton.infer(data)
+                label = int(np.argmax(scores)) if scores.size else -1
+                confidence = float(np.max(scores)) if scores.size else 0.0
+                await pool.execute(
+                    "INSERT INTO plain_annotations (item, label, confidence) VALUES ($1, $2, $3)",
+                    f"plain-{index}",
+                    str(label),
+                    confidence,
+                )
+
+            counter = iter(range(len(blobs)))
+
+            async def loop() -> None:
+                for index in counter:
+                    await one(index)
+
+            servers_before = cpu_snapshot(stack.database)
+            cpu_before = _cpu_seconds(me)
+            started = time.monotonic()
+            await asyncio.gather(*(loop() for _ in range(concurrency)))
+            elapsed = time.monotonic() - started
+            cpu = _cpu_seconds(me) - cpu_before
+            servers = cpu_spent(servers_before, cpu_snapshot(stack.database))
+    finally:
+        await pool.close()
+        await store.close()
+    servers_cpu = sum(v for k, v in servers.items() if k in SERVERS)
+    return len(blobs) / elapsed, cpu, servers_cpu
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _cycle(blobs: Sequence[bytes], count: int) -> Iterator[bytes]:
+    for index in range(count):
+        yield blobs[index % len(blobs)]
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def _record_cpu(
+    prefix: str, cpu: dict[str, float], items: int, plain_cpu: float, plain_servers: float
+) -> None:
+    platform_roles = {*FIVE, "model-serving worker"}
+    platform = sum(v for k, v in cpu.items() if k in platform_roles)
+    servers = sum(v for k, v in cpu.items() if k in SERVERS)
+    plain_ms = plain_cpu / items * 1000
+    results.record(f"{prefix}_cpu.plain_loop", plain_ms, "CPU ms/item")
+    results.record(
+        f"{prefix}_cpu.platform", platform / items * 1000, "CPU ms/item",
+        f"{prefix}_cpu.plain_loop", plain_ms,
+    )  # fmt: skip
+    plain_servers_ms = plain_servers / items * 1000
+    results.record(f"{prefix}_cpu.plain_loop_servers", plain_servers_ms, "CPU ms/item")
+    results.record(
+        f"{prefix}_cpu.servers", servers / items * 1000, "CPU ms/item",
+        f"{prefix}_cpu.plain_loop_servers", plain_servers_ms,
+    )  # fmt: skip
+    for role, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        results.record(
+            f"{prefix}_cpu.{role.replace(' ', '_')}", seconds / items * 1000, "CPU ms/item"
+        )
+
+
+async def measure(
+    stack: Stack,
+    prefix: str,
+    catalog_name: str,
+    blobs: Sequence[bytes],
+    settings: E2EBenchSettings,
+    target_ratio: float,
+    on_run: Callable[[PlatformRun], None] | None = None,
+) -> None:
+    async with prepared(stack, catalog_name, settings.concurrency) as target:
+        run = await through_platform(stack, target, blobs, settings.concurrency)
+        plain, plain_cpu, plain_servers = await plain_loop(
+            stack, target, blobs, settings.concurrency
+        )
+    results.record(f"{prefix}_plain_loop", plain, "items/s")
+    results.record(
+        f"{prefix}_throughput", run.throughput, "items/s", f"{prefix}_plain_loop", plain,
+        target_ratio,
+    )  # fmt: skip
+    _record_cpu(prefix, run.cpu, len(blobs), plain_cpu, plain_servers)
+    if on_run is not None:
+        on_run(run)
+
+
+def _latencies(prefix: str) -> Callable[[PlatformRun], None]:
+    def record(run: PlatformRun) -> None:
+        for q, target in ((50, 50.0), (95, None), (99, 250.0)):
+            value = _percentile(run.latencies_ms, q)
+            if target is None:
+                results.record(f"{prefix}_latency_p{q}", value, "ms")
+            else:
+                results.record(
+                    f"{prefix}_latency_p{q}", value, "ms", f"target {target:g} ms", target, 1.0,
+                    higher_is_better=False,
+                )  # fmt: skip
+
+    return record
+
+
+async def run() -> None:
+    """Measure and record the figures (see the module docstring)."""
+    settings = E2EBenchSettings()
+    digits = list(_cycle(digit_images(500), settings.items))
+    documents = list(_cycle(text_images(50), settings.ocr_items))
+    async with running_stack() as stack:
+        await measure(stack, "e2e.digits", "digits-classifier", digits, settings, 0.5,
+                      _latencies("e2e.digits"))  # fmt: skip
+        await measure(stack, "e2e.ocr", "ocr-text", documents, settings, 0.9)
