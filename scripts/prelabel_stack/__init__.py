@@ -16,7 +16,8 @@
 5. nginx (Debian's package, installed with apt-get as root when missing), the one URL:
    ``/api/<service>/`` to each service, config rendered from
    ``deploy/nginx/templates/prelabel.conf.template`` into ``.stack/nginx/``.
-6. The five services (``python -m <name>_service``), unless ``--no-services``; each
+6. The five services (``python -m <name>_service``) and the web console
+   (``python -m console_service``, http://127.0.0.1:8086), unless ``--no-services``; each
    gets the stack's values for the fields of its ``Settings`` class.
 
 Everything lives under ``.stack/`` in the repository root: data in
@@ -34,7 +35,7 @@ Environment (defaults in brackets):
     PRELABEL_TRITON_HTTP_PORT [8000]   PRELABEL_TRITON_GRPC_PORT [8001]
     PRELABEL_TRITON_METRICS_PORT [8002]
     PRELABEL_TRITON_MODEL_REPOSITORY [<stack dir>/triton/models]
-    PRELABEL_<SERVICE>_PORT [each Settings' http_port: 8081..8085], e.g. PRELABEL_MODEL_SERVING_PORT
+    PRELABEL_<SERVICE>_PORT [each Settings' http_port: 8081..8085, console 8086], e.g. PRELABEL_MODEL_SERVING_PORT
     PRELABEL_PROXY_PORT [8090]          (nginx: the one URL, ``PRELABEL_URL``)
     PRELABEL_LOG_LEVEL [INFO]          PRELABEL_STACK_TIMEOUT [seconds, per component]
     DATASET_ADMIN_KEY [a development key, printed by ``up``]
@@ -52,11 +53,12 @@ from prelabel_stack.components.proxy import Nginx
 from prelabel_stack.components.servers import SeaweedFS, Triton
 from prelabel_stack.components.services import Service
 from prelabel_stack.components.system import PostgreSQL, RabbitMQ, SystemComponent
-from prelabel_stack.config import SERVICES, ServiceSpec, StackConfig, StackError
+from prelabel_stack.config import CONSOLE, SERVICES, ServiceSpec, StackConfig, StackError
 from prelabel_stack.rendering import render
 from prelabel_stack.stack import Stack
 
 __all__ = [
+    "CONSOLE",
     "SERVICES",
     "Component",
     "Nginx",

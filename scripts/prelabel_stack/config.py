@@ -43,6 +43,8 @@ class ServiceSpec:
 
     name: str
     package: str
+    mount: str | None = None
+    """Where the proxy serves it, when not ``/api/<name>`` (the console: ``""``, at ``/``)."""
 
     @property
     def settings_class(self) -> type[BaseSettings]:
@@ -86,7 +88,7 @@ class ServiceSpec:
     def proxy_path(self) -> str:
         """Where the reverse proxy serves it: ``/api/<name>`` (what ``PRELABEL_URL``
         clients call, see ``prelabel_client.endpoints``)."""
-        return f"/api/{self.name}"
+        return self.mount if self.mount is not None else f"/api/{self.name}"
 
 
 SERVICES = (
@@ -96,6 +98,8 @@ SERVICES = (
     ServiceSpec("annotation", "annotation_service"),
     ServiceSpec("billing", "billing_service"),
 )
+CONSOLE = ServiceSpec("console", "console_service", mount="")
+"""The web console: started with the five (``make up``), holding no data of its own."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,9 @@ class StackConfig:
             triton_grpc_port=_env_int("PRELABEL_TRITON_GRPC_PORT", 8001),
             triton_metrics_port=_env_int("PRELABEL_TRITON_METRICS_PORT", 8002),
             model_repository=Path(repo).resolve() if repo else root / "triton" / "models",
-            service_ports={s.name: _env_int(s.port_env, s.default_port) for s in SERVICES},
+            service_ports={
+                s.name: _env_int(s.port_env, s.default_port) for s in (*SERVICES, CONSOLE)
+            },
             proxy_port=_env_int("PRELABEL_PROXY_PORT", 8090),
             admin_key=admin_key or DEV_ADMIN_KEY,
             admin_key_is_default=not admin_key,

@@ -10,7 +10,7 @@ from prelabel_stack.components.proxy import Nginx
 from prelabel_stack.components.servers import SeaweedFS, Triton
 from prelabel_stack.components.services import Service
 from prelabel_stack.components.system import PostgreSQL, RabbitMQ, SystemComponent
-from prelabel_stack.config import SERVICES, StackConfig
+from prelabel_stack.config import CONSOLE, SERVICES, StackConfig
 
 
 @dataclass
@@ -22,13 +22,15 @@ class Stack:
     system: list[SystemComponent] = field(init=False)
     servers: list[ProcessComponent] = field(init=False)
     services: list[ProcessComponent] = field(init=False)
-    """The five services and nginx in front of them (the one URL)."""
+    """The five services, the web console and nginx in front of them (the one URL)."""
 
     def __post_init__(self) -> None:
         c = self.config
         self.system = [RabbitMQ(c), PostgreSQL(c)]
         self.servers = [SeaweedFS(c), Triton(c)]
-        self.services = [*(Service(c, s) for s in SERVICES), Nginx(c)] if self.with_services else []
+        self.services = (
+            [*(Service(c, s) for s in (*SERVICES, CONSOLE)), Nginx(c)] if self.with_services else []
+        )
 
     @property
     def components(self) -> list[Component]:

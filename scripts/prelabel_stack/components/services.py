@@ -103,6 +103,8 @@ class Service(ProcessComponent):
             # Keys are checked at the dataset service, wherever its port is.
             "auth_url": dataset,
             "dataset_url": dataset,
+            # The console calls the other four through the one URL.
+            "prelabel_url": c.proxy_url,
         }
         values |= self.overrides
         return {k: v for k, v in values.items() if self.spec.has_setting(k)}
