@@ -19,8 +19,9 @@ from common.service import runtime_of
 from scripts.demo import Api
 from tests.e2e.conftest import RunningStack
 from tests.integration.model_serving.conftest import held_out_digits
+from trigger_router_service.deps import Deps as RouterDeps
 
-ITEMS = 50
+ITEMS = 200
 DEADLINE_S = 150.0
 CONFIDENT = {"prediction.min_confidence": {"$gte": 0.9}}
 UNSURE = {"$or": [{"prediction.min_confidence": {"$lt": 0.9}}, {"prediction.count": 0}]}
@@ -77,6 +78,29 @@ async def test_items_flow_dataset_predict_task_with_a_confidence_edge(
             return bool(known) and known.get("status") == "ready"
 
         await _until("the router to see the service ready", router_sees_it_ready)
+        # The router checks predict nodes with model-serving, served after it here.
+        runtime_of(stack.app("trigger-router")).deps_as(
+            RouterDeps
+        ).models.base_url = stack.endpoints.model_serving
+        # A dataset holding text: the digits model (images) is refused, the node named.
+        notes = await api.call(
+            "dataset", "POST", "/datasets", step=step, expect=(201,), json={"name": "notes"}
+        )
+        await api.call(
+            "dataset", "POST", f"/datasets/{notes['id']}/items", step=step, expect=(201,),
+            files={"file": ("note.txt", b"a note", "text/plain")},
+        )  # fmt: skip
+        refused = await api.call(
+            "trigger-router", "POST", "/pipelines", step=step, expect=(422,),
+            json={
+                "name": "notes-to-digits",
+                "nodes": [
+                    {"id": "ds", "type": "dataset", "config": {"dataset_id": notes["id"]}},
+                    {"id": "guess", "type": "predict", "config": {"service_id": service_id}},
+                ],
+                "edges": [{"src": "ds", "tgt": "guess"}],
+            },
+        )  # fmt: skip
         task = await api.call(
             "annotation", "POST", "/tasks", step=step, expect=(201,),
             json={"name": "review", "dataset_id": dataset["id"]},
@@ -171,6 +195,8 @@ async def test_items_flow_dataset_predict_task_with_a_confidence_edge(
         (node, status): n for node, counts in done["counts"].items()
         for status, n in counts.items() if n
     }  # fmt: skip
+    assert "node 'guess'" in str(refused), refused
+    assert "text/plain" in str(refused), refused
     assert done["counts"]["predict"]["success"] == ITEMS
     assert done["counts"]["done"]["success"] + done["counts"]["review"]["success"] == ITEMS
     assert done["counts"]["done"]["success"] == done["counts"]["review"]["skipped"]

@@ -14,12 +14,15 @@ from trigger_router_service.domain.pipelines import (
     NodeStatus,
     PipelineDefinition,
     PipelineError,
+    PipelineTrigger,
     RunStatus,
     advance,
     build_graph,
     can_move,
     enters,
     first_failed,
+    input_type_problem,
+    refused_items_filter,
     run_status,
     taken_edges,
 )
@@ -210,3 +213,41 @@ def test_node_state_machine() -> None:
     assert not can_move(NodeStatus.SUCCESS, NodeStatus.RUNNING)
     assert not can_move(NodeStatus.SKIPPED, NodeStatus.RUNNING)
     assert not can_move(NodeStatus.PENDING, NodeStatus.FAILED)
+
+
+@pytest.mark.parametrize(
+    ("input_type", "filter_", "refused"),
+    [
+        ("image", {}, False),
+        ("image", {"metadata.system.mimetype": "image/*"}, False),
+        ("image", {"metadata.system.mimetype": "image/png"}, False),
+        ("image", {"metadata.system.mimetype": "text/plain"}, True),
+        ("image", {"metadata.system.mimetype": {"$in": ["text/*", "application/json"]}}, True),
+        ("image", {"metadata.system.mimetype": {"$in": ["text/*", "image/jpeg"]}}, False),
+        ("image", {"$and": [{"dir": "/a"}, {"metadata.system.mimetype": "text/*"}]}, True),
+        ("image", {"metadata.system.mimetype": "*/*"}, False),
+        ("text", {"metadata.system.mimetype": {"$eq": "image/png"}}, True),
+        ("text", {"metadata.system.mimetype": "application/json"}, False),
+        ("prompt", {"metadata.system.mimetype": "image/png"}, False),
+    ],
+)
+def test_a_trigger_pinning_mimetypes_the_model_refuses_is_named(
+    input_type: str, filter_: dict[str, Any], refused: bool
+) -> None:
+    trigger = PipelineTrigger(filter=filter_)
+    problem = input_type_problem("predict", input_type, trigger)
+    assert (problem is not None) == refused
+    if problem:
+        assert problem.startswith("node 'predict': its model takes")
+
+
+def test_refused_items_filter_selects_what_the_trigger_lets_in_and_the_model_refuses() -> None:
+    trigger = PipelineTrigger(filter={"dir": "/a"})
+    assert refused_items_filter("image", trigger) == {
+        "$and": [
+            {"dir": "/a"},
+            {"metadata.system.mimetype": {"$exists": True}},
+            {"metadata.system.mimetype": {"$nin": ["image/*"]}},
+        ]
+    }
+    assert refused_items_filter("prompt", trigger) is None

@@ -10,6 +10,7 @@ from common.auth import KeyIntrospector
 from common.service import ServiceRuntime, build_service_app
 from trigger_router_service import api, handlers
 from trigger_router_service.adapters.datasets import DatasetClient
+from trigger_router_service.adapters.models import ModelClient
 from trigger_router_service.adapters.scalers import LocalScaler, ScalerBackend
 from trigger_router_service.adapters.tasks import TaskClient
 from trigger_router_service.deps import Deps
@@ -54,6 +55,8 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
         pipelines = PipelineEngine(repo)
         tasks = TaskClient(settings.annotation_url)
         runtime.resources.push_async_callback(tasks.close)
+        models = ModelClient(settings.model_serving_url)
+        runtime.resources.push_async_callback(models.close)
         consumer = handlers.consume_item_events(
             runtime,
             ItemRouting(repo, pipelines),
@@ -92,6 +95,7 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
             keys=keys,
             datasets=dataset_client,
             tasks=tasks,
+            models=models,
             pipelines=pipelines,
             item_consumer=consumer,
             autoscaler=autoscaler,

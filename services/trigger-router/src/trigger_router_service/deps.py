@@ -8,6 +8,7 @@ from common.auth import KeyIntrospector
 from common.consumer import BatchConsumer
 from common.service import dependencies
 from trigger_router_service.adapters.datasets import DatasetClient
+from trigger_router_service.adapters.models import ModelClient
 from trigger_router_service.adapters.tasks import TaskClient
 from trigger_router_service.repository import Repository
 from trigger_router_service.settings import Settings
@@ -25,6 +26,8 @@ class Deps:
     datasets: DatasetClient
     tasks: TaskClient
     """The annotation service's task API (pipelines' task nodes)."""
+    models: ModelClient
+    """Model-serving's API (pipelines' predict nodes: what their models accept)."""
     pipelines: PipelineEngine
     item_consumer: BatchConsumer
     """Consumes the item events (``handlers.consume_item_events``)."""

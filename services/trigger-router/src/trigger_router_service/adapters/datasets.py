@@ -68,6 +68,29 @@ class DatasetClient:
         self._check(response)
         return True
 
+    async def first_match(
+        self, authorization: str, dataset_id: str, filter_: dict[str, Any]
+    ) -> tuple[int, ItemSnapshot | None]:
+        """How many of the dataset's items match the DQL filter, and the first of them."""
+        try:
+            response = await self._http.post(
+                f"/datasets/{dataset_id}/items/query",
+                json={"filter": filter_, "page": 0, "page_size": 1},
+                headers={"Authorization": authorization},
+            )
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"dataset service unreachable: {exc}") from exc
+        if response.status_code == 404:
+            raise NotFoundError(f"dataset {dataset_id} not found")
+        if response.status_code == 400:
+            detail = response.json().get("detail")
+            message = detail.get("message") if isinstance(detail, dict) else detail
+            raise RouterError(f"invalid filter: {message}")
+        self._check(response)
+        body = response.json()
+        items = [ItemSnapshot.model_validate(i) for i in body["items"]]
+        return int(body["total_count"]), (items[0] if items else None)
+
     async def query(
         self, authorization: str, dataset_id: str, filter_: dict[str, Any], limit: int
     ) -> list[ItemSnapshot]:

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from common.auth import KeyIntrospector, project_dependency
 from common.service import runtime_of
 from trigger_router_service.adapters.datasets import DatasetClient
+from trigger_router_service.adapters.models import ModelClient
 from trigger_router_service.adapters.tasks import TaskClient
 from trigger_router_service.deps import Deps, deps
 from trigger_router_service.domain.errors import RouterError
@@ -40,6 +41,11 @@ def datasets(request: Request) -> DatasetClient:
 def tasks(request: Request) -> TaskClient:
     """The annotation service's task client."""
     return runtime_of(request.app).deps_as(Deps).tasks
+
+
+def models(request: Request) -> ModelClient:
+    """Model-serving's client (what a model service's model accepts)."""
+    return runtime_of(request.app).deps_as(Deps).models
 
 
 def pipelines(request: Request) -> PipelineEngine:

@@ -13,6 +13,7 @@ from trigger_router_service.api.dependencies import (
     Project,
     Repo,
     datasets,
+    models,
     pipelines,
     settings_of,
     tasks,
@@ -95,7 +96,13 @@ async def _validated(
 ) -> Graph:
     graph = build_graph(body, max_depth=settings_of(request).dql_max_depth)
     await check_references(
-        graph, project, authorization, repository, datasets(request), tasks(request)
+        graph,
+        project,
+        authorization,
+        repository,
+        datasets(request),
+        tasks(request),
+        models(request),
     )
     return graph
 

@@ -436,3 +436,83 @@ class Pipeline(BaseModel):
     updated_at: datetime
     started_at: datetime | None = None
     stopped_at: datetime | None = None
+
+
+MIMETYPE_FIELD = "metadata.system.mimetype"
+ACCEPTED_MIMETYPES: dict[str, tuple[str, ...]] = {
+    "image": ("image/*",),
+    "text": ("text/*", "application/json", "application/xml"),
+}
+"""The item mimetypes (globs) a model of each input type takes: model-serving's rule
+(its ``input_problem``), restated because the router never imports model-serving."""
+
+
+def _fixed(pattern: str) -> str:
+    """The part of a mimetype glob before its first wildcard (all of a literal)."""
+    for n, char in enumerate(pattern):
+        if char in "*?":
+            return pattern[:n]
+    return pattern
+
+
+def _may_accept(input_type: str, mimetype: str) -> bool:
+    """Whether some item whose mimetype matches ``mimetype`` (a literal or a glob) fits
+    a model taking ``input_type``."""
+    value = mimetype.lower()
+    wild = _fixed(value) != value
+    for accepted in ACCEPTED_MIMETYPES[input_type]:
+        prefix = _fixed(accepted)
+        exact = prefix == accepted
+        if wild:
+            if value.startswith(prefix) or (not exact and prefix.startswith(_fixed(value))):
+                return True
+        elif value == accepted if exact else value.startswith(prefix):
+            return True
+    return False
+
+
+def pinned_mimetypes(filter_: Mapping[str, Any]) -> list[str] | None:
+    """The mimetypes a trigger filter restricts items to (``$eq``/implicit/``$in`` on
+    ``metadata.system.mimetype`` at the top or in an ``$and``); ``None``: not pinned."""
+    parts: list[Mapping[str, Any]] = [filter_]
+    parts += [p for p in filter_.get("$and", []) if isinstance(p, Mapping)]
+    for part in parts:
+        condition = part.get(MIMETYPE_FIELD)
+        if isinstance(condition, str):
+            return [condition]
+        if isinstance(condition, Mapping):
+            if isinstance(condition.get("$eq"), str):
+                return [condition["$eq"]]
+            values = condition.get("$in")
+            if isinstance(values, list) and all(isinstance(v, str) for v in values):
+                return list(values)
+    return None
+
+
+def input_type_problem(node_id: str, input_type: str, trigger: PipelineTrigger) -> str | None:
+    """Why the dataset node's trigger lets in no item the predict node's model takes."""
+    if input_type not in ACCEPTED_MIMETYPES:
+        return None
+    pinned = pinned_mimetypes(trigger.filter)
+    if pinned is None or any(_may_accept(input_type, m) for m in pinned):
+        return None
+    return (
+        f"node {node_id!r}: its model takes {input_type} items "
+        f"({', '.join(ACCEPTED_MIMETYPES[input_type])}), but the dataset node's trigger only "
+        f"lets in {', '.join(pinned)}"
+    )
+
+
+def refused_items_filter(input_type: str, trigger: PipelineTrigger) -> dict[str, Any] | None:
+    """A DQL filter for the items the dataset node lets in that a model taking
+    ``input_type`` refuses (``None``: the input type is not one the router knows)."""
+    accepted = ACCEPTED_MIMETYPES.get(input_type)
+    if accepted is None:
+        return None
+    return {
+        "$and": [
+            trigger.filter,
+            {MIMETYPE_FIELD: {"$exists": True}},
+            {MIMETYPE_FIELD: {"$nin": list(accepted)}},
+        ]
+    }

@@ -31,6 +31,7 @@ from common.messaging import enqueue
 from common.topology import ANNOTATION
 from trigger_router_service import metrics
 from trigger_router_service.adapters.datasets import DatasetClient
+from trigger_router_service.adapters.models import ModelClient
 from trigger_router_service.adapters.tasks import TaskClient
 from trigger_router_service.domain.errors import ConflictError, NotFoundError
 from trigger_router_service.domain.executions import NewExecution, initial_status
@@ -47,6 +48,8 @@ from trigger_router_service.domain.pipelines import (
     build_graph,
     enters,
     first_failed,
+    input_type_problem,
+    refused_items_filter,
     run_status,
     taken_edges,
 )
@@ -431,10 +434,13 @@ async def check_references(
     repo: Repository,
     datasets: DatasetClient,
     tasks: TaskClient,
+    models: ModelClient,
 ) -> None:
     """Every dataset, model service and task a pipeline names exists in the caller's
-    project, and every task node's task is on the dataset node's dataset. Raises
-    :class:`NotFoundError` (404) or :class:`PipelineError` (422) naming the node."""
+    project, every predict node's model takes the items the dataset node lets in (by
+    model-serving's account of the model's input type), and every task node's task is
+    on the dataset node's dataset. Raises :class:`NotFoundError` (404),
+    :class:`ConflictError` (409) or :class:`PipelineError` (422) naming the node."""
     dataset = graph.dataset
     if not await datasets.has_dataset(authorization, dataset.config.dataset_id):
         raise NotFoundError(
@@ -453,6 +459,7 @@ async def check_references(
                 raise ConflictError(
                     f"node {node.id!r}: model service {node.config.service_id} is undeployed"
                 )
+            await _check_input_type(graph, node, authorization, datasets, models)
         elif isinstance(node, TaskNode):
             task = await tasks.task(authorization, node.config.task_id)
             if task is None:
@@ -464,3 +471,35 @@ async def check_references(
                     f"node {node.id!r}: task {task.id} is on dataset {task.dataset_id}, not on "
                     f"dataset node {dataset.id!r}'s dataset {dataset.config.dataset_id}"
                 )
+
+
+async def _check_input_type(
+    graph: Graph,
+    node: PredictNode,
+    authorization: str,
+    datasets: DatasetClient,
+    models: ModelClient,
+) -> None:
+    """The predict node's model takes what the dataset node lets in: its trigger filter
+    does not pin other mimetypes, and none of the dataset's items it lets in is of a type
+    the model refuses (an item uploaded later still fails alone, with its reason)."""
+    input_type = await models.input_type(authorization, node.config.service_id)
+    if input_type is None:
+        return
+    trigger = graph.dataset.config.trigger
+    problem = input_type_problem(node.id, input_type, trigger)
+    if problem is not None:
+        raise PipelineError(problem)
+    refused = refused_items_filter(input_type, trigger)
+    if refused is None:
+        return
+    dataset_id = graph.dataset.config.dataset_id
+    count, first = await datasets.first_match(authorization, dataset_id, refused)
+    if count and first is not None:
+        mimetype = (first.metadata.get("system") or {}).get("mimetype")
+        raise PipelineError(
+            f"node {node.id!r}: model service {node.config.service_id} takes {input_type} "
+            f"items, but dataset {dataset_id} holds {count} item(s) the dataset node lets in "
+            f"that it cannot take (such as {first.id}, {mimetype}); narrow the trigger's "
+            "filter (metadata.system.mimetype) or pick another model"
+        )
