@@ -67,7 +67,7 @@ async def world(console_stack: ConsoleStack) -> World:
         item_ids.append(item.id)
     model = await client.models.install("digits-classifier")
     service = await client.services.deploy(
-        model.id, "digits", Scaling(min_replicas=0, max_replicas=1, cooldown_seconds=30)
+        model.id, "digits", Scaling(min_replicas=0, max_replicas=1, cooldown_seconds=300)
     )
     task = await client.tasks.create(
         "review digits", dataset.id, auto_add_from_services=[service.id]
@@ -240,3 +240,61 @@ async def test_pages_need_a_session_and_forms_a_csrf_token(
         assert answer.status == 404, path
         assert console_stack.api_key not in await answer.text()
     assert other_id != console_stack.project_id
+
+
+async def test_models_triggers_and_a_pipeline_from_the_form_bring_an_upload_to_its_task(
+    context: BrowserContext, console_stack: ConsoleStack, world: World, shots: Path
+) -> None:
+    client = console_stack.client
+    page = await context.new_page()
+    await _sign_in(page, console_stack.api_key)
+
+    await page.click("header nav >> text=Models")
+    row = page.locator(f'#services-table tr[data-service="{world.service_id}"]')
+    await expect(row).to_contain_text("ready")
+    await expect(page.locator("#catalog")).to_contain_text("digits-classifier")
+    await page.screenshot(path=shots / "models.png", full_page=True)
+    await row.locator("a").click()
+    await page.fill("#trigger-form input[name=name]", "new digits")
+    await page.fill("#trigger-form input[name=filter]", BAD_FILTER)
+    await page.click("#trigger-form button[type=submit]")
+    await expect(page.locator("#trigger-error")).to_be_visible()
+    await page.fill("#trigger-form input[name=name]", "new digits")
+    await page.fill("#trigger-form input[name=filter]", '{"dir": "/never/**"}')
+    await page.click("#trigger-form button[type=submit]")
+    await expect(page.locator("#triggers")).to_contain_text("new digits")
+    [trigger] = await client.triggers.list(service_id=world.service_id)
+    assert trigger.spec.filter == {"dir": "/never/**"}
+    await page.screenshot(path=shots / "service.png", full_page=True)
+
+    await page.click("header nav >> text=Pipelines")
+    await page.fill("#pipeline-form input[name=name]", "digits to review")
+    await page.select_option("#pipeline-dataset", world.dataset_id)
+    await page.select_option("#pipeline-service", world.service_id)
+    await page.fill("#pipeline-form input[name=filter]", '{"dir": "/incoming"}')
+    await page.fill("#pipeline-form input[name=new_task]", "pipeline review")
+    await page.fill("#pipeline-form input[name=min_confidence]", "1.01")
+    await page.click("#pipeline-form button[type=submit]")
+    await expect(page.locator("#pipeline-error")).to_contain_text("between 0 and 1")
+    await page.fill("#pipeline-form input[name=name]", "digits to review")
+    await page.select_option("#pipeline-dataset", world.dataset_id)
+    await page.select_option("#pipeline-service", world.service_id)
+    await page.fill("#pipeline-form input[name=filter]", '{"dir": "/incoming"}')
+    await page.fill("#pipeline-form input[name=new_task]", "pipeline review")
+    await page.fill("#pipeline-form input[name=min_confidence]", "")
+    await page.click("#pipeline-form button[type=submit]")
+    await expect(page).to_have_url(re.compile(r"/pipelines/"))
+    await expect(page.locator("#pipeline-status")).to_have_text("running")
+    await expect(page.locator("#pipeline-graph g.node")).to_have_count(3)
+
+    _label, png = held_out_digits(7)[0]
+    uploaded = await client.items.upload(world.dataset_id, png, "new.png", remote_dir="/incoming")
+    review_counts = page.locator('#pipeline-graph g[data-node="review"] .node-counts')
+    await expect(review_counts).to_contain_text("success 1", timeout=DEADLINE_S * 1000)
+    await page.screenshot(path=shots / "pipeline.png", full_page=True)
+    [task] = [t for t in await client.tasks.list() if t.name == "pipeline review"]
+    entered = await client.tasks.items(task.id)
+    assert [i.item_id for i in entered.items] == [uploaded.id]
+
+    await page.click("#stop-pipeline")
+    await expect(page.locator("#pipeline-status")).to_have_text("stopped")
