@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -60,9 +61,12 @@ class Settings(BaseServiceSettings, AuthSettingsMixin):
     autoscaler_enabled: bool = Field(
         default=True, description="Whether this replica competes for the autoscaler's leadership."
     )
-    scaler_backend: Literal["local", "kubernetes"] = Field(
+    scaler_backend: Literal["local", "kubernetes", "docker"] = Field(
         default="local",
-        description="How replicas are started: local worker processes or a Kubernetes Deployment.",
+        description=(
+            "How replicas are started: local worker processes, a Kubernetes Deployment, "
+            "or worker containers through a Docker/Podman engine API (docker-compose)."
+        ),
     )
     reconcile_seconds: float = Field(
         default=1.0, gt=0, description="Period of the autoscaler's queue-depth reconcile."
@@ -121,4 +125,23 @@ class Settings(BaseServiceSettings, AuthSettingsMixin):
     )
     kube_verify_ssl: bool = Field(
         default=True, description="Verify the API server's TLS certificate."
+    )
+    kube_worker_template: Path = Field(
+        default=Path("/etc/prelabel/worker-template/deployment.yaml"),
+        description="The worker Deployment template (a mounted ConfigMap), one per service.",
+    )
+
+    # ---------------------------------------------------------------- docker backend
+    docker_url: str = Field(
+        default="unix:///var/run/docker.sock",
+        description="Docker Engine API (Docker, or `podman system service`): unix:// or http://.",
+    )
+    docker_worker_image: str = Field(
+        default="prelabel/model-serving-worker:dev", description="Image of a worker container."
+    )
+    docker_network: str | None = Field(
+        default=None, description="Network the worker containers join (the compose network)."
+    )
+    docker_stack: str = Field(
+        default="prelabel", description="Label value that marks this stack's worker containers."
     )
