@@ -19,7 +19,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scripts.demo import Api
+from prelabel_client import Endpoints, Prelabel
+from prelabel_client.models import (
+    Annotation,
+    Execution,
+    Operation,
+    PredictedAnnotation,
+    Scaling,
+    TaskItem,
+    TriggerSpec,
+)
 from tests.e2e.conftest import RunningStack
 from tests.integration.model_serving.conftest import astronaut_png, held_out_digits, text_image
 
@@ -61,8 +70,14 @@ async def _until(
     pytest.fail(f"waited {deadline_s:.0f}s for {what}; last answer {last!r}")
 
 
-def _comparable(annotation: dict[str, Any]) -> tuple[Any, ...]:
-    return (annotation["type"], annotation["label"], annotation.get("text"))
+def _comparable(annotation: Annotation | PredictedAnnotation) -> tuple[Any, ...]:
+    return (annotation.type, annotation.label, annotation.text)
+
+
+def _client(stack: RunningStack, api_key: str = "admin-only") -> Prelabel:
+    e = stack.endpoints
+    endpoints = Endpoints(e.dataset, e.trigger_router, e.model_serving, e.annotation, e.billing)
+    return Prelabel(endpoints, api_key, admin_key=e.admin_key, timeout_s=60)
 
 
 @pytest.mark.e2e
@@ -70,103 +85,63 @@ def _comparable(annotation: dict[str, Any]) -> tuple[Any, ...]:
 async def test_catalog_model_prelabels_an_uploaded_file_into_the_item_and_the_task(
     stack: RunningStack, case: Case
 ) -> None:
-    api = Api(stack.endpoints, timeout_s=60)
-    step = case.model
-    try:
-        project = await api.call(
-            "dataset", "POST", "/projects", step=step, expect=(201,), admin=True,
-            json={"name": f"e2e-{case.model}"},
-        )  # fmt: skip
-        key = await api.call(
-            "dataset", "POST", f"/projects/{project['id']}/api-keys", step=step,
-            expect=(201,), admin=True, json={"name": "e2e"},
-        )  # fmt: skip
-        api.api_key = key["key"]
-        dataset = await api.call(
-            "dataset", "POST", "/datasets", step=step, expect=(201,), json={"name": "files"}
+    async with _client(stack) as admin:
+        project = await admin.projects.create(f"e2e-{case.model}")
+        key = await admin.projects.create_api_key(project.id, "e2e")
+    async with _client(stack, str(key.key)) as client:
+        dataset = await client.datasets.create("files")
+        model = await client.models.install(case.model)
+        service = await client.services.deploy(
+            model.id,
+            case.model,
+            Scaling(min_replicas=0, max_replicas=1, cooldown_seconds=2, drain_seconds=2),
         )
-        model = await api.call(
-            "model-serving", "POST", f"/catalog/{case.model}/install", step=step, expect=(201,)
+        await client.services.wait_ready(service.id, timeout_s=DEADLINE_S)
+        spec = TriggerSpec(
+            actions=["Created"],
+            execution_mode="Once",
+            filter={"dataset_id": dataset.id},
+            operation=Operation(service_id=service.id),
         )
-        service = await api.call(
-            "model-serving", "POST", "/services", step=step, expect=(201,),
-            json={"model_id": model["id"], "name": case.model, "min_replicas": 0,
-                  "max_replicas": 1, "cooldown_seconds": 2, "drain_seconds": 2},
-        )  # fmt: skip
-        service_id = service["id"]
-
-        async def router_sees_it_ready() -> bool:
-            known = await api.call(
-                "trigger-router", "GET", f"/services/{service_id}", step=step, expect=(200, 404)
-            )
-            return bool(known) and known.get("status") == "ready"
-
-        await _until("the router to see the service ready", router_sees_it_ready)
-        await api.call(
-            "trigger-router", "POST", "/triggers", step=step, expect=(201,),
-            json={"name": f"{case.model}-created", "spec": {
-                "resource": "Item", "actions": ["Created"], "execution_mode": "Once",
-                "filter": {"dataset_id": dataset["id"]},
-                "operation": {"type": "predict", "service_id": service_id}}},
-        )  # fmt: skip
-        task = await api.call(
-            "annotation", "POST", "/tasks", step=step, expect=(201,),
-            json={"name": "review", "dataset_id": dataset["id"],
-                  "auto_add_from_services": [service_id]},
-        )  # fmt: skip
+        await client.triggers.create(f"{case.model}-created", spec)
+        task = await client.tasks.create("review", dataset.id, auto_add_from_services=[service.id])
 
         data = case.data()
-        item = await api.call(
-            "dataset", "POST", f"/datasets/{dataset['id']}/items", step=step, expect=(201,),
-            files={"file": (case.file_name, data, "image/png")}, data={"dir": "/e2e"},
-        )  # fmt: skip
+        item = await client.items.upload(dataset.id, data, case.file_name, remote_dir="/e2e")
 
-        async def finished_execution() -> dict[str, Any] | None:
-            page = await api.call(
-                "trigger-router", "GET", "/executions", step=step,
-                params={"service_id": service_id, "item_id": item["id"]},
-            )  # fmt: skip
-            done = [e for e in page["items"] if e["status"] in ("success", "failed")]
+        async def finished_execution() -> Execution | None:
+            page = await client.executions.list(service_id=service.id, item_id=item.id)
+            done = [e for e in page.items if e.status in ("success", "failed")]
             return done[0] if done else None
 
         execution = await _until("the execution to finish", finished_execution)
-        assert execution["status"] == "success", execution
+        assert execution.status == "success", execution
 
-        async def stored() -> list[dict[str, Any]]:
-            found: list[dict[str, Any]] = await api.call(
-                "annotation", "GET", "/annotations", step=step, params={"item_id": item["id"]}
-            )
-            return found
+        async def stored() -> list[Annotation]:
+            return await client.annotations.list(item_id=item.id)
 
         annotations = await _until("the annotations to be stored on the item", stored)
 
-        async def in_task() -> list[dict[str, Any]]:
-            page = await api.call("annotation", "GET", f"/tasks/{task['id']}/items", step=step)
-            items: list[dict[str, Any]] = page["items"]
-            return items
+        async def in_task() -> list[TaskItem]:
+            return (await client.tasks.items(task.id)).items
 
         (task_item,) = await _until("the item to enter the task", in_task)
+        now = await client.services.predict_now(service.id, data, case.file_name)
 
-        now = await api.call(
-            "model-serving", "POST", f"/services/{service_id}/predict-now", step=step,
-            files={"file": (case.file_name, data, "image/png")},
-        )  # fmt: skip
-    finally:
-        await api.aclose()
-
-    expected = now["annotations"]
+    expected = now.annotations
     assert expected, f"{case.model} found nothing in its sample: the comparison would be empty"
-    assert {a["type"] for a in expected} == case.types
+    assert {a.type for a in expected} == case.types
     assert sorted(map(_comparable, annotations)) == sorted(map(_comparable, expected))
     by_key = {_comparable(a): a for a in annotations}
     for want in expected:
         got = by_key[_comparable(want)]
-        assert got["confidence"] == pytest.approx(want["confidence"], abs=1e-6)
-        if want["coordinates"] is None:
-            assert got["coordinates"] is None
+        assert got.confidence == pytest.approx(want.confidence, abs=1e-6)
+        if want.coordinates is None:
+            assert got.coordinates is None
         else:
-            assert np.allclose(got["coordinates"], want["coordinates"], atol=1e-3), got
-        assert got["model"]["name"] == case.model, got
-        assert got["execution_id"] == execution["id"]
-    assert task_item["item_id"] == item["id"]
-    assert sorted(map(_comparable, task_item["annotations"])) == sorted(map(_comparable, expected))
+            assert np.allclose(got.coordinates, want.coordinates, atol=1e-3), got
+        assert got.model is not None, got
+        assert got.model.name == case.model, got
+        assert got.execution_id == execution.id
+    assert task_item.item_id == item.id
+    assert sorted(map(_comparable, task_item.annotations)) == sorted(map(_comparable, expected))
