@@ -2,33 +2,49 @@
 
 The dataset service owns projects and keys. Other services never read its
 tables: they ask its ``GET /whoami`` which project a key belongs to and cache the
-answer briefly (keyed by a hash of the key, never the key itself).
+answer briefly (keyed by a hash of the key, never the key itself). The cache is
+bounded: a caller sending endless made-up keys evicts the oldest answers, it cannot
+grow a service's memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import httpx
 from fastapi import Header, HTTPException, Request
 
+MAX_CACHED_KEYS = 10_000
+"""Most key answers a service keeps (known and unknown keys together)."""
+
 
 class KeyIntrospector:
-    """Resolves API keys to project ids through the dataset service, with a TTL cache."""
+    """Resolves API keys to project ids through the dataset service, with a TTL cache
+    holding at most ``max_entries`` answers (least recently used evicted first)."""
 
     def __init__(
         self,
         base_url: str,
         *,
         ttl_seconds: float = 30.0,
+        max_entries: int = MAX_CACHED_KEYS,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
         self._client = httpx.AsyncClient(base_url=base_url, transport=transport, timeout=5.0)
         self._ttl = ttl_seconds
-        self._cache: dict[str, tuple[float, str | None]] = {}
+        self._max_entries = max_entries
+        self._cache: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+
+    @property
+    def cached(self) -> int:
+        """How many key answers are cached now."""
+        return len(self._cache)
 
     async def close(self) -> None:
         """Close the HTTP client."""
@@ -40,6 +56,7 @@ class KeyIntrospector:
         cached = self._cache.get(digest)
         now = time.monotonic()
         if cached is not None and cached[0] > now:
+            self._cache.move_to_end(digest)
             return cached[1]
         try:
             response = await self._client.get("/whoami", headers={"Authorization": f"Bearer {key}"})
@@ -52,6 +69,9 @@ class KeyIntrospector:
         else:
             raise HTTPException(503, f"key check answered {response.status_code}")
         self._cache[digest] = (now + self._ttl, project)
+        self._cache.move_to_end(digest)
+        while len(self._cache) > self._max_entries:
+            self._cache.popitem(last=False)
         return project
 
 

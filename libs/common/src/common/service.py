@@ -3,7 +3,9 @@
 ``build_service_app`` returns a FastAPI app whose lifespan creates the database
 pool (migrations applied), the FastStream broker with the service's handlers,
 the outbox relay and the health/metrics routes, and tears them down in reverse.
-Nothing is created at import time.
+Nothing is created at import time. Every app refuses hostile input with a 4xx and
+documents its error answers (``common.http_errors``) and serves ``/docs`` and
+``/redoc`` without a CDN (``common.docs``).
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
 
 from common.consumer import BatchConsumer, BatchHandler
 from common.db import apply_migrations, create_pool
+from common.docs import install_offline_docs
 from common.errors import ServiceError
+from common.http_errors import check_parameters, install_error_handling
 from common.messaging import COMMON_MIGRATIONS, OutboxRelay, declare_dead_letter, delete_topology
 from common.observability import (
     ReadinessCheck,
@@ -218,7 +222,16 @@ def build_service_app(
 
     checks.update({"database": database, "broker": broker_check})
 
-    app = FastAPI(title=title or f"prelabel {name}", version=version, lifespan=lifespan)
+    app = FastAPI(
+        title=title or f"prelabel {name}",
+        version=version,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(check_parameters)],
+    )
+    install_offline_docs(app)
+    install_error_handling(app)
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
