@@ -22,9 +22,9 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from common.contracts import ALL_CONTRACTS, Contract, PredictRequest
+from common.contracts import ALL_CONTRACTS, Contract, IngestItem, PredictRequest
 from common.envelope import TYPE_PREFIX, CloudEvent
-from common.topology import Topology
+from common.topology import DATASET, DEAD_LETTER_REASON_HEADER, Topology
 
 ASYNCAPI_VERSION = "2.6.0"
 AMQP_BINDING_VERSION = "0.2.0"
@@ -37,6 +37,72 @@ _PRODUCER_DESCRIPTIONS = {
     "annotation": "Annotations, labeling tasks and review.",
     "billing": "Budgets, runtime meters and usage reports.",
 }
+
+
+INGEST_LIMITS: dict[str, int] = {
+    "metadata_bytes": 64 * 1024,
+    "metadata_depth": 32,
+    "name_characters": 255,
+    "s3_key_bytes": 1024,
+    "object_bytes_default": 50 * 1024 * 1024,
+}
+"""The dataset service's limits on an ingest command (its domain rules; a unit test
+keeps the two equal). ``object_bytes_default``: ``DATASET_MAX_UPLOAD_BYTES``'s default."""
+
+
+def ingest_rules(topology: Topology) -> dict[str, Any]:
+    """What the document states about ``ingest_item`` beyond its schema: how a command
+    proves its project, which keys it may name, the limits (checked before any work),
+    and where a refused command goes."""
+    limits = INGEST_LIMITS
+    queue = topology.queue(DATASET, "on_ingest_item")
+    return {
+        "projectProof": (
+            "Every command carries data.api_key, a project API key (the one HTTP clients "
+            "send as 'Authorization: Bearer'). The service checks it against the stored "
+            "hash exactly like an HTTP key, and the dataset must belong to that key's "
+            "project. No key or an unknown key: dead-lettered ('no api_key', 'not a valid "
+            "project API key'); another project's dataset: dead-lettered as 'dataset ... "
+            "not found'. Dead letters hold the body as sent, key included: the dead letter "
+            "queue is for operators only."
+        ),
+        "s3Key": (
+            "data.s3_key names an object in the service's bucket (the dataset service's "
+            "DATASET_S3_BUCKET, 'prelabel' by default) and is used as it is, never resolved: "
+            "relative (no leading '/'), '/'-separated without empty, '.' or '..' segments, "
+            "no backslash or control character, Unicode NFC, at most "
+            f"{limits['s3_key_bytes']} bytes. Anything else is dead-lettered; no key can "
+            "name another bucket."
+        ),
+        "limits": {
+            **limits,
+            "description": (
+                "Checked before any work: the object's size by a HEAD before it is read "
+                "(at most the dataset service's DATASET_MAX_UPLOAD_BYTES, default "
+                f"{limits['object_bytes_default']}); data.metadata a JSON object at most "
+                f"{limits['metadata_depth']} levels deep and {limits['metadata_bytes']} bytes "
+                f"as compact JSON; data.name at most {limits['name_characters']} characters "
+                "once directory parts and control characters are removed (refused, never "
+                "cut); data.dir at most 32 levels, each at most "
+                f"{limits['name_characters']} characters, '.' and '..' segments dropped."
+            ),
+        },
+        "idempotency": (
+            "The envelope id is the command id: a redelivery with the same id and the same "
+            "data registers nothing new; the same id with other data (dataset, s3_key, name, "
+            "dir or metadata) is dead-lettered as 'already used with different data'."
+        ),
+        "unknownVersions": (
+            f"The intake queue {queue} is bound with 'ingest_item.*': a command sent with "
+            "a routing key or envelope type of a version this service does not read is "
+            "dead-lettered with 'unknown version' instead of being dropped by the exchange."
+        ),
+        "deadLetters": {
+            "exchange": topology.dead_letter_exchange(DATASET),
+            "queue": f"{queue}.dlq",
+            "reasonHeader": DEAD_LETTER_REASON_HEADER,
+        },
+    }
 
 
 @dataclass(frozen=True)
@@ -179,6 +245,17 @@ def build_document(topology: Topology | None = None) -> dict[str, Any]:
             "x-producer": contract.producer,
             "x-routing-key": spec.routing_key,
         }
+        if contract is IngestItem:
+            rules = ingest_rules(topology)
+            channel["x-prelabel-ingest"] = rules
+            channel["description"] += (
+                " "
+                + rules["projectProof"]
+                + " "
+                + rules["s3Key"]
+                + " "
+                + rules["limits"]["description"]
+            )
         if spec.parameters:
             channel["parameters"] = {
                 name: {"description": text, "schema": {"type": "string", "minLength": 1}}

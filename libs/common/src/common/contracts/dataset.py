@@ -130,7 +130,13 @@ class ItemDeleted(Contract):
 
 
 class IngestItem(Contract):
-    """Command from an upload client: register a blob that is already in the bucket."""
+    """Command from an upload client: register a blob that is already in the bucket.
+
+    The command proves its project like an HTTP request: ``api_key`` is a project API
+    key, checked against the stored hash, and the dataset must be that project's. A
+    command without a valid key, or naming another project's dataset, is dead-lettered
+    with the reason. ``s3_key`` must name an object inside the service's bucket.
+    """
 
     routing_key = "ingest_item.v1"
     producer = DATASET
@@ -139,10 +145,17 @@ class IngestItem(Contract):
     dataset_id: str = Field(min_length=1)
     """Target dataset."""
     s3_key: str = Field(min_length=1)
-    """Key of the uploaded blob in the service's bucket."""
+    """Key of the uploaded blob in the service's bucket: relative, normalised (no empty,
+    ``.`` or ``..`` segment, no backslash or control character, NFC), at most 1024
+    bytes; the object at most the service's upload limit."""
     name: str = Field(min_length=1)
-    """File name."""
+    """File name (at most 255 characters once directory parts and control characters
+    are removed; longer is refused, not cut)."""
     dir: str = "/"
     """Remote directory."""
     metadata: dict[str, Any] = Field(default_factory=dict)
-    """User metadata (a JSON object)."""
+    """User metadata: a JSON object at most 32 levels deep and 65536 bytes as compact
+    JSON."""
+    api_key: str | None = Field(default=None, repr=False)
+    """The project API key the command is sent with (required: a command without one is
+    dead-lettered)."""
