@@ -138,9 +138,16 @@ async def test_ingest_commands_register_once_and_bad_ones_are_dead_lettered_with
     ) as h:
         project = await h.repo.create_project(unique_name("acme"))
         dataset = await h.repo.create_dataset(project.id, "photos", "")
+        key = (await h.repo.create_api_key(project.id, "uploader")).key
         await h.blobs.put("uploads/a.png", png_bytes(), "image/png")
         command = make_event(
-            IngestItem(dataset_id=dataset.id, s3_key="uploads/a.png", name="a.png", dir="/in"),
+            IngestItem(
+                dataset_id=dataset.id,
+                s3_key="uploads/a.png",
+                name="a.png",
+                dir="/in",
+                api_key=key,
+            ),
             source="/test",
         )
         await h.publish(command.to_json_bytes())
@@ -153,7 +160,7 @@ async def test_ingest_commands_register_once_and_bad_ones_are_dead_lettered_with
         await h.publish(command.to_json_bytes())  # a redelivery
         await h.publish(b"{not json")
         missing = make_event(
-            IngestItem(dataset_id="ds_missing", s3_key="uploads/a.png", name="b.png"),
+            IngestItem(dataset_id="ds_missing", s3_key="uploads/a.png", name="b.png", api_key=key),
             source="/test",
         )
         await h.publish(missing.to_json_bytes())

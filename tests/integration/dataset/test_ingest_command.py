@@ -63,7 +63,12 @@ async def test_ingest_registers_the_blob_once_even_when_redelivered(
     await bucket_client.put_object(Bucket=svc.settings.s3_bucket, Key=key, Body=data)
     command = make_event(
         IngestItem(
-            dataset_id=ds, s3_key=key, name="from-broker.png", dir="/ingest", metadata={"k": 1}
+            dataset_id=ds,
+            s3_key=key,
+            name="from-broker.png",
+            dir="/ingest",
+            metadata={"k": 1},
+            api_key=svc.api_key,
         ),
         source="/test",
     )
@@ -91,15 +96,19 @@ async def test_bad_ingest_commands_are_dead_lettered_with_the_reason(
     svc = dataset_service
     ds = await svc.create_dataset()
     missing_blob = make_event(
-        IngestItem(dataset_id=ds, s3_key="nope/x.png", name="x.png"), source="/t"
+        IngestItem(dataset_id=ds, s3_key="nope/x.png", name="x.png", api_key=svc.api_key),
+        source="/t",
     )
     unknown_dataset = make_event(
-        IngestItem(dataset_id="ds_missing", s3_key="nope", name="x.png"), source="/t"
+        IngestItem(dataset_id="ds_missing", s3_key="nope", name="x.png", api_key=svc.api_key),
+        source="/t",
     )
     bad = [
         b"{not json",
         b'{"specversion": "1.0", "type": "prelabel.ingest_item.v9", "source": "/t", "data": {}}',
-        make_event(IngestItem(dataset_id=ds, s3_key="k", name="n"), source="/t")
+        make_event(
+            IngestItem(dataset_id=ds, s3_key="k", name="n", api_key=svc.api_key), source="/t"
+        )
         .to_json_bytes()
         .replace(b'"name":"n"', b'"name":""'),
         missing_blob.to_json_bytes(),
@@ -132,7 +141,7 @@ async def test_a_command_for_a_dataset_deleted_since_the_last_one_is_dead_letter
 
     def command(name: str) -> bytes:
         return make_event(
-            IngestItem(dataset_id=ds, s3_key=key, name=name), source="/t"
+            IngestItem(dataset_id=ds, s3_key=key, name=name, api_key=svc.api_key), source="/t"
         ).to_json_bytes()
 
     await publish_raw(amqp_url, _commands(svc), "ingest_item.v1", command("first.png"))
@@ -170,6 +179,7 @@ async def test_a_batch_registers_each_command_once_and_fails_only_the_bad_ones(
             "directory": "/batch",
             "user_metadata": {},
             "origin_id": origin,
+            "api_key": svc.api_key,
         }
         return IngestRequest(**{**fields, **changes})
 

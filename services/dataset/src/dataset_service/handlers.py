@@ -7,6 +7,10 @@ checked concurrently, their items and events inserted in one statement, and the 
 acknowledged together, each settled on its own. ``subscribe_ingest`` subscribes the same
 handler one command per delivery through :func:`common.subscriber.subscribe` (a
 FastStream broker: tests on ``TestRabbitBroker``, or an app that embeds the intake).
+
+The intake's queue is bound with ``ingest_item.*`` besides ``ingest_item.v1``, so a
+command sent with a version the service does not know is not dropped by the exchange:
+it is dead-lettered with "unknown version" as its reason.
 """
 
 from __future__ import annotations
@@ -31,6 +35,25 @@ from dataset_service.usecases.items import IngestRequest, ItemStore, Registered
 log = logging.getLogger(__name__)
 
 HANDLER = "on_ingest_item"
+ANY_VERSION = "ingest_item.*"
+"""The intake's extra binding: every version of the command reaches the queue."""
+_KNOWN_TYPE = "prelabel." + IngestItem.routing_key
+
+
+def parse_command(body: bytes) -> CloudEvent[IngestItem]:
+    """The command in ``body``; :class:`PoisonMessageError` with the reason when it is
+    not one (another version says "unknown version", JSON nested too deep for the
+    parser says so instead of crashing the handler)."""
+    try:
+        return parse_event(body, IngestItem)
+    except RecursionError as exc:
+        raise PoisonMessageError("body is nested too deep to parse") from exc
+    except PoisonMessageError as exc:
+        if str(exc).startswith("unsupported event type 'prelabel.ingest_item."):
+            raise PoisonMessageError(
+                f"unknown version of ingest_item (this service reads {_KNOWN_TYPE}): {exc}"
+            ) from exc
+        raise
 
 
 def ingest_request(event: CloudEvent[IngestItem]) -> IngestRequest:
@@ -43,6 +66,7 @@ def ingest_request(event: CloudEvent[IngestItem]) -> IngestRequest:
         directory=command.dir,
         user_metadata=parse_user_metadata(command.metadata),
         origin_id=f"ingest:{event.id}",
+        api_key=command.api_key,
     )
 
 
@@ -82,7 +106,7 @@ class IngestCommands:
         requests: list[tuple[int, IngestRequest]] = []
         for index, body in enumerate(bodies):
             try:
-                requests.append((index, ingest_request(parse_event(body, IngestItem))))
+                requests.append((index, ingest_request(parse_command(body))))
             except PoisonMessageError as exc:
                 outcomes[index] = DeadLetter(str(exc))
             except DatasetError as exc:
@@ -104,6 +128,7 @@ def register(runtime: ServiceRuntime, store: ItemStore, *, prefetch: int, batch_
         prefetch=prefetch,
         max_batch=batch_max,
         writers=2,
+        bindings=(ANY_VERSION,),
     ).queue_name
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from common.blobs import BlobStore
 from common.s3 import object_exists
 
@@ -26,6 +28,17 @@ class ItemBlobs:
     async def get(self, key: str) -> bytes:
         """A blob's bytes; raises ``common.blobs.BlobMissingError`` if there is none."""
         return await self.blobs.get(key)
+
+    async def size(self, key: str) -> int | None:
+        """The size of object ``key`` in bytes (a HEAD: nothing is read), ``None`` when
+        the bucket has no such object."""
+        try:
+            head = await self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        return int(head["ContentLength"])
 
     async def exists(self, key: str) -> bool:
         """Whether the bucket holds ``key``."""

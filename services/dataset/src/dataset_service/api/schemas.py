@@ -7,6 +7,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.contracts import ItemSnapshot
+from dataset_service.domain import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, MAX_NAME_LENGTH
+
+METADATA_LIMITS = (
+    f"User metadata is a JSON object at most {MAX_METADATA_DEPTH} levels deep and "
+    f"{MAX_METADATA_BYTES} bytes as compact JSON (400 otherwise)."
+)
+NAME_LIMIT = f"At most {MAX_NAME_LENGTH} characters (400 otherwise; never cut)."
 
 
 class ProjectIn(BaseModel):
@@ -33,11 +40,12 @@ class ItemPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = None
+    name: str | None = Field(default=None, description=f"New file name. {NAME_LIMIT}")
     dir: str | None = None
     hidden: bool | None = None
     metadata: dict[str, Any] | None = Field(
-        default=None, description="Only ``metadata.user`` may change: {'user': {...}}."
+        default=None,
+        description=f"Only ``metadata.user`` may change: {{'user': {{...}}}}. {METADATA_LIMITS}",
     )
 
 

@@ -8,12 +8,26 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.types import Message
 
 from common.contracts import ItemSnapshot
 from dataset_service.api.dependencies import Project_, Store, settings_of
-from dataset_service.domain import DatasetError, TooLargeError, parse_user_metadata
+from dataset_service.api.schemas import METADATA_LIMITS, NAME_LIMIT
+from dataset_service.domain import (
+    MAX_METADATA_BYTES,
+    MAX_NAME_LENGTH,
+    DatasetError,
+    TooLargeError,
+    parse_user_metadata,
+)
 
 router = APIRouter()
+
+FORM_OVERHEAD_BYTES = 4 * MAX_METADATA_BYTES + 64 * 1024
+"""What a multipart body may carry besides the file: the text fields (metadata sent
+with whitespace or escapes, dir, name) and the part headers and boundaries."""
 
 
 UPLOAD_FORM: dict[str, Any] = {
@@ -37,11 +51,11 @@ UPLOAD_FORM: dict[str, Any] = {
                         },
                         "metadata": {
                             "type": "string",
-                            "description": "User metadata, a JSON object.",
+                            "description": f"User metadata, a JSON object. {METADATA_LIMITS}",
                         },
                         "name": {
                             "type": "string",
-                            "description": "Name; defaults to the file's name.",
+                            "description": f"Name; defaults to the file's name. {NAME_LIMIT}",
                         },
                     },
                 }
@@ -50,6 +64,27 @@ UPLOAD_FORM: dict[str, Any] = {
     }
 }
 """The upload's multipart body, for the OpenAPI document (the route reads it itself)."""
+
+
+def limited(request: Request, limit: int) -> Request:
+    """``request`` whose body is refused (:class:`TooLargeError`, 413) as soon as more
+    than ``limit`` bytes of it arrived, or at once when its ``Content-Length`` says so:
+    the multipart parser never spools more than the limit."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise TooLargeError(f"the request body is {length} bytes; the limit is {limit} bytes")
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise TooLargeError(f"the request body is over the limit of {limit} bytes")
+        return message
+
+    return Request(request.scope, receive)
 
 
 def _form_text(form: FormData, field: str) -> str | None:
@@ -77,13 +112,27 @@ async def upload_item(
     ] = None,
 ) -> ItemSnapshot:
     """Upload one file into a dataset (multipart: ``file``, and optionally ``dir``,
-    ``metadata`` and ``name``)."""
+    ``metadata`` and ``name``).
+
+    The file may be at most the service's ``max_upload_bytes``; the body is counted as it
+    arrives and refused with 413 as soon as it passes that plus room for the text fields.
+    An ``Idempotency-Key`` is scoped to the dataset: a retry gets the item of the first
+    attempt; the same key with another file, name, dir or metadata answers 409."""
     # The form is read here rather than declared as File/Form parameters: FastAPI's
     # per-field machinery costs about as much CPU as storing the file. No dataset check
     # up front either: the insert checks it in the same statement, and a refused
     # upload removes the blob it wrote (see ItemStore.add_item).
     limit = settings_of(request).max_upload_bytes
-    async with request.form(max_files=2, max_fields=8) as form:
+    body = limited(request, limit + FORM_OVERHEAD_BYTES)
+    try:
+        form = await body.form(max_files=2, max_fields=8)
+    except (MultiPartException, HTTPException) as exc:  # Starlette: MultiPartException -> 400
+        reason = exc.message if isinstance(exc, MultiPartException) else exc.detail
+        raise DatasetError(
+            f"the multipart body cannot be read: {reason} (a part's headers, its file "
+            f"name included, may be at most 4 KiB; names at most {MAX_NAME_LENGTH} characters)"
+        ) from exc
+    try:
         file = form.get("file")
         if not isinstance(file, StarletteUploadFile):
             raise DatasetError("the multipart field 'file' with the item's bytes is required")
@@ -93,6 +142,8 @@ async def upload_item(
         directory = _form_text(form, "dir") or "/"
         user_metadata = parse_user_metadata(_form_text(form, "metadata"))
         name = _form_text(form, "name") or file.filename or ""
+    finally:
+        await form.close()
     item, _ = await items.add_item(
         project_id=project,
         dataset_id=dataset_id,
@@ -100,6 +151,10 @@ async def upload_item(
         name=name,
         directory=directory,
         user_metadata=user_metadata,
-        origin_id=f"http:{project}:{request_id}" if request_id else f"http:{uuid.uuid4().hex}",
+        origin_id=(
+            f"http:{project}:{dataset_id}:{request_id}"
+            if request_id
+            else f"http:{uuid.uuid4().hex}"
+        ),
     )
     return item

@@ -11,17 +11,23 @@ from dataset_service.domain.errors import (
     DatasetError,
     NotFoundError,
     TooLargeError,
+    UnauthorizedError,
     UnsupportedTypeError,
 )
 from dataset_service.domain.metadata import (
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
     SUPPORTED_TYPES,
     BlobFacts,
+    check_user_metadata,
     parse_user_metadata,
     system_metadata,
 )
 from dataset_service.domain.names import (
     MAX_DIR_DEPTH,
+    MAX_KEY_BYTES,
     MAX_NAME_LENGTH,
+    check_blob_key,
     join_filename,
     normalize_dir,
     sanitize_name,
@@ -29,6 +35,9 @@ from dataset_service.domain.names import (
 
 __all__ = [
     "MAX_DIR_DEPTH",
+    "MAX_KEY_BYTES",
+    "MAX_METADATA_BYTES",
+    "MAX_METADATA_DEPTH",
     "MAX_NAME_LENGTH",
     "SUPPORTED_TYPES",
     "BlobFacts",
@@ -36,7 +45,10 @@ __all__ = [
     "DatasetError",
     "NotFoundError",
     "TooLargeError",
+    "UnauthorizedError",
     "UnsupportedTypeError",
+    "check_blob_key",
+    "check_user_metadata",
     "join_filename",
     "normalize_dir",
     "parse_user_metadata",

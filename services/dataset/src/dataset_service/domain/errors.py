@@ -17,6 +17,12 @@ class NotFoundError(DatasetError, errors.NotFoundError):
     status = 404
 
 
+class UnauthorizedError(DatasetError):
+    """The request or command does not prove its project (no key, or an unknown one)."""
+
+    status = 401
+
+
 class ConflictError(DatasetError, errors.ConflictError):
     """The change clashes with existing data."""
 

@@ -3,7 +3,7 @@ changed and deleted with their events, queried with DQL."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +26,25 @@ from dataset_service.domain import ConflictError, NotFoundError, join_filename
 from dataset_service.repository.base import ITEM_COLUMNS, SOURCE, Store, item_of
 from dataset_service.repository.dql_sql import compile_filter, compile_order_by
 
+BLOB_LEASE_GRACE_SECONDS = 900.0
+"""How long an upload's lease on a blob keeps it from being deleted (an upload holds it
+for milliseconds; one that crashed leaves it, and the blob stays until it expires)."""
+
+_LOCK_BLOB = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+"""The per-content lock that blob deletions and new leases of one sha256 take."""
+
+
+def _reused(origin_id: str) -> ConflictError:
+    kind, _, rest = origin_id.partition(":")
+    if kind == "ingest":
+        what = f"command id {rest!r}"
+    else:
+        what = f"Idempotency-Key {rest.split(':', 2)[-1]!r}"  # http:<project>:<dataset>:<key>
+    return ConflictError(
+        f"{what} was already used with different data (dataset, content, name, dir or "
+        "metadata differ); a new request needs a new id"
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class NewItem:
@@ -39,6 +58,8 @@ class NewItem:
     metadata: dict[str, Any]
     origin_id: str
     """Id of the upload request or ingest command that makes it (idempotency)."""
+    origin_digest: str | None = None
+    """Digest of what that request asked for: the same id with other data is refused."""
 
 
 class Items(Store):
@@ -46,9 +67,10 @@ class Items(Store):
 
     async def insert_items(
         self, batch: Sequence[NewItem]
-    ) -> list[tuple[ItemSnapshot, bool] | None]:
+    ) -> list[tuple[ItemSnapshot, bool] | ConflictError | None]:
         """Insert items and their ``item.created.v1`` events; per item ``(item, created)``,
-        or ``None`` when its dataset does not exist (in its project).
+        ``None`` when its dataset does not exist (in its project), or a
+        :class:`ConflictError` when its request id was used before with other data.
 
         One statement (one round trip, atomic on its own): the rows, their outbox events
         and the relay's wake-up. The snapshots the events carry are built here, so the
@@ -80,14 +102,15 @@ class Items(Store):
                 f"""WITH new AS (
                         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
                             $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[],
-                            $10::bytea[])
+                            $10::bytea[], $14::text[])
                             AS n(id, project_id, dataset_id, name, filename, dir, metadata,
-                                 origin_id, event_id, body)),
+                                 origin_id, event_id, body, origin_digest)),
                     item AS (
                         INSERT INTO items (id, project_id, dataset_id, name, filename, dir,
-                                           metadata, origin_id, created_at, updated_at)
+                                           metadata, origin_id, origin_digest, created_at,
+                                           updated_at)
                         SELECT id, project_id, dataset_id, name, filename, dir, metadata,
-                               origin_id, $11, $11
+                               origin_id, origin_digest, $11, $11
                         FROM new
                         WHERE EXISTS (SELECT 1 FROM datasets d
                                       WHERE d.id = new.dataset_id
@@ -117,6 +140,7 @@ class Items(Store):
                 now,
                 self.topology.events_exchange(DATASET),
                 ItemCreated.routing_key,
+                [new.origin_digest for new in batch],
             )
         except asyncpg.UniqueViolationError as exc:
             # ON CONFLICT covers origin_id only: a twin of the same request or command
@@ -124,28 +148,61 @@ class Items(Store):
             # answer first. Once it committed, that is a duplicate, not a clash.
             twins = await self._by_origin([new.origin_id for new in batch])
             if len(twins) == len(batch):
-                return [(twins[new.origin_id], False) for new in batch]
+                return [self._earlier(new, twins[new.origin_id]) for new in batch]
             taken = exc.detail or "a name in this batch"
             raise ConflictError(f"an item with that name already exists ({taken})") from exc
         inserted = {row["id"] for row in rows}
-        results: list[tuple[ItemSnapshot, bool] | None] = [
+        results: list[tuple[ItemSnapshot, bool] | ConflictError | None] = [
             (item, True) if item.id in inserted else None for item in items
         ]
         others = [new.origin_id for new, result in zip(batch, results, strict=True) if not result]
         if others:
             existing = await self._by_origin(others)
             results = [
-                result or ((existing[new.origin_id], False) if new.origin_id in existing else None)
+                result
+                or (
+                    self._earlier(new, existing[new.origin_id])
+                    if new.origin_id in existing
+                    else None
+                )
                 for new, result in zip(batch, results, strict=True)
             ]
         return results
 
-    async def _by_origin(self, origins: Sequence[str]) -> dict[str, ItemSnapshot]:
-        """The items the given requests or commands created, by origin id."""
+    @staticmethod
+    def _earlier(
+        new: NewItem, earlier: tuple[ItemSnapshot, str | None]
+    ) -> tuple[ItemSnapshot, bool] | ConflictError:
+        """The item an earlier request with ``new``'s id created, unless that request
+        asked for something else."""
+        item, digest = earlier
+        if digest is not None and new.origin_digest is not None and digest != new.origin_digest:
+            return _reused(new.origin_id)
+        return item, False
+
+    async def _by_origin(
+        self, origins: Sequence[str]
+    ) -> dict[str, tuple[ItemSnapshot, str | None]]:
+        """The items the given requests or commands created and the digests of what they
+        asked for, by origin id."""
         rows = await self.pool.fetch(
-            f"SELECT origin_id, {ITEM_COLUMNS} FROM items WHERE origin_id = ANY($1)", origins
+            f"""SELECT origin_id, origin_digest, {ITEM_COLUMNS} FROM items
+                WHERE origin_id = ANY($1)""",
+            origins,
         )
-        return {row["origin_id"]: item_of(row) for row in rows}
+        return {
+            row["origin_id"]: (
+                ItemSnapshot(
+                    **{
+                        k: v
+                        for k, v in dict(row).items()
+                        if k not in ("origin_id", "origin_digest")
+                    }
+                ),
+                row["origin_digest"],
+            )
+            for row in rows
+        }
 
     async def get_item(self, project_id: str, item_id: str) -> ItemSnapshot:
         row = await self.pool.fetchrow(
@@ -233,6 +290,58 @@ class Items(Store):
             "SELECT EXISTS (SELECT 1 FROM items WHERE metadata #>> '{system,sha256}' = $1)", sha256
         )
         return used
+
+    async def lease_blob(self, sha256: str) -> str:
+        """Hold content ``sha256`` for an upload about to name it in an item (before the
+        upload writes or checks the blob); the lease id, for :meth:`release_leases`.
+
+        Waits for a deletion of the same content in progress: the upload writes the blob
+        after that deletion, never before it.
+        """
+        lease = new_id("lease")
+        # One statement is one transaction: the lock is held until the lease is committed.
+        await self.pool.execute(
+            f"""WITH locked AS ({_LOCK_BLOB})
+                INSERT INTO blob_leases (id, sha256) SELECT $2, $1 FROM locked""",
+            sha256,
+            lease,
+        )
+        return lease
+
+    async def release_leases(self, leases: Sequence[str]) -> None:
+        """The uploads holding ``leases`` have named their blobs in items, or given up."""
+        if leases:
+            await self.pool.execute("DELETE FROM blob_leases WHERE id = ANY($1)", list(leases))
+
+    async def delete_blob_unless_used(
+        self, sha256: str, delete: Callable[[], Awaitable[None]]
+    ) -> bool:
+        """Run ``delete`` (remove the blob of content ``sha256``) unless an item names the
+        content or an upload holds a lease on it; whether it ran.
+
+        The check and the deletion hold the content's lock, which a new lease waits for:
+        an upload either leased the content first (the blob stays) or writes it again
+        after the deletion.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_LOCK_BLOB, sha256)
+            used: bool = await conn.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM items WHERE metadata #>> '{system,sha256}' = $1)
+                       OR EXISTS (SELECT 1 FROM blob_leases WHERE sha256 = $1
+                                  AND taken_at > now() - make_interval(secs => $2))""",
+                sha256,
+                BLOB_LEASE_GRACE_SECONDS,
+            )
+            if used:
+                return False
+            await conn.execute(
+                """DELETE FROM blob_leases WHERE sha256 = $1
+                   AND taken_at <= now() - make_interval(secs => $2)""",
+                sha256,
+                BLOB_LEASE_GRACE_SECONDS,
+            )
+            await delete()
+        return True
 
     async def query_items(
         self,

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from common.contracts import ItemSnapshot
-from dataset_service.domain import DatasetError, normalize_dir, sanitize_name
+from dataset_service.domain import (
+    DatasetError,
+    check_user_metadata,
+    normalize_dir,
+    sanitize_name,
+)
 from dataset_service.repository import Repository
 
 
@@ -19,7 +24,7 @@ def user_metadata_of(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
     user = metadata.get("user")
     if not isinstance(user, dict):
         raise DatasetError("metadata.user must be a JSON object")
-    return user
+    return check_user_metadata(user)
 
 
 async def update_item(

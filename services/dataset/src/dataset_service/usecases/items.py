@@ -4,12 +4,20 @@ Order matters for "bad input loses nothing and leaves nothing behind": every che
 on the bytes runs before the blob is written; the blob is written before the item
 row (so an item never points at a missing blob); and when the row cannot be
 written, a blob that no other item uses is removed again.
+
+Blobs are shared by content across items and projects, so an upload leases its
+content (``Repository.lease_blob``) before it writes or relies on the blob and
+releases the lease once its item row names it; a blob is deleted only under the
+content's lock, when no item names it and no upload holds a lease
+(``Repository.delete_blob_unless_used``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +34,9 @@ from dataset_service.adapters.media import image_size, inspect_blob
 from dataset_service.domain import (
     DatasetError,
     NotFoundError,
+    TooLargeError,
+    UnauthorizedError,
+    check_blob_key,
     join_filename,
     normalize_dir,
     sanitize_name,
@@ -53,6 +64,26 @@ class IngestRequest:
     directory: str
     user_metadata: dict[str, Any]
     origin_id: str
+    api_key: str | None = field(default=None, repr=False)
+    """The project key the command proves its project with."""
+
+    @property
+    def digest(self) -> str:
+        """What the command asks for: the same command id with other data is refused."""
+        return request_digest(
+            "ingest",
+            self.dataset_id,
+            self.s3_key,
+            self.name,
+            self.directory,
+            self.user_metadata,
+        )
+
+
+def request_digest(*parts: object) -> str:
+    """A stable digest of a request's fields (JSON with sorted keys, SHA-256)."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +96,8 @@ class Stored:
     sha256: str
     wrote_blob: bool
     """Whether this upload wrote the blob (and removes it again if the item fails)."""
+    lease: str
+    """The upload's lease on the content, released once the item row names it."""
 
 
 @dataclass(frozen=True)
@@ -90,9 +123,10 @@ class ItemStore:
         user_metadata: dict[str, Any],
         origin_id: str,
         source_key: str | None = None,
+        origin_digest: str | None = None,
     ) -> Stored:
-        """Check the bytes, then store the blob under its content hash (unless it is
-        there already); the item to insert."""
+        """Check the bytes, lease the content, then store the blob under its content
+        hash (unless it is there already); the item to insert."""
         clean_name = sanitize_name(name)
         clean_dir = normalize_dir(directory)
         facts = inspect_blob(data, self.max_upload_bytes)
@@ -101,14 +135,22 @@ class ItemStore:
         except ValueError as exc:
             raise DatasetError(f"{clean_name}: {exc}") from exc
         key = blob_key(facts.sha256)
-        wrote_blob = False
-        # Content-addressed: writing the same bytes again changes nothing, and for small
-        # blobs a HEAD first costs as much as the put it might save.
-        if source_key != key and (
-            facts.size < HEAD_BEFORE_PUT_BYTES or not await self.blobs.exists(key)
-        ):
-            await self.blobs.put(key, data, facts.mimetype)
-            wrote_blob = True
+        if origin_digest is None:
+            origin_digest = request_digest(
+                "http", dataset_id, facts.sha256, clean_name, clean_dir, user_metadata
+            )
+        lease = await self.repo.lease_blob(facts.sha256)
+        try:
+            # Content-addressed: writing the same bytes again changes nothing, and for
+            # small blobs a HEAD first costs as much as the put it might save. Checked
+            # after the lease: a deletion that ran before it may have removed the blob.
+            small = facts.size < HEAD_BEFORE_PUT_BYTES and source_key != key
+            wrote_blob = small or not await self.blobs.exists(key)
+            if wrote_blob:
+                await self.blobs.put(key, data, facts.mimetype)
+        except BaseException:
+            await self.repo.release_leases([lease])
+            raise
         metadata = {"system": system_metadata(facts, key, width, height), "user": user_metadata}
         new = NewItem(
             project_id=project_id,
@@ -118,15 +160,19 @@ class ItemStore:
             dir=clean_dir,
             metadata=metadata,
             origin_id=origin_id,
+            origin_digest=origin_digest,
         )
-        return Stored(new, key, facts.sha256, wrote_blob)
+        return Stored(new, key, facts.sha256, wrote_blob, lease)
 
     async def _forget_blob(self, stored: Stored) -> None:
         """The item could not be inserted: remove the blob written for it, unless
-        another item uses the same content."""
-        if stored.wrote_blob and not await self.repo.blob_in_use(stored.sha256):
+        an item or another upload uses the same content."""
+        await self.repo.release_leases([stored.lease])
+        if stored.wrote_blob:
             with contextlib.suppress(ClientError):
-                await self.blobs.delete(stored.key)
+                await self.repo.delete_blob_unless_used(
+                    stored.sha256, lambda: self.blobs.delete(stored.key)
+                )
 
     async def add_item(
         self,
@@ -185,7 +231,13 @@ class ItemStore:
         """Insert the items of ``batch`` in one statement, or one by one when that fails
         (so only an item at fault fails); the blob of an item that failed is removed
         again unless another item uses it."""
-        inserted = await together_or_alone([stored.new for stored in batch], self.repo.insert_items)
+        try:
+            inserted = await together_or_alone(
+                [stored.new for stored in batch], self.repo.insert_items
+            )
+        except BaseException:
+            await self.repo.release_leases([stored.lease for stored in batch])
+            raise
         results: list[tuple[ItemSnapshot, bool] | Exception] = []
         for stored, result in zip(batch, inserted, strict=True):
             if result is None:
@@ -193,19 +245,42 @@ class ItemStore:
             if isinstance(result, Exception):
                 await self._forget_blob(stored)
             results.append(result)
+        await self.repo.release_leases(
+            [stored.lease for stored, r in zip(batch, results, strict=True) if isinstance(r, tuple)]
+        )
         return results
 
-    async def _fetched(self, command: IngestRequest) -> Stored:
-        """Read and check the blob of one ingest command."""
+    async def _project_of(self, command: IngestRequest) -> str:
+        """The project the command proves (its key's), if the dataset is that project's."""
+        if not command.api_key:
+            raise UnauthorizedError(
+                "the command carries no api_key: an ingest command proves its project "
+                "with a project API key"
+            )
+        key_project = await self.repo.project_for_key(command.api_key)
+        if key_project is None:
+            raise UnauthorizedError("the command's api_key is not a valid project API key")
         project_id = await self.repo.dataset_project(command.dataset_id)
-        if project_id is None:
+        if project_id != key_project:  # another project's dataset reads as missing
             raise NotFoundError(f"dataset {command.dataset_id} not found")
+        return project_id
+
+    async def _fetched(self, command: IngestRequest) -> Stored:
+        """Read and check the blob of one ingest command: its project proven, its key
+        inside the bucket, its size checked before a byte of it is read."""
+        project_id = await self._project_of(command)
+        key = check_blob_key(command.s3_key)
+        size = await self.blobs.size(key)
+        if size is None:
+            raise NotFoundError(f"blob {key!r} not found in bucket {self.blobs.bucket}")
+        if size > self.max_upload_bytes:
+            raise TooLargeError(
+                f"blob {key!r} is {size} bytes; the limit is {self.max_upload_bytes} bytes"
+            )
         try:
-            data = await self.blobs.get(command.s3_key)
+            data = await self.blobs.get(key)
         except BlobMissingError as exc:
-            raise NotFoundError(
-                f"blob {command.s3_key!r} not found in bucket {self.blobs.bucket}"
-            ) from exc
+            raise NotFoundError(f"blob {key!r} not found in bucket {self.blobs.bucket}") from exc
         return await self._stored(
             project_id=project_id,
             dataset_id=command.dataset_id,
@@ -214,16 +289,17 @@ class ItemStore:
             directory=command.directory,
             user_metadata=command.user_metadata,
             origin_id=command.origin_id,
-            source_key=command.s3_key,
+            source_key=key,
+            origin_digest=command.digest,
         )
 
     async def delete_blob_if_unused(self, item: ItemSnapshot) -> None:
         """After an item is gone, drop its blob unless other items share the content."""
         system = item.system
         sha, key = system.sha256, system.blob_key
-        if sha and key and not await self.repo.blob_in_use(sha):
+        if sha and key:
             try:
-                await self.blobs.delete(key)
+                await self.repo.delete_blob_unless_used(sha, lambda: self.blobs.delete(key))
             except ClientError:
                 log.warning("blob not deleted", extra={"key": key}, exc_info=True)
 
