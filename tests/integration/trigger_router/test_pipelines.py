@@ -402,3 +402,32 @@ async def test_create_checks_every_node_and_names_it(router: Router, annotation_
     assert deleted.status_code == 204
     gone = await router.http.get(f"/pipelines/{pipeline_id}", headers=router.auth())
     assert gone.status_code == 404
+
+
+async def test_a_cancelled_predict_execution_discards_its_late_outcome(
+    router: Router, annotation_url: str
+) -> None:
+    service = await router.deploy()
+    dataset_id = await dataset(router)
+    task_id = await task(annotation_url, router, dataset_id)
+    commands = await commands_queue(router)
+    pipeline_id = await created_running(router, confidence_pipeline(dataset_id, service, task_id))
+    item = item_in(router, dataset_id)
+    await router.item_event(item)
+    [request] = await router.predicts(service, 1)
+    execution_id = request.body["data"]["execution_id"]
+
+    response = await router.http.post(f"/executions/{execution_id}/cancel", headers=router.auth())
+    assert response.status_code == 200, response.text
+    [run] = await wait_runs(router, pipeline_id, 1, status="failed")
+    assert {n["node_id"]: n["status"] for n in run["nodes"]}["predict"] == "failed"
+    base = router.handled("on_prediction_outcome")
+    await router.publish(MODEL_SERVING, completed(request, 0.97))  # the worker ran it anyway
+    await router.wait_handled(base + 1, handler="on_prediction_outcome")
+
+    [execution] = await router.executions(service_id=service)
+    assert execution["status"] == "cancelled"
+    [run] = await runs(router, pipeline_id)
+    assert run["status"] == "failed"
+    assert {n["node_id"]: n["status"] for n in run["nodes"]}["predict"] == "failed"
+    assert await router.queue_depth(commands) == 0  # nothing sent to the task

@@ -9,10 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from trigger_router_service import metrics
-from trigger_router_service.api.dependencies import Project, Repo, settings_of
+from trigger_router_service.api.dependencies import Project, Repo, pipelines, settings_of
 from trigger_router_service.api.schemas import ExecutionPage, RerunResult
 from trigger_router_service.domain.errors import RouterError
 from trigger_router_service.domain.executions import Execution, ExecutionFilter, ExecutionStatus
+from trigger_router_service.usecases.pipelines import PipelineEngine
 
 router = APIRouter()
 
@@ -95,10 +96,18 @@ async def rerun_execution(execution_id: str, project: Project, repository: Repo)
 
 
 @router.post("/executions/{execution_id}/cancel", tags=["executions"])
-async def cancel_execution(execution_id: str, project: Project, repository: Repo) -> Execution:
-    """Cancel an execution that has not started (a late outcome will not change it)."""
+async def cancel_execution(
+    execution_id: str,
+    project: Project,
+    repository: Repo,
+    engine: Annotated[PipelineEngine, Depends(pipelines)],
+) -> Execution:
+    """Cancel an execution that has not finished: a late outcome is discarded (it
+    neither turns it ``success`` nor moves its pipeline on); a pipeline's predict node
+    fails with the reason."""
     execution = await repository.cancel(project, execution_id)
     metrics.EXECUTIONS.labels("cancelled").inc()
+    await engine.execution_cancelled(execution_id)
     return execution
 
 

@@ -189,6 +189,13 @@ class Executions(Store):
         cold = (data.finished_at - began).total_seconds() if began is not None else None
         return True, cold
 
+    async def execution_status(
+        self, conn: asyncpg.Connection, execution_id: str
+    ) -> ExecutionStatus | None:
+        """The execution's status (``None``: no such execution), in ``conn``'s transaction."""
+        status = await conn.fetchval("SELECT status FROM executions WHERE id = $1", execution_id)
+        return None if status is None else ExecutionStatus(status)
+
     async def prediction_failed(self, data: PredictionFailed, at: datetime) -> bool:
         """Close an unfinished execution as ``failed`` with the reason (idempotent)."""
         row = await self.pool.fetchval(

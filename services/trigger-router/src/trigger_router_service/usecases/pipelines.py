@@ -34,7 +34,11 @@ from trigger_router_service.adapters.datasets import DatasetClient
 from trigger_router_service.adapters.models import ModelClient
 from trigger_router_service.adapters.tasks import TaskClient
 from trigger_router_service.domain.errors import ConflictError, NotFoundError
-from trigger_router_service.domain.executions import NewExecution, initial_status
+from trigger_router_service.domain.executions import (
+    ExecutionStatus,
+    NewExecution,
+    initial_status,
+)
 from trigger_router_service.domain.pipelines import (
     Graph,
     NodeStatus,
@@ -89,6 +93,10 @@ class GraphCache:
             )
             self._graphs[key] = graph
         return graph
+
+
+DISCARDED = frozenset({ExecutionStatus.CANCELLED})
+"""Ledger states whose late prediction outcome a pipeline ignores."""
 
 
 class PipelineEngine:
@@ -193,6 +201,8 @@ class PipelineEngine:
             state, graph, node_id = found
             if state.nodes.get(node_id) not in (NodeStatus.RUNNING, NodeStatus.FAILED):
                 return False
+            if await self.repo.execution_status(conn, data.execution_id) in DISCARDED:
+                return False  # cancelled: the replica ran it anyway, its outcome is dropped
             state.prediction = {
                 "execution_id": data.execution_id,
                 "service_id": data.service_id,
@@ -213,6 +223,19 @@ class PipelineEngine:
             if state.nodes.get(node_id) is not NodeStatus.RUNNING:
                 return False
             await self._fail(conn, state, graph, node_id, data.reason)
+        return True
+
+    async def execution_cancelled(self, execution_id: str) -> bool:
+        """A predict node's execution was cancelled: the node (and its pipeline
+        execution) fails with that reason. False when it is no pipeline's or not running."""
+        async with self.repo.transaction() as conn:
+            found = await self._locked(conn, execution_id)
+            if found is None:
+                return False
+            state, graph, node_id = found
+            if state.nodes.get(node_id) is not NodeStatus.RUNNING:
+                return False
+            await self._fail(conn, state, graph, node_id, f"execution {execution_id} cancelled")
         return True
 
     async def task_item_added(self, data: TaskItemAdded) -> bool:
