@@ -67,7 +67,10 @@ async def world(console_stack: ConsoleStack) -> World:
         item_ids.append(item.id)
     model = await client.models.install("digits-classifier")
     service = await client.services.deploy(
-        model.id, "digits", Scaling(min_replicas=0, max_replicas=1, cooldown_seconds=300)
+        # One replica from the start: it loads the model while the browser signs in.
+        model.id,
+        "digits",
+        Scaling(min_replicas=1, max_replicas=1, cooldown_seconds=300),
     )
     task = await client.tasks.create(
         "review digits", dataset.id, auto_add_from_services=[service.id]
@@ -248,6 +251,17 @@ async def test_models_triggers_and_a_pipeline_from_the_form_bring_an_upload_to_i
     client = console_stack.client
     page = await context.new_page()
     await _sign_in(page, console_stack.api_key)
+
+    # Predict on everything the filter matches (no selection).
+    await page.goto(f"/datasets/{world.dataset_id}?dir=/part1")
+    await expect(page.locator("li.tile")).to_have_count(3)
+    await page.select_option("#service", world.service_id)
+    await page.click("#predict-all")
+    await expect(page.locator("#batch-done")).to_be_visible(timeout=DEADLINE_S * 1000)
+    await expect(page.locator("#batch-counts")).to_contain_text("3")
+    batch_id = page.url.rsplit("/", 1)[-1]
+    batch = await client.batches.get(batch_id)
+    assert batch.selection == {"dataset_id": world.dataset_id, "filter": {"dir": "/part1"}}
 
     await page.click("header nav >> text=Models")
     row = page.locator(f'#services-table tr[data-service="{world.service_id}"]')

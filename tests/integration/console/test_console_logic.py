@@ -151,3 +151,46 @@ def test_graph_layout_puts_nodes_in_columns_by_depth_even_with_a_cycle() -> None
 )
 def test_sign_in_only_sends_the_browser_to_console_paths(target: str | None, expected: str) -> None:
     assert _safe_next(target) == expected
+
+
+def _console_routes() -> list[tuple[str, str]]:
+    from fastapi.routing import APIRoute
+
+    from console_service.pages import auth, datasets, models, pipelines, review
+
+    found = []
+    for module in (auth, datasets, models, pipelines, review):
+        for route in module.router.routes:
+            if isinstance(route, APIRoute) and route.path not in OPEN_PATHS:
+                path = route.path.replace("{", "").replace("}", "")  # /items/item_id: any id
+                found.extend((method, path) for method in sorted(route.methods))
+    return found
+
+
+OPEN_PATHS = {"/login", "/"}
+
+
+async def test_every_page_and_partial_needs_a_session_and_every_post_a_csrf_token() -> None:
+    import httpx
+
+    from console_service.app import create_app
+    from console_service.settings import Settings
+
+    routes = _console_routes()
+    assert len(routes) > 25
+    # No lifespan: nothing may get as far as calling a service.
+    app = create_app(Settings(session_secret=SECRET))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as http:
+        for method, path in routes:
+            if method == "GET":
+                page = await http.get(path)
+                assert page.status_code == 303, path
+                assert page.headers["location"].startswith("/login?next="), path
+                partial = await http.get(path, headers={"X-Console-Partial": "1"})
+                assert partial.status_code == 401, path
+            else:
+                refused = await http.request(method, path, data={"csrf_token": "forged"})
+                assert refused.status_code == 403, (method, path)
+        logout = await http.post("/logout", data={})
+        assert logout.status_code == 403

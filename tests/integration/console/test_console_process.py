@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -65,13 +66,24 @@ async def test_console_process_from_the_stacks_settings_serves_pages_and_ops_rou
             assert login.headers["content-security-policy"].startswith("default-src 'self'")
             for asset in ("/static/console.js", "/static/console.css"):
                 assert (await http.get(asset)).status_code == 200
-            await http.get("/datasets")
+            # Sign in as a browser does (the form's CSRF token, the cookie), use a page.
+            _, key = await auth_service.new_project()
+            token = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+            assert token is not None
+            signed = await http.post("/login", data={"api_key": key, "csrf_token": token[1]})
+            assert signed.status_code == 303
+            assert key not in signed.headers["set-cookie"]
+            datasets = await http.get("/datasets")
+            assert datasets.status_code == 200
+            assert key not in datasets.text
+            await http.get("/datasets/ds_not_there?filter=%7B%7D")
             metrics = (await http.get("/metrics")).text
             assert "prelabel_console_http_request_duration_seconds" in metrics
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 15)
     assert process.returncode in (0, -15)
+    assert key not in log.read_text()  # nor in the logs
 
 
 async def test_a_short_session_secret_is_refused_at_start_up_with_its_name() -> None:
