@@ -24,6 +24,7 @@ from common.testing.broker import EventProbe, probe_exchange
 from common.testing.waits import wait_until
 from common.topology import BILLING, TRIGGER_ROUTER
 from tests.integration.trigger_router.conftest import Router, RouterFactory, item_snapshot
+from trigger_router_service import metrics
 from trigger_router_service.adapters.scalers import LocalScaler
 from trigger_router_service.deps import Deps as RouterDeps
 from trigger_router_service.usecases.autoscaling import Autoscaler
@@ -228,3 +229,40 @@ async def test_one_leader_and_a_quick_takeover(router_factory: RouterFactory) ->
         await wait_until(
             lambda: _true(autoscaler(follower).reconciles > passes), message="new leader works"
         )
+
+
+SERVICE_GAUGES = (
+    metrics.QUEUE_DEPTH,
+    metrics.QUEUE_READY,
+    metrics.QUEUE_CONSUMERS,
+    metrics.REPLICAS_DESIRED,
+    metrics.REPLICAS_ACTUAL,
+)
+
+
+def gauged_services() -> set[str]:
+    """Service ids any per-service gauge of this process has a value for."""
+    return {
+        sample.labels["service_id"]
+        for gauge in SERVICE_GAUGES
+        for family in gauge.collect()
+        for sample in family.samples
+    }
+
+
+async def test_a_replica_that_loses_the_leadership_clears_its_gauges(
+    scaled: tuple[Router, EventProbe],
+) -> None:
+    router, _ = scaled
+    service = await router.deploy()
+    scaler = autoscaler(router)
+    passes = scaler.reconciles
+    await wait_until(
+        lambda: _true(scaler.reconciles > passes + 1 and service in gauged_services()),
+        message="the leader's gauges",
+    )
+
+    await scaler.stop()  # steps down; another replica now reports these services
+
+    assert service not in gauged_services()
+    assert metrics.LEADER._value.get() == 0

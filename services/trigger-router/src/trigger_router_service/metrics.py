@@ -110,3 +110,13 @@ PIPELINE_NODE_LATENCY = Histogram(
     ["node_type", "status"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+
+
+LEADER_GAUGES = (QUEUE_DEPTH, QUEUE_READY, QUEUE_CONSUMERS, REPLICAS_DESIRED, REPLICAS_ACTUAL)
+"""Per-service gauges only the autoscaler's leader sets."""
+
+
+def clear_leader_gauges() -> None:
+    """Drop every per-service value the leader set (on losing the leadership)."""
+    for gauge in LEADER_GAUGES:
+        gauge.clear()

@@ -112,6 +112,9 @@ class Autoscaler:
             finally:
                 if self.is_leader:
                     log.info("autoscaler leadership released")
+                    # What a leader measured is the new leader's to report: two replicas
+                    # both exporting a service's queue and replicas would double count.
+                    metrics.clear_leader_gauges()
                     if not self._stopping.is_set():
                         with contextlib.suppress(Exception):
                             await asyncio.shield(self.backend.step_down())
