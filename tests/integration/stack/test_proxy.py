@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -260,3 +264,44 @@ def test_stack_config_is_what_nginx_serves(proxied: Proxied) -> None:
         assert f"server 127.0.0.1:{proxied.config.service_ports[spec.name]};" in rendered
         assert f"location {spec.proxy_path}/ {{" in rendered
     assert "proxy_request_buffering off;" in rendered
+
+
+def test_the_cli_works_through_prelabel_url_alone(
+    proxied: Proxied, project_key: str, tmp_path: Path
+) -> None:
+    """`prelabel`, as a user runs it, configured by PRELABEL_URL and a key: no per-service
+    URL, no config file."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("PRELABEL_") and k.endswith("_URL"))
+    }
+    env |= {
+        "PRELABEL_URL": proxied.url,
+        "PRELABEL_API_KEY": project_key,
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+    cli = str(Path(sys.executable).with_name("prelabel"))
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "dot.png").write_bytes(PNG)
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [cli, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    created = run("datasets", "create", name, "-o", "json")
+    uploaded = run("upload", str(tmp_path / "files"), "-d", name, "--dir", "/cli")
+    listed = run("items", "list", "-d", name, "-o", "json")
+
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["name"] == name
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert listed.returncode == 0, listed.stderr
+    items = json.loads(listed.stdout)
+    rows = items["items"] if isinstance(items, dict) else items
+    assert [r["name"] for r in rows] == ["dot.png"]
+    access = (proxied.config.logs_dir / "nginx-access.log").read_text()
+    assert "POST /api/dataset/datasets " in access  # the dataset was made through nginx
