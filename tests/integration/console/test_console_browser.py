@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -312,3 +313,16 @@ async def test_models_triggers_and_a_pipeline_from_the_form_bring_an_upload_to_i
 
     await page.click("#stop-pipeline")
     await expect(page.locator("#pipeline-status")).to_have_text("stopped")
+
+    # Billing: the replica's runtime in the chart, a bad top-up refused inline, a good one.
+    await client.billing.set_budget("5")
+    await page.click("header nav >> text=Billing")
+    await expect(page.locator("#usage-chart")).to_be_visible()
+    await page.fill("#top-up-form input[name=amount]", "lots")
+    await page.click("#top-up-form button[type=submit]")
+    await expect(page.locator("#billing-error")).to_be_visible()
+    await page.fill("#top-up-form input[name=amount]", "2.5")
+    await page.click("#top-up-form button[type=submit]")
+    await expect(page.locator("#budget")).to_contain_text("7.5")
+    assert (await client.billing.budget()).budget == Decimal("7.5")
+    await page.screenshot(path=shots / "billing.png", full_page=True)

@@ -156,10 +156,10 @@ def test_sign_in_only_sends_the_browser_to_console_paths(target: str | None, exp
 def _console_routes() -> list[tuple[str, str]]:
     from fastapi.routing import APIRoute
 
-    from console_service.pages import auth, datasets, models, pipelines, review
+    from console_service.pages import auth, billing, datasets, models, pipelines, review
 
     found = []
-    for module in (auth, datasets, models, pipelines, review):
+    for module in (auth, datasets, models, pipelines, review, billing):
         for route in module.router.routes:
             if isinstance(route, APIRoute) and route.path not in OPEN_PATHS:
                 path = route.path.replace("{", "").replace("}", "")  # /items/item_id: any id

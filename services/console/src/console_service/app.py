@@ -15,7 +15,7 @@ from common.observability import TimingMiddleware, health_router
 from common.service import service_metrics
 from console_service.clients import Clients
 from console_service.domain import FormError
-from console_service.pages import auth, datasets, models, pipelines, review
+from console_service.pages import auth, billing, datasets, models, pipelines, review
 from console_service.session import SessionCodec, SessionMiddleware
 from console_service.settings import Settings
 from console_service.web import HERE, CsrfError, NotSignedInError, check_csrf, error_response
@@ -83,7 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health_router({"dataset": dataset_service}))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     pages = APIRouter(dependencies=[Depends(check_csrf)])
-    for module in (auth, datasets, models, pipelines, review):
+    for module in (auth, datasets, models, pipelines, review, billing):
         pages.include_router(module.router)
     app.include_router(pages)
     return app

@@ -267,3 +267,60 @@ def layout(
     width = 20 + (max(depth.values(), default=0) + 1) * (NODE_W + GAP_X)
     height = 20 + max(rows.values(), default=1) * (NODE_H + GAP_Y)
     return list(placed.values()), lines, width, height
+
+
+# --------------------------------------------------------------------------- billing
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One service's cost on one day, as a stacked bar segment of the usage chart."""
+
+    day: str
+    service: str
+    cost: float
+    x: int
+    y: int
+    width: int
+    height: int
+    colour: int
+    """Index into the chart's palette (one per service)."""
+
+
+CHART_W, CHART_H, CHART_PAD = 720, 220, 30
+
+
+def usage_chart(rows: Sequence[Any]) -> tuple[list[Bar], list[tuple[str, int]], float]:
+    """Stacked bars of cost per UTC day and service; the day labels with their x; the
+    highest day's total (the chart's scale)."""
+    days = sorted({str(r.day) for r in rows})
+    services = sorted({r.service_id for r in rows})
+    totals = {d: sum(float(r.cost) for r in rows if str(r.day) == d) for d in days}
+    top = max(totals.values(), default=0.0)
+    if not days:
+        return [], [], 0.0
+    slot = (CHART_W - 2 * CHART_PAD) // len(days)
+    width = max(4, min(60, int(slot * 0.7)))
+    bars: list[Bar] = []
+    labels: list[tuple[str, int]] = []
+    for index, day in enumerate(days):
+        x = CHART_PAD + index * slot + (slot - width) // 2
+        labels.append((day[5:], x + width // 2))
+        base = CHART_H - CHART_PAD
+        for row in sorted((r for r in rows if str(r.day) == day), key=lambda r: r.service_id):
+            cost = float(row.cost)
+            height = round(cost / top * (CHART_H - 2 * CHART_PAD)) if top > 0 else 0
+            base -= height
+            bars.append(
+                Bar(
+                    day,
+                    row.service_id,
+                    cost,
+                    x,
+                    base,
+                    width,
+                    height,
+                    services.index(row.service_id) % 6,
+                )
+            )
+    return bars, labels, top

@@ -137,7 +137,8 @@ def problem_of(exc: Exception) -> Problem:
 
 def error_response(request: Request, exc: Exception) -> Response:
     """An error page (or fragment) for any failure a route let through."""
-    if isinstance(exc, NotSignedInError | AuthError):
+    # 401: the key is gone (revoked, or the session outlived it); 403 is a refusal.
+    if isinstance(exc, NotSignedInError) or (isinstance(exc, AuthError) and exc.status_code == 401):
         if is_partial(request):
             return HTMLResponse('<p class="error">Signed out: sign in again.</p>', status_code=401)
         target = request.url.path if request.method == "GET" else "/"
