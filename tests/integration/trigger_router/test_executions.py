@@ -254,3 +254,64 @@ async def test_undeploy_cancels_unfinished_executions(router: Router) -> None:
     assert (await router.http.get(f"/executions/{done['id']}", headers=router.auth())).json()[
         "status"
     ] == "success"
+
+
+async def _blocked_by(router: Router, pid: int) -> list[int]:
+    """Backends waiting on a lock that backend ``pid`` holds."""
+    rows = await router.runtime.pool.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", pid
+    )
+    return [int(r["pid"]) for r in rows]
+
+
+async def test_a_top_up_racing_routing_leaves_no_execution_waiting_for_budget(
+    router: Router,
+) -> None:
+    service = await router.deploy()
+    trigger = await router.create_trigger(service, mode="Once")
+    t0 = datetime.now(UTC)
+    budget = {"project_id": router.project_id, "budget": Decimal(10), "spent": Decimal(10)}
+    base = router.handled("on_budget_event")
+    await router.publish(BILLING, BudgetExhausted(**budget, at=t0), time=t0)
+    await router.wait_handled(base + 1, handler="on_budget_event")
+    item = item_snapshot(router.project_id)
+
+    # Hold routing after it read the budget: an uncommitted execution of the same Once
+    # (trigger, item) makes its insert wait for this transaction.
+    async with router.runtime.pool.acquire() as conn:
+        hold = conn.transaction()
+        await hold.start()
+        await conn.execute(
+            """INSERT INTO executions (id, project_id, service_id, trigger_id, item_id,
+                   dataset_id, once, status, item)
+               VALUES ('exe_hold', $1, $2, $3, $4, $5, true, 'created', '{}')""",
+            router.project_id,
+            service,
+            trigger["id"],
+            item.id,
+            item.dataset_id,
+        )
+        holder = conn.get_server_pid()
+        await router.item_event(item)
+        routing: list[int] = []
+
+        async def routing_waits() -> bool:
+            routing[:] = await _blocked_by(router, holder)
+            return bool(routing)
+
+        await wait_until(routing_waits, timeout=10, message="routing waiting on the hold")
+        # The top-up lands while routing is in flight (or waits for it to commit).
+        t1 = t0 + timedelta(seconds=1)
+        base = router.handled("on_budget_event")
+        await router.publish(BILLING, BudgetRestored(**budget, at=t1), time=t1)
+
+        async def restore_applied_or_waiting() -> bool:
+            if router.handled("on_budget_event") > base:
+                return True
+            return bool(await _blocked_by(router, routing[0]))
+
+        await wait_until(restore_applied_or_waiting, timeout=10, message="the top-up")
+        await hold.rollback()
+
+    [execution] = await router.wait_executions(1, item_id=item.id)
+    await _status_is(router, execution["id"], "queued")

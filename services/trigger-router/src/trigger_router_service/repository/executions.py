@@ -270,7 +270,9 @@ class Executions(Store):
         async with self.pool.acquire() as conn, conn.transaction():
             exhausted = bool(
                 await conn.fetchval(
-                    "SELECT exhausted FROM project_budgets WHERE project_id = $1", project_id
+                    # Share-locked: a concurrent top-up waits and then releases these.
+                    "SELECT exhausted FROM project_budgets WHERE project_id = $1 FOR SHARE",
+                    project_id,
                 )
             )
             status = initial_status(exhausted)

@@ -513,7 +513,7 @@ class Pipelines(Executions):
         exhausted = bool(
             await conn.fetchval(
                 """SELECT b.exhausted FROM project_budgets b JOIN executions e
-                   ON e.project_id = b.project_id WHERE e.id = $1""",
+                   ON e.project_id = b.project_id WHERE e.id = $1 FOR SHARE OF b""",
                 execution_id,
             )
         )

@@ -61,10 +61,16 @@ class Routing(Executions):
     async def exhausted_projects(
         self, conn: asyncpg.Connection, projects: Sequence[str]
     ) -> set[str]:
-        """The projects whose automation budget is spent."""
+        """The projects whose automation budget is spent.
+
+        The budget rows stay share-locked until the caller's transaction ends: a
+        ``budget.restored.v1`` waits for it, then releases the executions it held
+        (without the lock, a top-up committing meanwhile would release only the rows it
+        saw and leave this transaction's new ones ``waiting-for-budget`` for good).
+        """
         rows = await conn.fetch(
-            """SELECT project_id FROM project_budgets
-               WHERE exhausted AND project_id = ANY($1::text[])""",
-            list(projects),
+            """SELECT project_id, exhausted FROM project_budgets
+               WHERE project_id = ANY($1::text[]) ORDER BY project_id FOR SHARE""",
+            sorted(set(projects)),
         )
-        return {r["project_id"] for r in rows}
+        return {r["project_id"] for r in rows if r["exhausted"]}
