@@ -43,6 +43,10 @@ class AnnotationService:
     project_id: str
     api_key: str
     events: EventProbe
+    ds1: str = ""
+    """A dataset of the project (made at the real dataset service: tasks and exports check)."""
+    ds2: str = ""
+    """Another dataset of the project."""
 
     @property
     def runtime(self) -> ServiceRuntime:
@@ -198,6 +202,7 @@ async def annotation_service(
     )
     app = create_app(settings)
     project_id, api_key = await auth_service.new_project()
+    datasets = [await _new_dataset(auth_service.url, api_key) for _ in range(2)]
     async with app_in_process(
         app,
         amqp_url=amqp_url,
@@ -210,4 +215,17 @@ async def annotation_service(
             f"{topology_prefix}{ANNOTATION}.commands",
         ],
     ) as (http, events):
-        yield AnnotationService(app, http, settings, amqp_url, project_id, api_key, events)
+        yield AnnotationService(
+            app, http, settings, amqp_url, project_id, api_key, events, *datasets
+        )
+
+
+async def _new_dataset(dataset_url: str, api_key: str) -> str:
+    async with httpx.AsyncClient(base_url=dataset_url) as http:
+        created = await http.post(
+            "/datasets",
+            json={"name": f"d-{uuid.uuid4().hex[:8]}"},
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
+    created.raise_for_status()
+    return str(created.json()["id"])

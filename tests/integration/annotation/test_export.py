@@ -27,16 +27,16 @@ async def test_task_export_loads_in_pycocotools_and_matches_itself(
 ) -> None:
     svc = annotation_service
     task = await svc.http.post(
-        "/tasks", json={"name": "t", "dataset_id": "ds_1", "auto_add": True}, headers=svc.auth()
+        "/tasks", json={"name": "t", "dataset_id": svc.ds1, "auto_add": True}, headers=svc.auth()
     )
     task_id = task.json()["id"]
-    await svc.publish(item_created(svc.project_id, "ds_1", "it_1", "a.png", 64, 48))
-    await svc.publish(item_created(svc.project_id, "ds_1", "it_2", "b.png", 80, 60))
-    await svc.publish(prediction(svc.project_id, "ds_1", "it_1", boxes(3, "cat")))
+    await svc.publish(item_created(svc.project_id, svc.ds1, "it_1", "a.png", 64, 48))
+    await svc.publish(item_created(svc.project_id, svc.ds1, "it_2", "b.png", 80, 60))
+    await svc.publish(prediction(svc.project_id, svc.ds1, "it_1", boxes(3, "cat")))
     await svc.publish(
         prediction(
             svc.project_id,
-            "ds_1",
+            svc.ds1,
             "it_2",
             [
                 *boxes(1, "dog", offset=20),
@@ -110,12 +110,12 @@ async def test_dataset_export_follows_human_edits_and_deletions(
     annotation_service: AnnotationService, tmp_path: Path
 ) -> None:
     svc = annotation_service
-    await svc.publish(item_created(svc.project_id, "ds_1", "it_1", "a.png", 32, 32))
-    await svc.publish(prediction(svc.project_id, "ds_1", "it_1", boxes(2, "cat")))
+    await svc.publish(item_created(svc.project_id, svc.ds1, "it_1", "a.png", 32, 32))
+    await svc.publish(prediction(svc.project_id, svc.ds1, "it_1", boxes(2, "cat")))
 
     async def stored() -> list[dict[str, Any]]:
         listed = await svc.http.get(
-            "/annotations", params={"dataset_id": "ds_1"}, headers=svc.auth()
+            "/annotations", params={"dataset_id": svc.ds1}, headers=svc.auth()
         )
         result: list[dict[str, Any]] = listed.json()
         return result if len(result) == 2 else []
@@ -124,12 +124,12 @@ async def test_dataset_export_follows_human_edits_and_deletions(
     await svc.http.patch(f"/annotations/{first['id']}", json={"label": "lynx"}, headers=svc.auth())
     await svc.http.delete(f"/annotations/{second['id']}", headers=svc.auth())
 
-    document = (await svc.http.get("/datasets/ds_1/export", headers=svc.auth())).json()
+    document = (await svc.http.get(f"/datasets/{svc.ds1}/export", headers=svc.auth())).json()
     path = tmp_path / "coco.json"
     path.write_text(json.dumps(document))
     coco = COCO(str(path))
 
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["lynx"]
     assert len(coco.getAnnIds()) == 1
-    other = await svc.http.get("/datasets/ds_1/export", headers=svc.auth("wrong-key"))
+    other = await svc.http.get(f"/datasets/{svc.ds1}/export", headers=svc.auth("wrong-key"))
     assert other.status_code == 401

@@ -31,7 +31,7 @@ async def test_same_prediction_published_twice_is_stored_once(
     annotation_service: AnnotationService,
 ) -> None:
     svc = annotation_service
-    event = prediction(svc.project_id, "ds_1", "item_1", boxes(10))
+    event = prediction(svc.project_id, svc.ds1, "item_1", boxes(10))
     duplicates_before = _handled("duplicate")
 
     await svc.publish(event)
@@ -69,7 +69,7 @@ async def test_failed_attempt_is_rolled_back_and_redelivered_once_stored(
     svc = annotation_service
     task = await svc.http.post(
         "/tasks",
-        json={"name": "review", "dataset_id": "ds_1", "auto_add": True},
+        json={"name": "review", "dataset_id": svc.ds1, "auto_add": True},
         headers=svc.auth(),
     )
     assert task.status_code == 201, task.text
@@ -85,7 +85,7 @@ async def test_failed_attempt_is_rolled_back_and_redelivered_once_stored(
            CREATE TRIGGER fail_first AFTER INSERT ON task_items
                FOR EACH STATEMENT EXECUTE FUNCTION fail_first();"""
     )
-    event = prediction(svc.project_id, "ds_1", "item_9", boxes(10))
+    event = prediction(svc.project_id, svc.ds1, "item_9", boxes(10))
 
     await svc.publish(event)
 
@@ -105,7 +105,7 @@ async def test_poison_predictions_go_to_the_dead_letter_queue_with_a_reason(
     annotation_service: AnnotationService,
 ) -> None:
     svc = annotation_service
-    bad_geometry = prediction(svc.project_id, "ds_1", "item_2", [])
+    bad_geometry = prediction(svc.project_id, svc.ds1, "item_2", [])
     body = json.loads(bad_geometry.to_json_bytes())
     body["data"]["annotations"] = [
         {"type": "box", "label": "cat", "coordinates": [1, 2, 3], "confidence": 0.9}
@@ -140,12 +140,12 @@ async def test_one_batch_with_duplicates_and_a_stored_prediction_stores_each_onc
 ) -> None:
     svc = annotation_service
     repo: Repository = svc.runtime.deps_as(AnnotationDeps).repo
-    old = prediction(svc.project_id, "ds_1", "item_old", boxes(2))
-    new = prediction(svc.project_id, "ds_1", "item_new", boxes(3))
+    old = prediction(svc.project_id, svc.ds1, "item_old", boxes(2))
+    new = prediction(svc.project_id, svc.ds1, "item_new", boxes(3))
     other = prediction(
-        svc.project_id, "ds_1", "item_other", [*boxes(1), *boxes(1, label="dog", offset=50)]
+        svc.project_id, svc.ds1, "item_other", [*boxes(1), *boxes(1, label="dog", offset=50)]
     )
-    empty = prediction(svc.project_id, "ds_1", "item_empty", [])
+    empty = prediction(svc.project_id, svc.ds1, "item_empty", [])
 
     def parsed(event: CloudEvent[Any]) -> tuple[CloudEvent[Any], list[NewAnnotation]]:
         return event, annotations_from_prediction(event.data)

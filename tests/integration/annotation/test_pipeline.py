@@ -27,9 +27,11 @@ def _handled(handler: str, outcome: str) -> float:
     return value or 0.0
 
 
-async def _task(svc: AnnotationService, dataset_id: str = "ds_1", **extra: Any) -> str:
+async def _task(svc: AnnotationService, dataset_id: str | None = None, **extra: Any) -> str:
     created = await svc.http.post(
-        "/tasks", json={"name": "review", "dataset_id": dataset_id, **extra}, headers=svc.auth()
+        "/tasks",
+        json={"name": "review", "dataset_id": dataset_id or svc.ds1, **extra},
+        headers=svc.auth(),
     )
     assert created.status_code == 201, created.text
     task_id: str = created.json()["id"]
@@ -49,7 +51,9 @@ async def test_command_and_prediction_store_annotations_and_item_once_in_either_
     svc = annotation_service
     task_id = await _task(svc)
     # Command first (delivered twice), then its prediction.
-    first = add_task_item(svc.project_id, task_id, "ds_1", "item_a", boxes(3), execution_id="exe_a")
+    first = add_task_item(
+        svc.project_id, task_id, svc.ds1, "item_a", boxes(3), execution_id="exe_a"
+    )
     origin = Origin(
         way="pipeline",
         id="pipe_1",
@@ -63,12 +67,12 @@ async def test_command_and_prediction_store_annotations_and_item_once_in_either_
     await _settled("on_add_task_item", "duplicate", dup)
     predictions_dup = _handled("on_prediction_completed", "duplicate")
     await svc.publish(
-        prediction(svc.project_id, "ds_1", "item_a", boxes(3), execution_id="exe_a", origin=origin)
+        prediction(svc.project_id, svc.ds1, "item_a", boxes(3), execution_id="exe_a", origin=origin)
     )
     await _settled("on_prediction_completed", "duplicate", predictions_dup)
     # Prediction first, then its command (delivered twice).
     second = add_task_item(
-        svc.project_id, task_id, "ds_1", "item_b", boxes(2), execution_id="exe_b"
+        svc.project_id, task_id, svc.ds1, "item_b", boxes(2), execution_id="exe_b"
     )
     predictions_ok = _handled("on_prediction_completed", "ok")
     second_origin = origin.model_copy(
@@ -76,7 +80,7 @@ async def test_command_and_prediction_store_annotations_and_item_once_in_either_
     )
     await svc.publish(
         prediction(
-            svc.project_id, "ds_1", "item_b", boxes(2), execution_id="exe_b", origin=second_origin
+            svc.project_id, svc.ds1, "item_b", boxes(2), execution_id="exe_b", origin=second_origin
         )
     )
     await _settled("on_prediction_completed", "ok", predictions_ok)
@@ -129,13 +133,13 @@ async def test_predictions_of_each_way_record_their_origin(
     await svc.publish(
         prediction(
             svc.project_id,
-            "ds_1",
+            svc.ds1,
             "item_t",
             boxes(1),
             origin=Origin(way="trigger", id="trg_1"),
         )
     )
-    await svc.publish(prediction(svc.project_id, "ds_1", "item_n", boxes(1)))
+    await svc.publish(prediction(svc.project_id, svc.ds1, "item_n", boxes(1)))
     await _settled("on_prediction_completed", "ok", ok, 2)
 
     trigger = await svc.http.get("/annotations", params={"item_id": "item_t"}, headers=svc.auth())
@@ -158,9 +162,9 @@ async def test_commands_naming_a_task_outside_the_project_or_dataset_are_dead_le
     task_id = await _task(svc)
     other_project = f"prj_{uuid.uuid4().hex[:8]}"
     commands = [
-        add_task_item(other_project, task_id, "ds_1", "item_x", boxes(1), execution_id="exe_x"),
-        add_task_item(svc.project_id, task_id, "ds_2", "item_y", boxes(1), execution_id="exe_y"),
-        add_task_item(svc.project_id, "task_nope", "ds_1", "item_z", [], execution_id="exe_z"),
+        add_task_item(other_project, task_id, svc.ds1, "item_x", boxes(1), execution_id="exe_x"),
+        add_task_item(svc.project_id, task_id, svc.ds2, "item_y", boxes(1), execution_id="exe_y"),
+        add_task_item(svc.project_id, "task_nope", svc.ds1, "item_z", [], execution_id="exe_z"),
     ]
     for command in commands:
         await svc.send(command)
@@ -183,7 +187,7 @@ async def test_commands_naming_a_task_outside_the_project_or_dataset_are_dead_le
     assert sorted(reasons) == sorted(
         [
             f"task {task_id!r} not found in project {other_project!r}",
-            f"task {task_id!r} is on dataset 'ds_1', not 'ds_2'",
+            f"task {task_id!r} is on dataset {svc.ds1!r}, not {svc.ds2!r}",
             f"task 'task_nope' not found in project {svc.project_id!r}",
         ]
     )
@@ -197,7 +201,7 @@ async def test_auto_accepted_item_is_recorded_and_announced_as_added_and_reviewe
     svc = annotation_service
     task_id = await _task(svc)
     command = add_task_item(
-        svc.project_id, task_id, "ds_1", "item_c", boxes(2), execution_id="exe_c", auto_accept=True
+        svc.project_id, task_id, svc.ds1, "item_c", boxes(2), execution_id="exe_c", auto_accept=True
     )
     await svc.send(command)
     await svc.events.wait_for(1, routing_key="task_item.added.v1")
@@ -241,7 +245,7 @@ async def test_reviews_carry_the_execution_model_and_whether_accepted_unchanged(
     ok = _handled("on_prediction_completed", "ok")
     for item in ("item_1", "item_2", "item_3"):
         await svc.publish(
-            prediction(svc.project_id, "ds_1", item, boxes(2), execution_id=f"exe_{item}")
+            prediction(svc.project_id, svc.ds1, item, boxes(2), execution_id=f"exe_{item}")
         )
     await _settled("on_prediction_completed", "ok", ok, 3)
     listed = await svc.http.get("/annotations", params={"item_id": "item_2"}, headers=svc.auth())

@@ -36,7 +36,7 @@ async def test_items_flow_through_review_and_acceptance_is_per_model_version(
     svc = annotation_service
     created = await svc.http.post(
         "/tasks",
-        json={"name": "cats", "dataset_id": "ds_1", "auto_add_from_services": ["svc_a"]},
+        json={"name": "cats", "dataset_id": svc.ds1, "auto_add_from_services": ["svc_a"]},
         headers=svc.auth(),
     )
     assert created.status_code == 201, created.text
@@ -44,11 +44,11 @@ async def test_items_flow_through_review_and_acceptance_is_per_model_version(
     # v1 pre-labels items 1-5, v2 items 6-8; svc_b's item 9 and another dataset's
     # item 10 are not for this task.
     for n in range(1, 6):
-        await svc.publish(prediction(svc.project_id, "ds_1", f"it_{n}", boxes(2), version="1"))
+        await svc.publish(prediction(svc.project_id, svc.ds1, f"it_{n}", boxes(2), version="1"))
     for n in range(6, 9):
-        await svc.publish(prediction(svc.project_id, "ds_1", f"it_{n}", boxes(1), version="2"))
-    await svc.publish(prediction(svc.project_id, "ds_1", "it_9", boxes(1), service_id="svc_b"))
-    await svc.publish(prediction(svc.project_id, "ds_2", "it_10", boxes(1)))
+        await svc.publish(prediction(svc.project_id, svc.ds1, f"it_{n}", boxes(1), version="2"))
+    await svc.publish(prediction(svc.project_id, svc.ds1, "it_9", boxes(1), service_id="svc_b"))
+    await svc.publish(prediction(svc.project_id, svc.ds2, "it_10", boxes(1)))
 
     async def all_stored() -> bool:
         return await svc.count("SELECT count(*) FROM annotations") == 15
@@ -149,7 +149,7 @@ async def test_items_added_by_hand_are_credited_to_their_model_version(
     annotation_service: AnnotationService,
 ) -> None:
     svc = annotation_service
-    await svc.publish(prediction(svc.project_id, "ds_1", "it_1", boxes(1), version="7"))
+    await svc.publish(prediction(svc.project_id, svc.ds1, "it_1", boxes(1), version="7"))
 
     async def stored() -> bool:
         return await svc.count("SELECT count(*) FROM annotations") == 1
@@ -157,7 +157,7 @@ async def test_items_added_by_hand_are_credited_to_their_model_version(
     await wait_until(stored, message="prediction stored")
     task = (
         await svc.http.post(
-            "/tasks", json={"name": "manual", "dataset_id": "ds_1"}, headers=svc.auth()
+            "/tasks", json={"name": "manual", "dataset_id": svc.ds1}, headers=svc.auth()
         )
     ).json()
     added = await svc.http.post(
@@ -180,7 +180,7 @@ async def test_human_annotations_are_validated_and_keep_the_model_original(
     await svc.publish(
         prediction(
             svc.project_id,
-            "ds_1",
+            svc.ds1,
             "it_1",
             [PredictedAnnotation(type="classification", label="cat", confidence=0.7)],
         )
@@ -216,3 +216,23 @@ async def test_human_annotations_are_validated_and_keep_the_model_original(
     assert relabel.json()["modified"] is True
     created = await svc.events.wait_for(2, routing_key="annotation.created.v2")
     assert sorted(m.body["data"]["source"] for m in created) == ["human", "model"]
+
+
+async def test_a_task_or_export_on_another_projects_dataset_is_not_found(
+    annotation_service: AnnotationService, auth_service: AuthService
+) -> None:
+    svc = annotation_service
+    _, other_key = await auth_service.new_project()
+    for key in (other_key,):
+        task = await svc.http.post(
+            "/tasks", json={"name": "theirs", "dataset_id": svc.ds1}, headers=svc.auth(key)
+        )
+        assert task.status_code == 404, task.text
+        assert svc.ds1 in task.json()["detail"]
+        export = await svc.http.get(f"/datasets/{svc.ds1}/export", headers=svc.auth(key))
+        assert export.status_code == 404, export.text
+    unknown = await svc.http.post(
+        "/tasks", json={"name": "nowhere", "dataset_id": "ds_nope"}, headers=svc.auth()
+    )
+    assert unknown.status_code == 404, unknown.text
+    assert await svc.count("SELECT count(*) FROM tasks") == 0

@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from annotation_service import api, handlers
+from annotation_service.adapters.datasets import Datasets
 from annotation_service.deps import Deps
 from annotation_service.repository import Repository
 from annotation_service.settings import Settings
@@ -23,6 +24,8 @@ def create_app(settings: Settings) -> FastAPI:
         repo = Repository(runtime.pool, runtime.topology)
         introspector = KeyIntrospector(settings.auth_url, ttl_seconds=settings.auth_cache_seconds)
         runtime.resources.push_async_callback(introspector.close)
+        datasets = Datasets(settings.auth_url)
+        runtime.resources.push_async_callback(datasets.close)
         handlers.consume_predictions(
             runtime,
             repo,
@@ -39,7 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
                 prefetch=settings.ingest_prefetch,
             )
         )
-        return Deps(settings=settings, repo=repo, introspector=introspector)
+        return Deps(settings=settings, repo=repo, introspector=introspector, datasets=datasets)
 
     return build_service_app(
         "annotation",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from annotation_service.adapters.datasets import Datasets
 from annotation_service.repository import Repository
 from annotation_service.settings import Settings
 from common.auth import KeyIntrospector
@@ -17,6 +18,7 @@ class Deps:
     settings: Settings
     repo: Repository
     introspector: KeyIntrospector
+    datasets: Datasets
 
 
 deps = dependencies(Deps)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 
+from annotation_service.adapters.datasets import Datasets
 from annotation_service.deps import Deps, deps
 from annotation_service.repository import Repository
 from annotation_service.settings import Settings
-from common.auth import KeyIntrospector, project_dependency
+from common.auth import KeyIntrospector, bearer_token, project_dependency
 from common.service import runtime_of
 
 
@@ -28,7 +29,19 @@ def introspector(request: Request) -> KeyIntrospector:
     return runtime_of(request.app).deps_as(Deps).introspector
 
 
+def datasets_of(request: Request) -> Datasets:
+    """The dataset service's client (is a dataset the caller's?)."""
+    return runtime_of(request.app).deps_as(Deps).datasets
+
+
+def caller_key(authorization: Annotated[str | None, Header()] = None) -> str:
+    """The caller's API key (checked by :data:`Project`), to ask other services with."""
+    return bearer_token(authorization)
+
+
 Project = Annotated[str, Depends(project_dependency(introspector))]
+CallerKey = Annotated[str, Depends(caller_key)]
+DatasetClient = Annotated[Datasets, Depends(datasets_of)]
 Repo = Annotated[Repository, Depends(repo)]
 ServiceSettings = Annotated[Settings, Depends(settings_of)]
 Limit = Annotated[int, Query(ge=1, le=10_000)]

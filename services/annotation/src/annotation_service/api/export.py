@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from annotation_service import domain
-from annotation_service.api.dependencies import Project, Repo, ServiceSettings
+from annotation_service.api.dependencies import (
+    CallerKey,
+    DatasetClient,
+    Project,
+    Repo,
+    ServiceSettings,
+)
 from annotation_service.usecases.export import DEFAULT_TASK_STATUSES, ExportFormat, export_rows
 
 router = APIRouter(tags=["export"])
 
+EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "COCO JSON (`format=coco`) or one JSON object per line (`format=jsonl`).",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+    }
+}
 
-@router.get("/tasks/{task_id}/export")
+
+@router.get("/tasks/{task_id}/export", responses=EXPORT_RESPONSES)
 async def export_task(
     task_id: str,
     project: Project,
@@ -41,15 +57,19 @@ async def export_task(
     return JSONResponse(export.coco(f"prelabel task {task['name']}"))
 
 
-@router.get("/datasets/{dataset_id}/export")
+@router.get("/datasets/{dataset_id}/export", responses=EXPORT_RESPONSES)
 async def export_dataset(
     dataset_id: str,
     project: Project,
     repository: Repo,
     settings: ServiceSettings,
+    key: CallerKey,
+    datasets: DatasetClient,
     format: ExportFormat = "coco",
 ) -> Response:
-    """A dataset's current annotations as COCO JSON or JSON lines."""
+    """A dataset's current annotations as COCO JSON or JSON lines (another project's
+    dataset: 404)."""
+    await datasets.check(key, dataset_id)
     export = await export_rows(repository, project, dataset_id, limit=settings.export_max_items)
     if format == "jsonl":
         return StreamingResponse(export.json_lines(), media_type="application/x-ndjson")

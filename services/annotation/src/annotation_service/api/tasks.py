@@ -7,7 +7,14 @@ from typing import Any
 from fastapi import APIRouter
 
 from annotation_service import domain
-from annotation_service.api.dependencies import Limit, Offset, Project, Repo
+from annotation_service.api.dependencies import (
+    CallerKey,
+    DatasetClient,
+    Limit,
+    Offset,
+    Project,
+    Repo,
+)
 from annotation_service.api.schemas import TaskIn, TaskItemsIn, acceptance_view
 from annotation_service.usecases import tasks
 
@@ -15,8 +22,11 @@ router = APIRouter(tags=["tasks"])
 
 
 @router.post("/tasks", status_code=201)
-async def create_task(body: TaskIn, project: Project, repository: Repo) -> dict[str, Any]:
-    """Create a labeling task."""
+async def create_task(
+    body: TaskIn, project: Project, repository: Repo, key: CallerKey, datasets: DatasetClient
+) -> dict[str, Any]:
+    """Create a labeling task on one of the project's datasets (another project's: 404)."""
+    await datasets.check(key, body.dataset_id)
     return await repository.create_task(
         project,
         body.name,
