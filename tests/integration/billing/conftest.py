@@ -98,6 +98,9 @@ def replica_stopped(
     )
 
 
+BILLING_ADMIN_KEY = "billing-tests-admin-key"
+
+
 @pytest.fixture
 async def billing_service(
     database_url: str,
@@ -115,6 +118,7 @@ async def billing_service(
         outbox_poll_seconds=0.2,
         rates=RATES,  # type: ignore[arg-type]
         charge_interval_seconds=0.2,
+        admin_key=BILLING_ADMIN_KEY,  # type: ignore[arg-type]
     )
     app = create_app(settings)
     project_id, api_key = await auth_service.new_project()

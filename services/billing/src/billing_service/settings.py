@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import AuthSettingsMixin, BaseServiceSettings
@@ -31,6 +31,22 @@ class Settings(BaseServiceSettings, AuthSettingsMixin):
     default_budget: Decimal | None = Field(
         default=None,
         description="Budget of a project that never set one (empty: unlimited).",
+    )
+    max_budget: Decimal | None = Field(
+        default=Decimal("10000"),
+        ge=0,
+        description=(
+            "Largest budget a project's own API key may give itself (currency units); a "
+            "higher or unlimited budget, or a top-up past it, needs the admin key (empty: "
+            "no bound, any project key may set any budget)."
+        ),
+    )
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The operator's key for /projects/{project_id}/budget (any amount, unlimited "
+            "too); empty: those routes answer 401."
+        ),
     )
     charge_interval_seconds: float = Field(
         default=5.0, gt=0, description="How often running replicas are charged."

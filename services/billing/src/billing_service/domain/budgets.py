@@ -36,3 +36,25 @@ def parse_amount(value: Decimal, *, allow_zero: bool = True) -> Decimal:
     if value > Decimal("1e12"):
         raise BillingError("amount is too large")
     return value
+
+
+class BudgetNeedsAdminError(BillingError):
+    """A project key asked for more budget than the operator lets projects give themselves."""
+
+    status = 403
+
+
+def check_self_service(budget_after: Decimal | None, max_budget: Decimal | None) -> None:
+    """Refuse a budget a project's own key may not reach: above ``max_budget`` or unlimited
+    (``None``) while a bound is configured; the admin key routes skip this."""
+    if max_budget is None:
+        return
+    if budget_after is None:
+        raise BudgetNeedsAdminError(
+            "an unlimited budget needs the operator's admin key (PUT /projects/{project_id}/budget)"
+        )
+    if budget_after > max_budget:
+        raise BudgetNeedsAdminError(
+            f"a project key may set a budget of at most {max_budget}; "
+            f"{budget_after} needs the operator's admin key (PUT /projects/{{project_id}}/budget)"
+        )
