@@ -182,9 +182,35 @@ async def test_sign_in_browse_filter_predict_draw_review_and_sign_out(
     await expect(page.locator("#task-progress")).to_contain_text("2 of 3 reviewed")
     progress = await console_stack.client.tasks.progress(world.task_id)
     assert (progress.counts.get("approved"), progress.counts.get("discarded")) == (1, 1)
-    [acceptance] = await console_stack.client.tasks.acceptance(world.task_id)
-    assert (acceptance.reviewed, acceptance.approved) == (2, 1)
     await expect(page.locator("#acceptance")).to_contain_text("50%")
+
+    # Correct the third: draw a box over the image (b, drag), relabel the prediction (c).
+    third = await page.locator("#review").get_attribute("data-item")
+    assert third not in (first, second)
+    await page.keyboard.press("b")
+    box = await page.locator("#overlay").bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.25)
+    await page.mouse.down()
+    await page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5, steps=4)
+    await page.mouse.up()
+    await expect(page.locator("#drawn-count")).to_have_text("1 box drawn")
+    await page.fill("#new-label", "ink")
+    await page.locator("#annotations .edit-label").first.fill("relabelled")
+    await page.screenshot(path=shots / "review-correct.png", full_page=True)
+    await page.click("#correct")
+    await expect(page.locator("#review-empty")).to_be_visible()
+    progress = await console_stack.client.tasks.progress(world.task_id)
+    assert progress.counts.get("corrected") == 1
+    [acceptance] = await console_stack.client.tasks.acceptance(world.task_id)
+    assert (acceptance.reviewed, acceptance.approved, acceptance.corrected) == (3, 1, 1)
+    await expect(page.locator("#acceptance")).to_contain_text("33%")
+    current = await console_stack.client.annotations.list(item_id=third or "")
+    [drawn] = [a for a in current if a.label == "ink"]
+    (x1, y1), (x2, y2) = drawn.coordinates
+    assert drawn.type == "box"
+    assert (x1, y1, x2, y2) == pytest.approx((8, 8, 16, 16), abs=1.0)  # image pixels
+    assert "relabelled" in {a.label for a in current}
 
     await page.click("#sign-out")
     await expect(page).to_have_url(re.compile(r"/login$"))

@@ -194,3 +194,63 @@ async def test_every_page_and_partial_needs_a_session_and_every_post_a_csrf_toke
                 assert refused.status_code == 403, (method, path)
         logout = await http.post("/logout", data={})
         assert logout.status_code == 403
+
+
+def test_a_correct_review_takes_changed_labels_and_text_deletions_and_drawn_boxes() -> None:
+    from console_service.domain import corrections_from_form
+
+    current = {
+        s.id: s
+        for s in shapes_of(
+            [
+                _annotation("box", [[0, 0], [4, 4]]),
+                _annotation("text", [[0, 0], [9, 3]], text="helo"),
+                _annotation("polygon", [[0, 0], [1, 0], [1, 1]]),
+            ]
+        )
+    }
+    fields = [
+        ("label:ann_box", "l"),  # unchanged: no edit
+        ("label:ann_text", "l"),
+        ("text:ann_text", "hello"),
+        ("label:ann_polygon", "l"),
+        ("delete:ann_polygon", "1"),
+        ("new_box", "1,2,3,4.5"),
+        ("new_label", "ink"),
+    ]
+    assert corrections_from_form(current, fields) == [
+        {"op": "delete", "annotation_id": "ann_polygon"},
+        {"op": "update", "annotation_id": "ann_text", "text": "hello"},
+        {"op": "create", "type": "box", "label": "ink", "coordinates": [[1, 2], [3, 4.5]]},
+    ]
+    with pytest.raises(FormError, match="nothing was corrected"):
+        corrections_from_form(current, [("label:ann_box", "l")])
+    with pytest.raises(FormError, match="not an annotation of this item"):
+        corrections_from_form(current, [("delete:ann_of_another_item", "1")])
+    with pytest.raises(FormError, match="four numbers"):
+        corrections_from_form(current, [("new_box", "1,2,3"), ("new_label", "x")])
+    with pytest.raises(FormError, match="label"):
+        corrections_from_form(current, [("new_box", "1,2,3,4")])
+
+
+def test_usage_chart_stacks_services_per_day_scaled_to_the_busiest_day() -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    from console_service.domain import CHART_H, CHART_PAD, usage_chart
+    from prelabel_client.models import UsageRow
+
+    def row(day: int, service: str, cost: str) -> UsageRow:
+        return UsageRow(
+            service_id=service, day=date(2026, 12, day), runtime_seconds=Decimal(1),
+            cost=Decimal(cost), predictions=1,
+        )  # fmt: skip
+
+    bars, labels, top = usage_chart([row(1, "a", "1"), row(1, "b", "3"), row(2, "a", "2")])
+    assert top == 4.0
+    assert [label for label, _ in labels] == ["12-01", "12-02"]
+    full = CHART_H - 2 * CHART_PAD
+    day1 = [b for b in bars if b.day == "2026-12-01"]
+    assert sum(b.height for b in day1) == full
+    assert next(b for b in bars if b.day == "2026-12-02").height == full // 2
+    assert usage_chart([]) == ([], [], 0.0)

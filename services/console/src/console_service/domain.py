@@ -324,3 +324,55 @@ def usage_chart(rows: Sequence[Any]) -> tuple[list[Bar], list[tuple[str, int]], 
                 )
             )
     return bars, labels, top
+
+
+# --------------------------------------------------------------------------- review
+
+
+def corrections_from_form(
+    current: Mapping[str, Shape], fields: Sequence[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """The annotation edits of a *correct* review, from the review form's fields.
+
+    ``label:<id>`` and ``text:<id>`` change an annotation (only when different),
+    ``delete:<id>`` removes it, each ``new_box`` (``x1,y1,x2,y2``, drawn on the image)
+    adds a box labelled ``new_label``. Ids must be the item's annotations.
+    """
+    edits: dict[str, dict[str, Any]] = {}
+    deleted: list[str] = []
+    boxes: list[list[list[float]]] = []
+    new_label = ""
+    for name, value in fields:
+        kind, _, annotation_id = name.partition(":")
+        if kind in ("label", "text", "delete"):
+            shape = current.get(annotation_id)
+            if shape is None:
+                raise FormError(f"{annotation_id!r} is not an annotation of this item")
+            if kind == "delete":
+                deleted.append(annotation_id)
+            elif kind == "label" and value.strip() and value.strip() != shape.label:
+                edits.setdefault(annotation_id, {})["label"] = value.strip()
+            elif kind == "text" and value != (shape.text or ""):
+                edits.setdefault(annotation_id, {})["text"] = value
+        elif name == "new_box":
+            try:
+                x1, y1, x2, y2 = (float(part) for part in value.split(","))
+            except ValueError as exc:
+                raise FormError(f"a drawn box is four numbers x1,y1,x2,y2, not {value!r}") from exc
+            boxes.append([[x1, y1], [x2, y2]])
+        elif name == "new_label":
+            new_label = value.strip()
+    if boxes and not new_label:
+        raise FormError("give the drawn boxes a label")
+    corrections: list[dict[str, Any]] = [{"op": "delete", "annotation_id": a} for a in deleted]
+    corrections += [
+        {"op": "update", "annotation_id": a, **change}
+        for a, change in edits.items()
+        if a not in deleted
+    ]
+    corrections += [
+        {"op": "create", "type": "box", "label": new_label, "coordinates": box} for box in boxes
+    ]
+    if not corrections:
+        raise FormError("nothing was corrected: change a label or text, delete or draw a box")
+    return corrections

@@ -1,5 +1,6 @@
 """Labeling tasks: the list with progress, and review one item at a time with the
-model's annotations over the image: approve, discard, next (keyboard: a, d, n)."""
+model's annotations over the image: approve, correct (labels, OCR text, delete a box,
+draw a box), discard, next (keyboard: a, c, d, n; b draws a box)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
-from console_service.domain import FormError, shapes_of
+from console_service.domain import FormError, corrections_from_form, shapes_of
 from console_service.web import Client, redirect, render
 from prelabel_client.errors import ValidationError
+from prelabel_client.models import Correction
 
 router = APIRouter()
 
@@ -81,8 +83,14 @@ async def review(
 ) -> Response:
     if action == "approve":
         await client.tasks.review(task_id, item_id, "approve", reviewer=REVIEWER)
+    elif action == "correct":
+        annotations = await client.annotations.list(item_id=item_id)
+        current = {shape.id: shape for shape in shapes_of(annotations)}
+        fields = [(k, v) for k, v in (await request.form()).multi_items() if isinstance(v, str)]
+        edits = [Correction.model_validate(c) for c in corrections_from_form(current, fields)]
+        await client.tasks.review(task_id, item_id, "correct", reviewer=REVIEWER, corrections=edits)
     elif action == "discard":
         await client.tasks.review(task_id, item_id, "discard", reviewer=REVIEWER)
     else:
-        raise FormError("the review action is approve or discard")
+        raise FormError("the review action is approve, correct or discard")
     return redirect(request, f"/tasks/{task_id}/review?skip={skip}")

@@ -84,6 +84,8 @@
     const overlay = root.querySelector("#overlay");
     if (!image || !overlay) return;
     const fit = () => {
+      // Small images (scans, icons) are clearer as pixels than blurred when enlarged.
+      image.classList.toggle("pixelated", image.naturalWidth > 0 && image.naturalWidth < 256);
       if (!overlay.getAttribute("viewBox") && image.naturalWidth) {
         overlay.setAttribute("viewBox", `0 0 ${image.naturalWidth} ${image.naturalHeight}`);
       }
@@ -107,6 +109,67 @@
     });
   }
 
+  // Review: "Draw box" (b) toggles drawing; drag on the image to draw a box. Each box
+  // becomes a hidden new_box field (image coordinates) of the correct form.
+  function wireDrawing() {
+    const toggle = document.getElementById("draw-box");
+    const overlay = document.getElementById("overlay");
+    const form = document.getElementById("correct-form");
+    if (!toggle || !overlay || !form) return;
+    const SVG = "http://www.w3.org/2000/svg";
+    let drawing = false;
+    let start = null;
+    let rect = null;
+    const toImage = (event) => {
+      const point = overlay.createSVGPoint();
+      point.x = event.clientX;
+      point.y = event.clientY;
+      return point.matrixTransform(overlay.getScreenCTM().inverse());
+    };
+    const place = (a, b) => {
+      rect.setAttribute("x", Math.min(a.x, b.x));
+      rect.setAttribute("y", Math.min(a.y, b.y));
+      rect.setAttribute("width", Math.abs(b.x - a.x));
+      rect.setAttribute("height", Math.abs(b.y - a.y));
+    };
+    toggle.addEventListener("click", () => {
+      drawing = !drawing;
+      toggle.classList.toggle("active", drawing);
+      overlay.classList.toggle("drawing", drawing);
+    });
+    overlay.addEventListener("pointerdown", (event) => {
+      if (!drawing) return;
+      event.preventDefault();
+      start = toImage(event);
+      rect = document.createElementNS(SVG, "rect");
+      rect.setAttribute("class", "ann ann-new");
+      place(start, start);
+      overlay.appendChild(rect);
+      overlay.setPointerCapture(event.pointerId);
+    });
+    overlay.addEventListener("pointermove", (event) => {
+      if (start && rect) place(start, toImage(event));
+    });
+    overlay.addEventListener("pointerup", (event) => {
+      if (!start || !rect) return;
+      const end = toImage(event);
+      const round = (v) => Math.round(v * 10) / 10;
+      if (Math.abs(end.x - start.x) >= 1 && Math.abs(end.y - start.y) >= 1) {
+        const field = document.createElement("input");
+        field.type = "hidden";
+        field.name = "new_box";
+        field.value = [start.x, start.y, end.x, end.y].map(round).join(",");
+        form.appendChild(field);
+        const count = form.querySelectorAll('input[name="new_box"]').length;
+        document.getElementById("drawn-count").textContent = `${count} box${count === 1 ? "" : "es"} drawn`;
+      } else {
+        rect.remove();
+      }
+      start = null;
+      rect = null;
+    });
+  }
+
   function wire(root) {
     root.querySelectorAll("form[data-swap]").forEach(wireFilterForm);
     root.querySelectorAll("[data-poll]").forEach(wirePoll);
@@ -117,6 +180,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     wire(document);
     wireKeys();
+    wireDrawing();
     const selectPage = document.getElementById("select-page");
     if (selectPage) {
       selectPage.addEventListener("click", () => {
