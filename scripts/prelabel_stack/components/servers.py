@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -14,9 +15,31 @@ from prelabel_stack.config import StackError
 from prelabel_stack.probes import Probe, http_status, port_open, s3_client
 from prelabel_stack.processes import install_file
 
+S3_ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
+"""What the stack's one S3 identity may do (everything: it is the services' own key)."""
+
+
+def s3_identities(access_key: str, secret_key: str) -> dict[str, object]:
+    """SeaweedFS's ``-s3.config``: one identity with the stack's credentials and no
+    ``anonymous`` identity, so unsigned requests (GET, PUT, listing) are refused."""
+    return {
+        "identities": [
+            {
+                "name": "prelabel",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": list(S3_ACTIONS),
+            }
+        ]
+    }
+
 
 class SeaweedFS(ProcessComponent):
-    """SeaweedFS master + volume + filer + S3 gateway in one ``weed server`` process."""
+    """SeaweedFS master + volume + filer + S3 gateway in one ``weed server`` process.
+
+    The S3 gateway requires credentials: ``-s3.config`` names one identity with the
+    stack's ``PRELABEL_S3_ACCESS_KEY`` / ``PRELABEL_S3_SECRET_KEY``; anonymous requests
+    are refused (403).
+    """
 
     name = "seaweedfs"
     cmdline_token = "weed"
@@ -82,6 +105,16 @@ class SeaweedFS(ProcessComponent):
             "# written by scripts/stack.py\n"
             "[master.volume_growth]\ncopy_1 = 1\ncopy_2 = 2\ncopy_3 = 3\ncopy_other = 1\n"
         )
+        # The identities hold the secret key: readable by this user only.
+        config = self.s3_config_path()
+        config.touch(mode=0o600, exist_ok=True)
+        config.chmod(0o600)
+        identities = s3_identities(self.config.s3_access_key, self.config.s3_secret_key)
+        config.write_text(json.dumps(identities, indent=2) + "\n")
+
+    def s3_config_path(self) -> Path:
+        """``.stack/seaweedfs/s3.json``: the S3 gateway's identities."""
+        return self.cwd() / "s3.json"
 
     def cwd(self) -> Path:
         """``.stack/seaweedfs`` (holds master.toml)."""
@@ -109,6 +142,8 @@ class SeaweedFS(ProcessComponent):
             f"-filer.port={c.seaweedfs_filer_port}",
             "-s3",
             f"-s3.port={c.s3_port}",
+            # Credentials required: the stack's one identity, no anonymous access.
+            f"-s3.config={self.s3_config_path()}",
             # Iceberg and Lance catalogs would take ports 8181 and 9101: not needed.
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
@@ -125,7 +160,8 @@ class SeaweedFS(ProcessComponent):
         ]
 
     def env(self) -> dict[str, str]:
-        """Without AWS_* credentials: weed would turn them into its only S3 identity."""
+        """Without AWS_* credentials: weed would add them as an S3 identity beside the
+        configured one."""
         return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
 
 
