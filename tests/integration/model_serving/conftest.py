@@ -514,3 +514,72 @@ async def close_broker_connections(connection_name: str) -> int:
     for pid in pids:
         await _rabbitmqctl("close_connection", pid, "test: broker connection closed")
     return len(pids)
+
+
+class PortProxy:
+    """A TCP port in front of a real server that can be taken away and given back: while
+    closed, nobody listens on it (connection refused) and the connections through it are
+    cut, as in an outage of the server behind it; the server itself, shared by the other
+    tests, is not touched."""
+
+    def __init__(self, target: str) -> None:
+        from common.testing.servers import free_port
+
+        host, _, port = target.rpartition(":")
+        self.target_host = host or "127.0.0.1"
+        self.target_port = int(port)
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self._server: Any = None
+        self._pipes: set[Any] = set()
+
+    async def open(self) -> None:
+        import asyncio
+
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        import asyncio
+
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._pipes):
+            writer.transport.abort()
+        self._pipes.clear()
+        await asyncio.sleep(0)
+
+    async def _serve(self, reader: Any, writer: Any) -> None:
+        import asyncio
+
+        try:
+            up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._pipes.update({writer, up_writer})
+
+        async def pump(source: Any, sink: Any) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (OSError, RuntimeError):
+                pass
+            finally:
+                sink.transport.abort()
+                self._pipes.discard(sink)
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+
+@contextlib.asynccontextmanager
+async def port_proxy(target: str, *, open_now: bool = False) -> AsyncIterator[PortProxy]:
+    """A :class:`PortProxy` to ``target`` (``host:port``), closed on exit."""
+    proxy = PortProxy(target)
+    if open_now:
+        await proxy.open()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()

@@ -67,6 +67,16 @@ class Settings(BaseServiceSettings, S3SettingsMixin, AuthSettingsMixin):
     janitor_seconds: float = Field(
         default=15.0, gt=0, description="How often the service expires dead replicas' holds."
     )
+    load_retry_backoff_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="First wait before a model load is tried again while Triton does not "
+        "answer (doubles each time, up to load_retry_max_backoff_seconds); the service "
+        "stays as it was and the replica loads the model once Triton is back.",
+    )
+    load_retry_max_backoff_seconds: float = Field(
+        default=10.0, gt=0, description="Longest wait between model load tries."
+    )
     undeploy_drain_seconds: float = Field(
         default=60.0, ge=0, description="How long an undeploy waits for the queue to empty."
     )
@@ -86,6 +96,12 @@ class Settings(BaseServiceSettings, S3SettingsMixin, AuthSettingsMixin):
     )
     triton_retry_backoff_seconds: float = Field(
         default=0.2, ge=0, description="First backoff between Triton retries (doubles each time)."
+    )
+    worker_start_wait_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long a worker that cannot reach the broker or the database at "
+        "start-up keeps trying (with backoff, one warning) before it exits 3.",
     )
     worker_metrics_port: int = Field(
         default=0, ge=0, le=65535, description="Prometheus port of a worker (0: none)."

@@ -149,7 +149,8 @@ class TritonControl:
         except InferenceServerException as exc:
             raise ModelLoadError(short_triton_reason(_error_text(exc))) from exc
         except OSError as exc:
-            raise ModelLoadError(f"Triton at {self.url} is unreachable: {exc}") from exc
+            # Not the model's fault: the caller retries once Triton is back.
+            raise TritonUnavailableError(f"Triton at {self.url} is unreachable: {exc}") from exc
 
     async def unload(self, triton_name: str) -> None:
         """Ask Triton to unload a model (it finishes requests in flight first)."""

@@ -101,12 +101,28 @@ class ReplicaRows(RepositoryBase):
             )
         return Replica.from_row(row)
 
-    async def replica_seen(self, replica_id: str) -> None:
-        """Heartbeat of a live replica."""
-        await self.pool.execute(
-            "UPDATE replicas SET seen_at = now() WHERE id = $1 AND stopped_at IS NULL",
+    async def replica_seen(self, replica_id: str) -> bool:
+        """Heartbeat of a live replica. A replica the janitor marked ``lost`` while its
+        heartbeats could not reach the database (an outage longer than the horizon) is
+        alive after all: it is ``starting``/``running`` again; True then.
+
+        Billing already got a ``replica.stopped.v1`` for it (at its last heartbeat then);
+        its real stop later sends another one, and billing keeps the latest stop: the
+        runtime between the two is billed then.
+        """
+        revived = await self.pool.fetchval(
+            """WITH old AS (SELECT id, state FROM replicas WHERE id = $1 FOR UPDATE)
+               UPDATE replicas r SET seen_at = now(),
+                   state = CASE WHEN old.state <> 'lost' THEN r.state
+                                WHEN r.ready_at IS NULL THEN 'starting' ELSE 'running' END,
+                   stopped_at = CASE WHEN old.state = 'lost' THEN NULL ELSE r.stopped_at END,
+                   error = CASE WHEN old.state = 'lost' THEN NULL ELSE r.error END
+               FROM old WHERE r.id = old.id
+                   AND (r.stopped_at IS NULL OR old.state = 'lost')
+               RETURNING old.state = 'lost'""",
             replica_id,
         )
+        return bool(revived)
 
     async def replica_stopped(
         self, replica_id: str, *, state: str = "stopped", error: str | None = None
@@ -146,20 +162,26 @@ class ReplicaRows(RepositoryBase):
         await enqueue(conn, event, self.events_exchange)
         return event.id
 
-    async def expire_lost_replicas(self, stale_seconds: float) -> list[str]:
+    async def expire_lost_replicas(
+        self, stale_seconds: float, heartbeat_seconds: float = 0.0
+    ) -> list[str]:
         """Replicas whose heartbeat stopped (killed without draining) become ``lost``.
 
         Billing needs a stop for every start: ``replica.stopped.v1`` is emitted with the
-        last heartbeat as the stop time.
+        time of the first heartbeat the replica missed (last heartbeat +
+        ``heartbeat_seconds``, at most now) as the stop time: it died in between, and the
+        last heartbeat alone under-billed every killed replica by up to one interval.
         """
         lost: list[str] = []
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                """UPDATE replicas SET state = 'lost', stopped_at = seen_at,
+                """UPDATE replicas SET state = 'lost',
+                       stopped_at = LEAST(seen_at + make_interval(secs => $2), now()),
                        error = 'heartbeat stopped'
                    WHERE stopped_at IS NULL AND seen_at < now() - make_interval(secs => $1)
                    RETURNING *, (ready_at IS NOT NULL) AS started""",
                 stale_seconds,
+                heartbeat_seconds,
             )
             for row in rows:
                 lost.append(row["id"])

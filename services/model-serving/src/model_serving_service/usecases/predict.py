@@ -18,16 +18,11 @@ from model_serving_service.domain.errors import (
     InvalidModelError,
     ModelServingError,
     TooLargeError,
+    UnavailableError,
 )
 from model_serving_service.predictor import BadInputError, predict_batch, prepare
 from model_serving_service.repository.models import Model
 from model_serving_service.usecases.services import ServiceUseCases
-
-
-class UnavailableError(ModelServingError):
-    """Triton cannot serve the request right now."""
-
-    status = 503
 
 
 class GatewayTimeoutError(ModelServingError):

@@ -12,9 +12,7 @@ from typing import Any
 from common.contracts import PredictRequest
 from common.ids import new_id
 from common.messaging import PoisonMessageError, parse_event
-from model_serving_service.adapters.triton import (
-    ModelLoadError,
-)
+from model_serving_service.adapters.triton import ModelLoadError, TritonUnavailableError
 from model_serving_service.domain.errors import (
     ConflictError,
     NotFoundError,
@@ -84,14 +82,32 @@ class ServiceUseCases(ModelUseCases):
         return moved
 
     async def _probe(self, service: Service, model: Model) -> None:
-        """Deploy check: the model must load on Triton once."""
-        try:
-            async with self.holds.held(model.triton_name, "deploy"):
-                pass
-        except ModelLoadError as exc:
-            log.warning("deploy failed", extra={"service_id": service.id, "reason": str(exc)})
-            await self.repo.set_status(service.id, "failed", str(exc), allowed_from=("deploying",))
-            return
+        """Deploy check: the model must load on Triton once. While Triton does not answer
+        the service stays ``deploying`` and the check is tried again with backoff (an
+        outage is not a model that cannot load)."""
+        delay = self.settings.load_retry_backoff_seconds
+        warned = False
+        while True:
+            try:
+                async with self.holds.held(model.triton_name, "deploy"):
+                    pass
+            except TritonUnavailableError as exc:
+                if not warned:
+                    log.warning(
+                        "deploy check waits for Triton",
+                        extra={"service_id": service.id, "error": str(exc)},
+                    )
+                    warned = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.load_retry_max_backoff_seconds)
+                continue
+            except ModelLoadError as exc:
+                log.warning("deploy failed", extra={"service_id": service.id, "reason": str(exc)})
+                await self.repo.set_status(
+                    service.id, "failed", str(exc), allowed_from=("deploying",)
+                )
+                return
+            break
         await self.repo.set_status(service.id, "ready", None, allowed_from=("deploying",))
 
     async def _drain(self, service: Service) -> None:
@@ -173,15 +189,35 @@ class ServiceUseCases(ModelUseCases):
                 self._spawn(service.id, self._drain(service))
 
     async def janitor(self) -> None:
-        """Forever: expire dead replicas (billing gets their stop), unload unheld models."""
+        """Forever: expire dead replicas (billing gets their stop), unload unheld models.
+
+        A replica is lost once its heartbeat is ``hold_stale_seconds`` old, but only when
+        the janitor itself has reached the database for that long: after a database
+        outage every heartbeat is old, and the replicas that lived through it need one
+        horizon to be heard again. One warning per outage, not one per pass.
+        """
+        reachable_since = time.monotonic()
+        failing = False
         while True:
             try:
-                lost = await self.repo.expire_lost_replicas(self.settings.hold_stale_seconds)
-                if lost:
-                    log.warning("replicas lost (no heartbeat)", extra={"replicas": lost})
+                if time.monotonic() - reachable_since >= self.settings.hold_stale_seconds:
+                    lost = await self.repo.expire_lost_replicas(
+                        self.settings.hold_stale_seconds, self.settings.hold_heartbeat_seconds
+                    )
+                    if lost:
+                        log.warning("replicas lost (no heartbeat)", extra={"replicas": lost})
                 await self.holds.reconcile(set(await self.repo.all_triton_names()))
-            except Exception:
-                log.warning("janitor pass failed", exc_info=True)
+                if failing:
+                    log.info("janitor passes work again")
+                    failing = False
+            except Exception as exc:
+                reachable_since = time.monotonic()
+                if not failing:
+                    log.warning(
+                        "janitor pass failed; trying again every pass until it works",
+                        extra={"error": f"{type(exc).__name__}: {exc}"},
+                    )
+                    failing = True
             await asyncio.sleep(self.settings.janitor_seconds)
 
     async def close(self) -> None:

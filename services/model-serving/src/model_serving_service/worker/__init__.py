@@ -28,7 +28,10 @@ its last delivery (``x-delivery-count`` reached the delivery limit) it gets a
 without an outcome. Wrong type / undecodable / missing blob -> failed at once.
 Timeout (the model's ``timeout_seconds`` from receipt, model load included) -> failed
 with "timeout". The model fails to load -> the service becomes ``failed`` with
-Triton's reason and the worker exits 1.
+Triton's reason and the worker exits 1; Triton unreachable during the load is an outage,
+not a failure: the load is tried again with backoff and the service keeps its status.
+The broker or the database unreachable at start-up -> tried again for
+``worker_start_wait_seconds``, then exit 3.
 """
 
 from model_serving_service.worker.replica import main

@@ -45,6 +45,7 @@ class Intake:
         self.pipeline = pipeline
         self.delivery_limit = delivery_limit
         self.retries_allowed = retries_allowed
+        self._retrying = False
 
     async def handle(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         """One settlement per delivery (see :class:`common.consumer.BatchConsumer`)."""
@@ -141,10 +142,24 @@ class Intake:
             else:
                 settle[request] = HANDLED
         for request, reason in requeue.items():
-            log.warning("requeueing request", extra={"key": request.key, "reason": reason})
+            log.debug("retrying request later", extra={"key": request.key, "reason": reason})
             metrics.PREDICTIONS.labels("requeued").inc()
             settle[request] = Retry(reason)
+        self._note_outage(next(iter(requeue.values()), None), len(requeue))
         return settle
+
+    def _note_outage(self, reason: str | None, count: int) -> None:
+        """One warning when requests start being retried later (S3 or Triton away), one
+        line when a batch goes through again: not a line per request."""
+        if reason is not None and not self._retrying:
+            self._retrying = True
+            log.warning(
+                "requests are retried later until this passes",
+                extra={"reason": reason, "count": count},
+            )
+        elif reason is None and self._retrying:
+            self._retrying = False
+            log.info("requests go through again")
 
     def _event(self, request: Request, result: Completed | Failed) -> CloudEvent[Any]:
         if isinstance(result, Completed):

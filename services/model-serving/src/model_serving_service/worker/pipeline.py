@@ -87,6 +87,8 @@ class ModelState:
     """Set once the load finished, successfully or not."""
     error: str | None = None
     """Triton's reason when the load failed."""
+    waiting: str | None = None
+    """Why the load is waiting (Triton unreachable), while it waits to try again."""
 
 
 class Pipeline:
@@ -162,6 +164,11 @@ class Pipeline:
                 async with asyncio.timeout(max(remaining, 0)):
                     await self.state.loaded.wait()
             except TimeoutError:
+                if self.state.waiting is not None:
+                    # An outage: hand the requests back for later (delayed retries).
+                    reason = f"model {self.model.name} not loaded yet: {self.state.waiting}"
+                    results.update((r, Transient(reason)) for r in items)
+                    return
                 reason = (
                     f"timeout: model {self.model.name} was not loaded within the model's "
                     f"{self.spec.timeout_seconds:g}s timeout"

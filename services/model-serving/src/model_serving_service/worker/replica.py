@@ -12,8 +12,10 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 from aiormq.exceptions import ChannelNotFoundEntity
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 
@@ -27,7 +29,12 @@ from common.observability import configure_logging
 from common.service import load_settings, service_metrics
 from common.topology import MODEL_SERVING, Topology
 from model_serving_service import metrics
-from model_serving_service.adapters.triton import ModelLoadError, TritonControl, TritonInference
+from model_serving_service.adapters.triton import (
+    ModelLoadError,
+    TritonControl,
+    TritonInference,
+    TritonUnavailableError,
+)
 from model_serving_service.repository import Repository
 from model_serving_service.repository.holds import ModelHolds
 from model_serving_service.repository.models import Model
@@ -42,6 +49,19 @@ MIGRATIONS = Path(__file__).parents[1] / "migrations"
 EXIT_OK = 0
 EXIT_LOAD_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
+"""The broker or the database stayed unreachable for ``worker_start_wait_seconds``."""
+
+UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)
+"""What a dependency that does not answer (yet) raises: connection refused or reset,
+timeouts, a broker or database starting up or shutting down."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """Something the replica needs stopped answering at ``since`` (monotonic)."""
+
+    since: float
 
 
 class WorkerStartError(Exception):
@@ -73,8 +93,51 @@ class Worker:
         try:
             await self._start()
         except BaseException:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks = []
             await self._stack.aclose()
             raise
+
+    async def start_when_reachable(self) -> bool:
+        """:meth:`start`, tried again with backoff while the broker or the database does
+        not answer, for up to ``worker_start_wait_seconds`` (one warning per outage, no
+        traceback per try). False when they stayed away or a stop was requested."""
+        deadline = time.monotonic() + self.settings.worker_start_wait_seconds
+        delay = 0.25
+        outage: Outage | None = None
+        while True:
+            try:
+                await self.start()
+            except UNREACHABLE as exc:
+                if outage is None:
+                    outage = Outage(time.monotonic())
+                    log.warning(
+                        "broker or database unreachable at start-up; trying again",
+                        extra={
+                            "error": f"{type(exc).__name__}: {exc}",
+                            "wait_seconds": self.settings.worker_start_wait_seconds,
+                        },
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop.is_set():
+                    log.error(
+                        "worker gives up: broker or database still unreachable",
+                        extra={"error": f"{type(exc).__name__}: {exc}"},
+                    )
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(delay, remaining)):
+                        await self._stop.wait()
+                delay = min(delay * 2, 5.0)
+                continue
+            if outage is not None:
+                log.info(
+                    "broker and database answer; worker started",
+                    extra={"waited_seconds": round(time.monotonic() - outage.since, 3)},
+                )
+            return True
 
     async def _start(self) -> None:
         s = self.settings
@@ -221,10 +284,12 @@ class Worker:
     async def run(self) -> int:
         """Start, serve until a stop is requested, drain; return the exit code."""
         try:
-            await self.start()
+            started = await self.start_when_reachable()
         except WorkerStartError as exc:
             log.error("worker cannot start", extra={"reason": str(exc)})
             return EXIT_CONFIG
+        if not started:
+            return EXIT_OK if self._stop.is_set() else EXIT_UNAVAILABLE
         await self._stop.wait()
         await self.stop()
         return self.exit_code
@@ -244,10 +309,10 @@ class Worker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         # 4. Release the model; emit replica.stopped.v1 and make sure it is published.
         event_id: str | None = None
-        if self._holding:
-            with contextlib.suppress(Exception):
-                await self.holds.release(self.replica_id)
-            self._holding = False
+        # Also a hold whose load still waits for Triton (recorded, not yet loaded).
+        with contextlib.suppress(Exception):
+            await self.holds.release(self.replica_id)
+        self._holding = False
         with contextlib.suppress(Exception):
             event_id = await self.repo.replica_stopped(
                 self.replica_id,
@@ -271,10 +336,38 @@ class Worker:
             await asyncio.sleep(0.05)
         log.warning("events left in the outbox at exit (the service's relay will publish them)")
 
+    async def _acquire(self) -> None:
+        """Hold the model, trying again with backoff while Triton does not answer (for as
+        long as the replica lives): an unreachable Triton is an outage, not a model that
+        cannot load, and the replica recovers by itself when Triton is back."""
+        delay = self.settings.load_retry_backoff_seconds
+        outage: Outage | None = None
+        while True:
+            try:
+                await self.holds.acquire(self.replica_id, self.model.triton_name, "replica")
+            except TritonUnavailableError as exc:
+                if outage is None:
+                    outage = Outage(time.monotonic())
+                    log.warning(
+                        "Triton is unreachable; loading the model again once it answers",
+                        extra={"model": self.model.triton_name, "error": str(exc)},
+                    )
+                self.state.waiting = str(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.load_retry_max_backoff_seconds)
+                continue
+            self.state.waiting = None
+            if outage is not None:
+                log.info(
+                    "Triton answers again; model loaded",
+                    extra={"outage_seconds": round(time.monotonic() - outage.since, 3)},
+                )
+            return
+
     async def _load(self) -> None:
         started = time.monotonic()
         try:
-            await self.holds.acquire(self.replica_id, self.model.triton_name, "replica")
+            await self._acquire()
         except ModelLoadError as exc:
             reason = str(exc)
             self.state.error = reason
@@ -301,14 +394,34 @@ class Worker:
         self.state.loaded.set()
 
     async def _heartbeat_loop(self) -> None:
+        """Every ``hold_heartbeat_seconds``: the replica is alive, and so is its hold on
+        the model (also while the load is still running or waiting for Triton). One
+        warning per database outage, not a traceback per beat."""
+        outage: Outage | None = None
         while True:
             await asyncio.sleep(self.settings.hold_heartbeat_seconds)
             try:
-                await self.repo.replica_seen(self.replica_id)
-                if self._holding:
-                    await self.holds.heartbeat(self.replica_id)
-            except Exception:
-                log.warning("heartbeat failed", exc_info=True)
+                revived = await self.repo.replica_seen(self.replica_id)
+                await self.holds.heartbeat(self.replica_id)
+            except Exception as exc:
+                if outage is None:
+                    outage = Outage(time.monotonic())
+                    log.warning(
+                        "heartbeat failed; trying again every beat",
+                        extra={"error": f"{type(exc).__name__}: {exc}"},
+                    )
+                continue
+            if outage is not None:
+                log.info(
+                    "heartbeat works again",
+                    extra={"outage_seconds": round(time.monotonic() - outage.since, 3)},
+                )
+                outage = None
+            if revived:
+                log.warning(
+                    "replica had been marked lost while its heartbeats failed; alive again",
+                    extra={"replica_id": self.replica_id},
+                )
 
 
 async def _serve(settings: Settings) -> int:
