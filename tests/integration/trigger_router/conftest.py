@@ -323,6 +323,8 @@ def router_settings(
         "local_worker_module": IDLE_WORKER,
         "local_stop_seconds": 10,
         "model_serving_env": {"PYTHONPATH": str(REPO_ROOT)},
+        # One attempt: the tests of failures see them close at once (retries: opt in).
+        "prediction_max_attempts": 1,
     }
     values.update(overrides)
     return Settings(**values)

@@ -3,6 +3,7 @@ HTTP API (filters, counts, rerun, cancel)."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,7 @@ from common.contracts import (
 )
 from common.testing.waits import wait_until
 from common.topology import BILLING, MODEL_SERVING
-from tests.integration.trigger_router.conftest import Router, item_snapshot
+from tests.integration.trigger_router.conftest import Router, RouterFactory, item_snapshot
 
 
 def completed(execution: dict[str, Any], replica: str = "rep_1") -> PredictionCompleted:
@@ -315,3 +316,34 @@ async def test_a_top_up_racing_routing_leaves_no_execution_waiting_for_budget(
 
     [execution] = await router.wait_executions(1, item_id=item.id)
     await _status_is(router, execution["id"], "queued")
+
+
+async def test_a_retryable_failure_runs_again_after_a_backoff_until_the_attempt_limit(
+    router_factory: RouterFactory,
+) -> None:
+    async with router_factory(
+        prediction_max_attempts=2, prediction_retry_seconds=0.3, retry_poll_seconds=0.05
+    ) as router:
+        service = await router.deploy()
+        await router.create_trigger(service)
+        [execution] = await _route(router, service, 1)
+        [first] = await router.predicts(service, 1)
+        assert first.body["data"]["attempt"] == 1
+
+        failed_at = time.monotonic()
+        await router.publish(MODEL_SERVING, failed(execution, "Triton unreachable"))
+        [second] = await router.predicts(service, 1)
+        assert time.monotonic() - failed_at >= 0.3  # after the backoff, not at once
+        assert second.body["data"]["attempt"] == 2
+        assert second.body["data"]["execution_id"] == execution["id"]
+        waiting = await _status_is(router, execution["id"], "queued")
+        assert waiting["attempts"] == 2
+
+        base = router.handled("on_prediction_outcome")
+        await router.publish(MODEL_SERVING, failed(execution, "Triton unreachable"))
+        await router.wait_handled(base + 1, handler="on_prediction_outcome")
+        closed = await _status_is(router, execution["id"], "failed")
+        assert closed["attempts"] == 2
+        assert closed["error"] == "Triton unreachable"
+        queue = router.topology.predict_queue(service)
+        assert await router.queue_depth(queue) == 0  # no third attempt

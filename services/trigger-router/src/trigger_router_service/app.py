@@ -18,6 +18,7 @@ from trigger_router_service.repository import Repository
 from trigger_router_service.settings import Settings
 from trigger_router_service.usecases.autoscaling import Autoscaler
 from trigger_router_service.usecases.pipelines import PipelineEngine
+from trigger_router_service.usecases.retries import RetrySweeper
 from trigger_router_service.usecases.routing import ItemRouting
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -71,8 +72,15 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
                 runtime.metrics,
                 prefetch=settings.outcome_prefetch,
                 pipelines=pipelines,
+                retry=handlers.RetryPolicy(
+                    settings.prediction_max_attempts,
+                    settings.prediction_retry_seconds,
+                    settings.prediction_retry_max_seconds,
+                ),
             )
         )
+        sweeper = RetrySweeper(repo, settings.retry_poll_seconds)
+        runtime.on_start("retry-sweeper", sweeper.start, sweeper.stop)
         # The autoscaler starts once the broker, the batch consumers, the dead-letter
         # queues and the outbox relay are up, and stops before them.
         autoscaler: Autoscaler | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
@@ -157,12 +158,27 @@ def consume_item_events(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How retryable prediction failures are run again (settings ``prediction_*``)."""
+
+    max_attempts: int = 3
+    base_seconds: float = 5.0
+    max_seconds: float = 300.0
+
+
+RETRIED_LATER = Handled("retried_later")
+"""A retryable failure: the execution's next attempt is scheduled."""
+
+
 async def on_prediction_outcome(
     event: CloudEvent[PredictionCompleted | PredictionFailed],
     repo: Repository,
     pipelines: PipelineEngine | None = None,
+    retry: RetryPolicy | None = None,
 ) -> Handled:
     """Close the execution as ``success`` or ``failed``; a pipeline's predict node moves on.
+    A retryable failure with attempts left schedules the next attempt instead (backoff).
 
     The pipeline step runs even when the execution was already closed: a redelivery after
     a crash between the two transactions still moves the pipeline (the step is idempotent).
@@ -178,6 +194,12 @@ async def on_prediction_outcome(
         if data.origin is None or data.origin.way == "pipeline":
             changed = await engine.prediction_completed(data) or changed
         return HANDLED if changed else DUPLICATE
+    policy = retry or RetryPolicy()
+    if await repo.retry_prediction(
+        data, policy.max_attempts, policy.base_seconds, policy.max_seconds
+    ):
+        metrics.PREDICT_REQUESTS.labels("retry-scheduled").inc()
+        return RETRIED_LATER
     changed = await repo.prediction_failed(data, event.time)
     if changed:
         metrics.EXECUTIONS.labels("failed").inc()
@@ -300,20 +322,30 @@ def register(
     *,
     prefetch: int,
     pipelines: PipelineEngine | None = None,
+    retry: RetryPolicy | None = None,
 ) -> list[str]:
     """Subscribe the handlers; return their queue names."""
     engine = pipelines or PipelineEngine(repo)
+    policy = retry or RetryPolicy()
+
+    def bound(handler: Handler) -> Callable[[CloudEvent[Any]], Awaitable[Handled]]:
+        if handler is on_prediction_outcome:
+            return functools.partial(
+                on_prediction_outcome, repo=repo, pipelines=engine, retry=policy
+            )
+        if handler in PIPELINE_HANDLERS:
+            return functools.partial(
+                cast("Callable[..., Awaitable[Handled]]", handler), repo=repo, pipelines=engine
+            )
+        return functools.partial(handler, repo=repo)
+
     return [
         subscribe(
             broker,
             topology,
             service_metrics,
             subscription(topology, handler, producer, pattern, contracts),
-            functools.partial(
-                cast("Callable[..., Awaitable[Handled]]", handler), repo=repo, pipelines=engine
-            )
-            if handler in PIPELINE_HANDLERS
-            else functools.partial(handler, repo=repo),
+            bound(handler),
             prefetch=prefetch,
         )
         for handler, producer, pattern, contracts in HANDLERS

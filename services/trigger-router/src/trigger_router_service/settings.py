@@ -30,6 +30,26 @@ class Settings(BaseServiceSettings, AuthSettingsMixin):
         ge=1,
         description="Most item events routed in one database transaction (micro-batch).",
     )
+    prediction_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description=(
+            "Attempts per execution: a retryable prediction failure (Triton or S3 down) is "
+            "run again after a backoff until this many attempts failed; then it is failed."
+        ),
+    )
+    prediction_retry_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Backoff before the second attempt; doubled for each further one.",
+    )
+    prediction_retry_max_seconds: float = Field(
+        default=300.0, gt=0, description="Longest backoff between two attempts."
+    )
+    retry_poll_seconds: float = Field(
+        default=0.5, gt=0, description="How often due retries are looked for and sent."
+    )
     outcome_prefetch: int = Field(
         default=64, ge=1, description="Prediction outcomes one replica handles at once."
     )

@@ -52,6 +52,16 @@ UNFINISHED_STATUSES = frozenset(
 )
 """States a failure closes, and an undeployed service cancels."""
 
+RETRYABLE_FAILURE_STATUSES = frozenset({ExecutionStatus.QUEUED, ExecutionStatus.IN_PROGRESS})
+"""States a retryable failure of the attempt that was sent may rerun from."""
+
+
+def retry_delay(attempt: int, base_seconds: float, max_seconds: float) -> float:
+    """Backoff before the attempt after ``attempt`` failed for a passing reason:
+    ``base * 2^(attempt - 1)``, at most ``max_seconds``."""
+    return float(min(base_seconds * 2 ** max(attempt - 1, 0), max_seconds))
+
+
 SUCCESS_IGNORED_STATUSES = frozenset({ExecutionStatus.SUCCESS, ExecutionStatus.CANCELLED})
 """States a prediction's success leaves alone (a failed execution still turns success:
 the late outcome of an attempt that was retried)."""

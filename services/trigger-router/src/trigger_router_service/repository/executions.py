@@ -17,6 +17,7 @@ from trigger_router_service.domain.executions import (
     BULK_RERUN_STATUSES,
     CANCELLABLE_STATUSES,
     RERUNNABLE_STATUSES,
+    RETRYABLE_FAILURE_STATUSES,
     SUCCESS_IGNORED_STATUSES,
     UNFINISHED_STATUSES,
     Execution,
@@ -24,6 +25,7 @@ from trigger_router_service.domain.executions import (
     ExecutionStatus,
     NewExecution,
     initial_status,
+    retry_delay,
 )
 from trigger_router_service.repository.base import (
     Store,
@@ -195,6 +197,58 @@ class Executions(Store):
         """The execution's status (``None``: no such execution), in ``conn``'s transaction."""
         status = await conn.fetchval("SELECT status FROM executions WHERE id = $1", execution_id)
         return None if status is None else ExecutionStatus(status)
+
+    async def retry_prediction(
+        self, data: PredictionFailed, max_attempts: int, base_seconds: float, max_seconds: float
+    ) -> bool:
+        """Schedule the next attempt of an execution whose sent attempt failed for a
+        passing reason, while attempts are left: it stays ``queued`` with its predict
+        request held until ``retry_at`` (:meth:`release_due_retries` sends it). False when
+        nothing was scheduled (attempts spent, not retryable, or a duplicate report)."""
+        if not data.retryable:
+            return False
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """SELECT attempts FROM executions
+                   WHERE id = $1 AND published AND status = ANY($2::text[]) FOR UPDATE""",
+                data.execution_id,
+                status_values(RETRYABLE_FAILURE_STATUSES),
+            )
+            if row is None or row["attempts"] >= max_attempts:
+                return False
+            delay = retry_delay(row["attempts"], base_seconds, max_seconds)
+            await conn.execute(
+                """UPDATE executions SET status = 'queued', attempts = attempts + 1,
+                       published = false, retry_at = now() + make_interval(secs => $2),
+                       error = $3, replica_id = coalesce($4, replica_id), updated_at = now()
+                   WHERE id = $1""",
+                data.execution_id,
+                delay,
+                f"attempt {row['attempts']} failed, retrying in {delay:g}s: {data.reason}"[:2000],
+                data.replica_id,
+            )
+        return True
+
+    async def release_due_retries(self, limit: int = 500) -> int:
+        """Send the predict requests of retries whose backoff is over (any replica may
+        call this: rows another one is releasing are skipped); how many were sent."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """WITH due AS (
+                       SELECT id FROM executions
+                       WHERE retry_at <= now() AND status = 'queued' AND NOT published
+                       ORDER BY retry_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+                   UPDATE executions e SET published = true, retry_at = NULL,
+                       queued_at = now(), updated_at = now()
+                   FROM due WHERE e.id = due.id
+                   RETURNING e.id, e.service_id, e.project_id, e.trigger_id, e.item,
+                             e.attempts, e.batch_id, e.pipeline_id, e.pipeline_execution_id,
+                             e.node_id""",
+                limit,
+            )
+            if rows:
+                await self.publish_rows(conn, rows)
+        return len(rows)
 
     async def prediction_failed(self, data: PredictionFailed, at: datetime) -> bool:
         """Close an unfinished execution as ``failed`` with the reason (idempotent)."""
