@@ -254,3 +254,29 @@ def test_usage_chart_stacks_services_per_day_scaled_to_the_busiest_day() -> None
     assert sum(b.height for b in day1) == full
     assert next(b for b in bars if b.day == "2026-12-02").height == full // 2
     assert usage_chart([]) == ([], [], 0.0)
+
+
+async def test_a_service_that_does_not_answer_is_a_502_page_naming_it_not_a_traceback() -> None:
+    import httpx
+
+    from common.testing.servers import free_port
+    from console_service.app import create_app
+    from console_service.session import COOKIE
+    from console_service.settings import Settings
+
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    app = create_app(Settings(prelabel_url=nowhere, session_secret=SECRET, request_timeout_s=2))  # type: ignore[arg-type]
+    sealed = SessionCodec(SECRET, 60).seal(Session.anonymous().sign_in("pl_key", "prj"))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://console") as http,
+    ):
+        http.cookies.set(COOKIE, sealed)
+        page = await http.get("/datasets")
+        assert page.status_code == 502
+        assert f"{nowhere}/api/dataset" in page.text
+        assert "Traceback" not in page.text
+        assert "pl_key" not in page.text
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503
