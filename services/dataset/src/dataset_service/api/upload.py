@@ -66,13 +66,15 @@ UPLOAD_FORM: dict[str, Any] = {
 """The upload's multipart body, for the OpenAPI document (the route reads it itself)."""
 
 
-def limited(request: Request, limit: int) -> Request:
+def limited(request: Request, file_limit: int) -> Request:
     """``request`` whose body is refused (:class:`TooLargeError`, 413) as soon as more
-    than ``limit`` bytes of it arrived, or at once when its ``Content-Length`` says so:
-    the multipart parser never spools more than the limit."""
+    than ``file_limit`` plus :data:`FORM_OVERHEAD_BYTES` arrived, or at once when its
+    ``Content-Length`` says so: the multipart parser never spools more than that."""
+    limit = file_limit + FORM_OVERHEAD_BYTES
+    why = f"the limit is {file_limit} bytes for the file plus {FORM_OVERHEAD_BYTES} for the form"
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
-        raise TooLargeError(f"the request body is {length} bytes; the limit is {limit} bytes")
+        raise TooLargeError(f"the request body is {length} bytes; {why}")
     received = 0
 
     async def receive() -> Message:
@@ -81,7 +83,7 @@ def limited(request: Request, limit: int) -> Request:
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
-                raise TooLargeError(f"the request body is over the limit of {limit} bytes")
+                raise TooLargeError(f"the request body is over {limit} bytes; {why}")
         return message
 
     return Request(request.scope, receive)
@@ -123,7 +125,7 @@ async def upload_item(
     # up front either: the insert checks it in the same statement, and a refused
     # upload removes the blob it wrote (see ItemStore.add_item).
     limit = settings_of(request).max_upload_bytes
-    body = limited(request, limit + FORM_OVERHEAD_BYTES)
+    body = limited(request, limit)
     try:
         form = await body.form(max_files=2, max_fields=8)
     except (MultiPartException, HTTPException) as exc:  # Starlette: MultiPartException -> 400
