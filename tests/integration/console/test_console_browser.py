@@ -295,6 +295,17 @@ async def test_models_triggers_and_a_pipeline_from_the_form_bring_an_upload_to_i
     await expect(row).to_contain_text("ready")
     await expect(page.locator("#catalog")).to_contain_text("digits-classifier")
     await page.screenshot(path=shots / "models.png", full_page=True)
+    # Bring your own model: model-serving's refusal of a file that is no archive, inline.
+    bogus = shots / "not-a-model.tar.gz"
+    bogus.write_bytes(b"not an archive")
+    await page.set_input_files("#push-form input[name=archive]", str(bogus))
+    await page.fill("#push-form input[name=name]", "mine")
+    await page.fill(
+        "#push-form input[name=spec]", '{"input_type": "image", "adapter": "classification"}'
+    )
+    await page.click("#push-form button[type=submit]")
+    await expect(page.locator("#models-error")).to_be_visible()
+    row = page.locator(f'#services-table tr[data-service="{world.service_id}"]')
     await row.locator("a").click()
     await page.fill("#trigger-form input[name=name]", "new digits")
     await page.fill("#trigger-form input[name=filter]", BAD_FILTER)

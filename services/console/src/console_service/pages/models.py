@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from console_service.domain import ACTIONS, FormError, parse_filter
@@ -86,6 +86,43 @@ async def install(
     return redirect(request, "/models")
 
 
+MAX_ARCHIVE_BYTES = 200 * 1024 * 1024
+
+
+@router.post("/models/push")
+async def push(
+    request: Request,
+    client: Client,
+    archive: Annotated[UploadFile, File()],
+    name: Annotated[str, Form(max_length=200)],
+    spec: Annotated[str, Form(max_length=100_000)],
+    version: Annotated[str, Form(max_length=50)] = "1",
+) -> Response:
+    """Bring your own model: a Triton model directory as .tar.gz plus its spec (JSON)."""
+    try:
+        content = await archive.read(MAX_ARCHIVE_BYTES + 1)
+        if len(content) > MAX_ARCHIVE_BYTES:
+            raise FormError(f"the archive is larger than {MAX_ARCHIVE_BYTES} bytes")
+        parsed = parse_filter(spec)  # a JSON object, with the same inline errors
+        await client.models.push(content, parsed, name=name.strip(), version=version.strip() or "1")
+    except (FormError, ValidationError) as exc:
+        message = exc.message if isinstance(exc, ApiError) else str(exc).replace("filter", "spec")
+        return await _models_page(request, client, 400, message)
+    return redirect(request, "/models")
+
+
+async def _models_page(
+    request: Request, client: Prelabel, status_code: int = 200, error: str | None = None
+) -> Response:
+    catalog, installed, views = await asyncio.gather(
+        client.models.catalog(), client.models.list(), _views(client)
+    )
+    return render(
+        request, "models.html", status_code, catalog=catalog, models=installed, views=views,
+        error=error,
+    )  # fmt: skip
+
+
 def _number(value: str, what: str, cast: type[int] | type[float]) -> Any:
     if not value.strip():
         return None
@@ -116,18 +153,7 @@ async def deploy(
         service = await client.services.deploy(model_id, name.strip() or None, scaling)
     except (FormError, ValidationError, ValueError) as exc:
         message = exc.message if isinstance(exc, ApiError) else str(exc)
-        catalog, installed, views = await asyncio.gather(
-            client.models.catalog(), client.models.list(), _views(client)
-        )
-        return render(
-            request,
-            "models.html",
-            400,
-            catalog=catalog,
-            models=installed,
-            views=views,
-            error=message,
-        )
+        return await _models_page(request, client, 400, message)
     return redirect(request, f"/services/{service.id}")
 
 
