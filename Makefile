@@ -15,7 +15,7 @@ export PRELABEL_TEST_S3_ENDPOINT_URL ?= http://127.0.0.1:8333
 export PRELABEL_TEST_TRITON_URL ?= 127.0.0.1:8000
 export PRELABEL_TEST_TRITON_GRPC_URL ?= 127.0.0.1:8001
 
-.PHONY: help install up down status demo test test-unit lint format bench clean
+.PHONY: help install up down status demo test test-unit lint format bench clean compose-test test-deploy compose-down
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,15 @@ test: install ## The whole suite: unit, contract and integration tests on the re
 
 test-unit: install ## Unit tests only (no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+compose-test: install ## Build the images, start docker-compose.yml with podman, predict through nginx, tear down
+	PRELABEL_DEPLOY_TESTS=1 $(PY) -m pytest -p no:cacheprovider tests/integration/deploy/test_compose_stack.py $(PYTEST_ARGS)
+
+test-deploy: compose-test ## What CI runs for the deployment (same as compose-test)
+
+compose-down: ## Stop the compose stack and the worker containers its router started
+	-docker rm -f $$(docker ps -aq --filter label=io.prelabel.role=predict-worker)
+	docker compose down
 
 lint: install ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .

@@ -101,7 +101,8 @@ def test_service_port_and_healthcheck_match_settings(
     config = compose["services"][service.name]
     port = int(service_env(compose, service.name).get(f"{service.prefix}HTTP_PORT", service.port))
     assert port == service.port
-    assert f"{port}:{port}" in config.get("ports", [])
+    published = [re.sub(r"\$\{\w+:-(\d+)\}", r"\1", p) for p in config.get("ports", [])]
+    assert f"127.0.0.1:{port}:{port}" in published
     probe = " ".join(config["healthcheck"]["test"])
     assert f"127.0.0.1:{port}/healthz" in probe
 
@@ -123,7 +124,7 @@ def test_triton_uses_explicit_model_control_and_stays_internal(compose: dict[str
     env = service_env(compose, "model-serving")
     assert env["MODEL_SERVING_TRITON_GRPC_URL"] == "triton:8001"
     assert env["MODEL_SERVING_TRITON_HTTP_URL"] == "triton:8000"
-    repository = next(v for v in triton["volumes"] if v.endswith(":/models"))
+    repository = next(v for v in triton["volumes"] if v.endswith(":/var/lib/prelabel"))
     assert repository in serving["volumes"], "model-serving and Triton share the model repository"
 
 
@@ -141,3 +142,51 @@ def test_no_service_uses_an_unpinned_image(compose: dict[str, Any]) -> None:
         tag = image.rsplit(":", 1)[-1] if ":" in Path(image).name else ""
         assert tag not in ("", "latest"), f"{name}: pin {image!r}"
         assert re.fullmatch(r"[\w.-]+", tag), f"{name}: odd tag {tag!r}"
+
+
+def test_only_the_proxy_listens_on_every_interface(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            if name != "nginx":
+                assert str(port).startswith("127.0.0.1:"), f"{name}: {port}"
+
+
+def test_secrets_come_from_the_env_file(compose: dict[str, Any]) -> None:
+    text = COMPOSE_FILE.read_text()
+    assert "${DATASET_ADMIN_KEY:?" in text
+    assert service_env(compose, "dataset")["DATASET_ADMIN_KEY"].startswith("${DATASET_ADMIN_KEY:?")
+    example = (REPO / ".env.example").read_text()
+    for name in set(re.findall(r"\$\{([A-Z_]+):\?", text)):
+        assert f"{name}=" in example, f"{name} missing from .env.example"
+
+
+def test_router_scales_worker_containers_with_model_serving_settings(
+    compose: dict[str, Any],
+) -> None:
+    env = service_env(compose, "trigger-router")
+    assert env["TRIGGER_ROUTER_SCALER_BACKEND"] == "docker"
+    assert env["TRIGGER_ROUTER_DOCKER_NETWORK"] == compose["networks"]["default"]["name"]
+    worker = json.loads(env["TRIGGER_ROUTER_MODEL_SERVING_ENV"])
+    model_serving = next(s for s in SERVICES if s.name == "model-serving")
+    assert sorted(set(worker) - model_serving.env_names) == []
+    assert sorted(model_serving.required_env_names - set(worker)) == []
+    socket = compose["services"]["trigger-router"]["volumes"]
+    assert any(v.endswith(":/var/run/docker.sock") for v in socket)
+    # No other container gets the engine's socket (root on the host).
+    for name, service in compose["services"].items():
+        if name != "trigger-router":
+            assert not any("docker.sock" in v for v in service.get("volumes", [])), name
+
+
+def test_healthchecks_have_no_spaces_inside_exec_arguments(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD", f"{name}: exec form"
+        assert all(" " not in arg for arg in test), f"{name}: {test}"
+
+
+def test_model_repository_is_writable_by_the_services_user(compose: dict[str, Any]) -> None:
+    env = service_env(compose, "model-serving")
+    assert env["MODEL_SERVING_MODEL_REPOSITORY"].startswith("/var/lib/prelabel/")
+    dockerfile = (REPO / "services" / "model-serving" / "Dockerfile").read_text()
+    assert "install -d -o 10001 -g 10001 /var/lib/prelabel" in dockerfile

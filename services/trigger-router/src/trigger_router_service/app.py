@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -30,6 +31,18 @@ async def make_backend(settings: Settings) -> ScalerBackend:
         from trigger_router_service.adapters.kube import KubernetesScaler
 
         return await KubernetesScaler.from_settings(settings)
+    if settings.scaler_backend == "docker":
+        from trigger_router_service.adapters.containers import ContainerScaler
+
+        return ContainerScaler.connect(
+            settings.docker_url,
+            image=settings.docker_worker_image,
+            stack=settings.docker_stack,
+            network=settings.docker_network,
+            base_env=os.environ,
+            extra_env=settings.model_serving_env,
+            stop_seconds=settings.local_stop_seconds,
+        )
     return LocalScaler(
         module=settings.local_worker_module,
         extra_env=settings.model_serving_env,

@@ -1,0 +1,56 @@
+"""docker-compose.yml really pre-labels: images built here, the stack started with Podman,
+a job through the nginx URL (upload -> trigger -> prediction on a service at 0 replicas,
+woken by the router's container backend -> annotation -> task -> back to 0).
+
+Slow (minutes: image builds on the first run, a cold Triton): opt in with
+PRELABEL_DEPLOY_TESTS=1 (``make compose-test``); needs podman, docker-compose and
+mmdebstrap (Debian packages), and root for rootful podman.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from prelabel_demo.flow import DemoFlow
+from prelabel_demo.reporting import Reporter
+from prelabel_demo.results import DemoOptions, Endpoints
+from tests.integration.deploy.compose_stack import (
+    ComposeStack,
+    compose_stack,
+    missing_tools,
+)
+
+pytestmark = [
+    pytest.mark.skipif(
+        os.environ.get("PRELABEL_DEPLOY_TESTS") != "1",
+        reason="container tests are opt-in: PRELABEL_DEPLOY_TESTS=1 (make compose-test)",
+    ),
+    pytest.mark.skipif(bool(missing_tools()), reason=f"missing {missing_tools()}"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="rootful podman needs root"),
+    pytest.mark.timeout(1800),
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
+    workdir: Path = tmp_path_factory.mktemp("compose")
+    with compose_stack(workdir) as running:
+        yield running
+
+
+async def test_compose_stack_predicts_from_zero_through_the_proxy(stack: ComposeStack) -> None:
+    options = DemoOptions(images=10, deadline_s=600, cooldown_s=5, scale_down_timeout_s=180)
+    result = await DemoFlow(
+        Endpoints.behind(stack.proxy_url, stack.admin_key), options, Reporter()
+    ).run()
+    assert result.executions.get("success") == options.images, result.executions
+    assert result.annotations >= options.images
+    # The router started worker containers from the worker image, then stopped them.
+    assert result.replicas_at_deploy == 0
+    assert result.max_replicas_seen >= 1
+    assert result.scaled_to_zero_s is not None
+    assert stack.workers() == [], "the worker containers are gone at zero"
