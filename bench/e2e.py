@@ -32,14 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
-import os
 import statistics
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import asyncpg
 import numpy as np
@@ -52,20 +49,17 @@ from bench import results
 from bench.model_serving import digit_images, text_images
 from bench.settings import BenchSettings
 from common.blobs import BlobStore
-from common.s3 import blob_key, delete_bucket, s3_client
-from common.testing.servers import free_port
+from common.s3 import blob_key
 from prelabel_client import Prelabel
 from prelabel_client.models import Operation, Scaling, TriggerSpec
-from prelabel_stack import SERVICES, Nginx, Service, StackConfig
-from prelabel_stack.components.base import ProcessComponent, terminate_all
+from prelabel_stack import SERVICES
+from prelabel_stack.isolated import ADMIN_KEY, FIVE, IsolatedStack, isolated_stack
 
 ORDER = 95
 TIMEOUT_S = 1200.0
 
 Scores = npt.NDArray[np.float32]
-ADMIN_KEY = "bench-e2e-admin-key"
 PACKAGES = {s.package: s.name for s in SERVICES}
-FIVE = ("dataset", "trigger-router", "model-serving", "annotation", "billing")
 SERVERS = ("rabbitmq", "postgresql", "seaweedfs", "triton")
 WARMUP_ITEMS = 40
 DEADLINE_S = 600.0
@@ -79,95 +73,6 @@ class E2EBenchSettings(BaseSettings):
     items: int = 2000
     ocr_items: int = 200
     concurrency: int = 16
-
-
-# --------------------------------------------------------------------------- the stack
-
-
-@dataclass
-class Stack:
-    """The five services and nginx as processes, and what the bench needs of them."""
-
-    config: StackConfig
-    database: str
-    bucket: str
-    prefix: str
-    components: list[ProcessComponent] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        """``PRELABEL_URL``."""
-        return self.config.proxy_url
-
-    @property
-    def dsn(self) -> str:
-        """The bench database."""
-        return self.config.database_url(self.database)
-
-
-@contextlib.asynccontextmanager
-async def running_stack() -> AsyncIterator[Stack]:
-    """The stack ``make up`` runs, on ports, a database, a bucket and a topology prefix of
-    its own; everything removed afterwards."""
-    suffix = uuid.uuid4().hex[:10]
-    base = StackConfig.from_env()
-    root = BenchSettings().bench_dir / f"e2e-{suffix}"
-    config = dataclasses.replace(
-        base,
-        root=root,
-        service_ports={s.name: free_port() for s in SERVICES},
-        proxy_port=free_port(),
-        admin_key=ADMIN_KEY,
-        timeout_s=120.0,
-    )
-    stack = Stack(config, f"bench_e2e_{suffix}", f"bench-e2e-{suffix}", f"benche2e{suffix}.")
-    admin = await asyncpg.connect(base.database_url("postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{stack.database}"')
-    finally:
-        await admin.close()
-    shared = {
-        "database_url": stack.dsn,
-        "topology_prefix": stack.prefix,
-        "s3_bucket": stack.bucket,
-        "ephemeral_topology": "true",
-    }
-    # The router's local backend hands its own MODEL_SERVING_* variables to the workers.
-    worker = {
-        "MODEL_SERVING_DATABASE_URL": stack.dsn,
-        "MODEL_SERVING_TOPOLOGY_PREFIX": stack.prefix,
-        "MODEL_SERVING_S3_BUCKET": stack.bucket,
-    }
-    saved = {k: os.environ.get(k) for k in worker}
-    os.environ.update(worker)
-    for path in (config.logs_dir, config.pids_dir):
-        path.mkdir(parents=True, exist_ok=True)
-    services = [Service(config, s, settings=shared) for s in SERVICES if s.name in FIVE]
-    stack.components = [*services, Nginx(config)]
-    started: list[ProcessComponent] = []
-    try:
-        for component in stack.components:
-            await asyncio.to_thread(component.launch)
-            started.append(component)
-        for component in stack.components:
-            await asyncio.to_thread(component.wait_ready)
-        yield stack
-    finally:
-        running = [(c, pid) for c in started if (pid := c.tracked_pid()) is not None]
-        await asyncio.to_thread(terminate_all, running)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        admin = await asyncpg.connect(base.database_url("postgres"))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{stack.database}" WITH (FORCE)')
-        finally:
-            await admin.close()
-        async with s3_client(base.s3_endpoint, base.s3_access_key, base.s3_secret_key) as s3:
-            with contextlib.suppress(Exception):
-                await delete_bucket(s3, stack.bucket)
 
 
 # --------------------------------------------------------------------------- CPU accounting
@@ -248,7 +153,9 @@ class Prepared:
 
 
 @contextlib.asynccontextmanager
-async def prepared(stack: Stack, catalog_name: str, concurrency: int) -> AsyncIterator[Prepared]:
+async def prepared(
+    stack: IsolatedStack, catalog_name: str, concurrency: int
+) -> AsyncIterator[Prepared]:
     """Project, dataset, ``catalog_name`` installed and deployed warm (min 1 replica),
     and an Item Created trigger from the dataset to it."""
     async with Prelabel(stack.url, "unused", admin_key=ADMIN_KEY) as admin:
@@ -294,7 +201,7 @@ async def _annotated(conn: asyncpg.Connection, item_ids: Sequence[str]) -> dict[
     return {r["item_id"]: float(r["at"]) for r in rows}
 
 
-async def wait_annotated(stack: Stack, item_ids: Sequence[str]) -> dict[str, float]:
+async def wait_annotated(stack: IsolatedStack, item_ids: Sequence[str]) -> dict[str, float]:
     """Wait (deadline) until every item has its annotations; their times."""
     conn = await asyncpg.connect(stack.dsn)
     try:
@@ -340,7 +247,7 @@ class PlatformRun:
 
 
 async def through_platform(
-    stack: Stack, target: Prepared, blobs: Sequence[bytes], concurrency: int
+    stack: IsolatedStack, target: Prepared, blobs: Sequence[bytes], concurrency: int
 ) -> PlatformRun:
     """Warm up, then upload ``blobs`` and wait for every annotation."""
     warm_ids, _ = await upload_all(target, blobs[:WARMUP_ITEMS], concurrency, "warm")
@@ -410,7 +317,7 @@ class TritonBatcher:
 
 
 async def plain_loop(
-    stack: Stack, target: Prepared, blobs: Sequence[bytes], concurrency: int
+    stack: IsolatedStack, target: Prepared, blobs: Sequence[bytes], concurrency: int
 ) -> tuple[float, float, float]:
     """The same work with no platform: S3 put, batched Triton call, one row per item.
     Returns (items/s, this process's CPU seconds, the servers' CPU seconds)."""
@@ -505,7 +412,7 @@ def _record_cpu(
 
 
 async def measure(
-    stack: Stack,
+    stack: IsolatedStack,
     prefix: str,
     catalog_name: str,
     blobs: Sequence[bytes],
@@ -548,7 +455,7 @@ async def run() -> None:
     settings = E2EBenchSettings()
     digits = list(_cycle(digit_images(500), settings.items))
     documents = list(_cycle(text_images(50), settings.ocr_items))
-    async with running_stack() as stack:
+    async with isolated_stack("bench-e2e", root=BenchSettings().bench_dir) as stack:
         await measure(stack, "e2e.digits", "digits-classifier", digits, settings, 0.5,
                       _latencies("e2e.digits"))  # fmt: skip
         await measure(stack, "e2e.ocr", "ocr-text", documents, settings, 0.9)

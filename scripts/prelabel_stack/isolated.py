@@ -1,0 +1,177 @@
+"""The five services and nginx as processes, the way ``make up`` runs them, but on ports,
+a database, a bucket and a topology prefix of their own: for benchmarks and fault tests
+that must measure or kill real processes without touching a running ``make up`` stack.
+
+    async with isolated_stack("bench-e2e") as stack:
+        ...  # stack.url is PRELABEL_URL; stack.kill("trigger-router"); stack.restart(...)
+
+Everything it made is removed afterwards: processes, database, bucket (queues and
+exchanges are the services' ephemeral topology).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil
+
+from common.s3 import delete_bucket, s3_client
+from common.testing.servers import free_port
+from prelabel_stack.components.base import ProcessComponent, terminate_all
+from prelabel_stack.components.proxy import Nginx
+from prelabel_stack.components.services import Service
+from prelabel_stack.config import SERVICES, StackConfig
+
+FIVE = ("dataset", "trigger-router", "model-serving", "annotation", "billing")
+ADMIN_KEY = "isolated-stack-admin-key"
+
+
+@dataclass
+class IsolatedStack:
+    """The running processes and where they keep their state."""
+
+    config: StackConfig
+    database: str
+    bucket: str
+    prefix: str
+    services: dict[str, Service] = field(default_factory=dict)
+    nginx: Nginx | None = None
+
+    @property
+    def url(self) -> str:
+        """``PRELABEL_URL`` (nginx)."""
+        return self.config.proxy_url
+
+    @property
+    def admin_key(self) -> str:
+        """The dataset service's admin key."""
+        return self.config.admin_key
+
+    @property
+    def dsn(self) -> str:
+        """The stack's database (one schema per service, as ``make up`` has them)."""
+        return self.config.database_url(self.database)
+
+    @property
+    def components(self) -> list[ProcessComponent]:
+        """Every process, services first."""
+        return [*self.services.values(), *([self.nginx] if self.nginx else [])]
+
+    def pid(self, name: str) -> int | None:
+        """The pid of service ``name`` (None when it is not running)."""
+        return self.services[name].tracked_pid()
+
+    async def kill(self, name: str) -> int:
+        """``kill -9`` the service's own process (not its group: children it started, such
+        as the router's workers, live on as they would); return the pid killed."""
+        pid = self.pid(name)
+        if pid is None:
+            raise RuntimeError(f"{name} is not running")
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    async def restart(self, name: str) -> None:
+        """Start service ``name`` again and wait until it is ready."""
+        service = self.services[name]
+        await asyncio.to_thread(service.launch)
+        await asyncio.to_thread(service.wait_ready)
+
+
+@contextlib.asynccontextmanager
+async def isolated_stack(
+    label: str,
+    *,
+    root: Path,
+    settings: Mapping[str, Any] | None = None,
+    worker_settings: Mapping[str, str] | None = None,
+) -> AsyncIterator[IsolatedStack]:
+    """Start the five services and nginx (see the module docstring) under ``root``.
+
+    ``settings``: values by settings field for every service (the stack's win otherwise);
+    ``worker_settings``: extra ``MODEL_SERVING_*`` variables for the router's workers.
+    """
+    suffix = uuid.uuid4().hex[:10]
+    base = StackConfig.from_env()
+    config = dataclasses.replace(
+        base,
+        root=root / f"{label}-{suffix}",
+        service_ports={s.name: free_port() for s in SERVICES},
+        proxy_port=free_port(),
+        admin_key=ADMIN_KEY,
+        timeout_s=120.0,
+    )
+    safe = label.replace("-", "_")
+    stack = IsolatedStack(config, f"{safe}_{suffix}", f"{label}-{suffix}", f"{safe}{suffix}.")
+    admin = await asyncpg.connect(base.database_url("postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{stack.database}"')
+    finally:
+        await admin.close()
+    shared = {
+        "database_url": stack.dsn,
+        "topology_prefix": stack.prefix,
+        "s3_bucket": stack.bucket,
+        "ephemeral_topology": "true",
+        **(settings or {}),
+    }
+    # The router's local backend hands the MODEL_SERVING_* variables of its environment
+    # to the workers it starts; the environment wins over the stack's values.
+    worker = {
+        "MODEL_SERVING_DATABASE_URL": stack.dsn,
+        "MODEL_SERVING_TOPOLOGY_PREFIX": stack.prefix,
+        "MODEL_SERVING_S3_BUCKET": stack.bucket,
+        **(worker_settings or {}),
+    }
+    saved = {k: os.environ.get(k) for k in worker}
+    os.environ.update(worker)
+    for path in (config.logs_dir, config.pids_dir):
+        path.mkdir(parents=True, exist_ok=True)
+    stack.services = {
+        s.name: Service(config, s, settings=shared) for s in SERVICES if s.name in FIVE
+    }
+    stack.nginx = Nginx(config)
+    started: list[ProcessComponent] = []
+    try:
+        for component in stack.components:
+            await asyncio.to_thread(component.launch)
+            started.append(component)
+        for component in stack.components:
+            await asyncio.to_thread(component.wait_ready)
+        yield stack
+    finally:
+        running = [(c, pid) for c in stack.components if (pid := c.tracked_pid()) is not None]
+        await asyncio.to_thread(terminate_all, running)
+        await asyncio.to_thread(_kill_orphaned_workers, stack.prefix)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        admin = await asyncpg.connect(base.database_url("postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{stack.database}" WITH (FORCE)')
+        finally:
+            await admin.close()
+        async with s3_client(base.s3_endpoint, base.s3_access_key, base.s3_secret_key) as s3:
+            with contextlib.suppress(Exception):
+                await delete_bucket(s3, stack.bucket)
+
+
+def _kill_orphaned_workers(prefix: str) -> None:
+    """SIGKILL workers of this stack that outlived their router (a test killed it)."""
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if "model_serving_service.worker" not in " ".join(process.cmdline()):
+                continue
+            if process.environ().get("MODEL_SERVING_TOPOLOGY_PREFIX") == prefix:
+                process.kill()
