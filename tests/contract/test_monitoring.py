@@ -1,12 +1,13 @@
 """Prometheus scrape config and the Grafana dashboard agree with the code.
 
-The dashboard may only query metrics the services define (common.observability)
-or the ones listed in PLANNED_METRICS below, which later issues add; the PromQL
-and the Prometheus config are checked with promtool where it is installed.
+The dashboard may only query metrics some service defines (common.observability and
+each service's metrics module), Triton or RabbitMQ export; the PromQL and the
+Prometheus config are checked with promtool where it is installed.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -30,20 +31,69 @@ DATASOURCES = REPO / "deploy" / "grafana" / "provisioning" / "datasources" / "pr
 DASHBOARD_PROVIDERS = REPO / "deploy" / "grafana" / "provisioning" / "dashboards" / "prelabel.yml"
 COMPOSE = REPO / "docker-compose.yml"
 
-# Panels for metrics the trigger-router and billing will export. When one lands,
-# it must carry exactly this name (or change the dashboard and this list with it).
-PLANNED_METRICS = {
-    "prelabel_trigger_router_queue_depth": "gauge {service_id}: ready + unacked predict messages",
-    "prelabel_trigger_router_replicas_desired": "gauge {service_id}: replicas asked for",
-    "prelabel_trigger_router_replicas_actual": "gauge {service_id}: replicas running",
-    "prelabel_trigger_router_executions_total": "counter {status}: executions reaching a status",
-    "prelabel_billing_budget_spent": "gauge {project_id}: budget spent, currency units",
+# Metrics the dashboard must show, each exported by a service's metrics module.
+REQUIRED_PANEL_METRICS = {
+    "prelabel_trigger_router_queue_depth",
+    "prelabel_trigger_router_replicas_desired",
+    "prelabel_trigger_router_replicas_actual",
+    "prelabel_trigger_router_executions_total",
+    "prelabel_trigger_router_cold_start_seconds_bucket",
+    "prelabel_model_serving_predictions_total",
+    "prelabel_model_serving_triton_infer_duration_seconds_bucket",
+    "prelabel_billing_budget_spent",
 }
+SERVICE_METRIC_MODULES = [
+    "dataset_service",
+    "trigger_router_service.metrics",
+    "model_serving_service.metrics",
+    "annotation_service.metrics",
+    "billing_service.metrics",
+]
 # Triton's own metrics (served on :8002).
-TRITON_METRICS = {"nv_inference_request_success", "nv_inference_request_failure"}
+TRITON_METRICS = {
+    "nv_inference_request_success",
+    "nv_inference_request_failure",
+    "nv_inference_request_duration_us",
+    "nv_inference_count",
+}
+# RabbitMQ's own (the rabbitmq_prometheus plugin, :15692), aggregated per node.
+RABBITMQ_METRICS = {
+    "rabbitmq_queue_messages_ready",
+    "rabbitmq_queue_messages_unacked",
+    "rabbitmq_connections",
+    "rabbitmq_consumers",
+}
 
 # Grafana variables replaced by sample values so promtool can parse the queries.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__range": "1h", "$job": ".*"}
+
+
+def _sample_names(metric: MetricWrapperBase) -> set[str]:
+    names: set[str] = set()
+    for family in metric.describe():
+        if isinstance(metric, Counter):
+            names.add(f"{family.name}_total")
+        elif isinstance(metric, Histogram):
+            names |= {f"{family.name}_{s}" for s in ("bucket", "sum", "count")}
+        else:
+            names.add(family.name)
+    return names
+
+
+def own_metric_names() -> set[str]:
+    """Sample names of the metrics each service's metrics module defines: module-level
+    objects, and the cached factories (``@cache def x() -> Counter``) called once."""
+    names: set[str] = set()
+    for module_name in SERVICE_METRIC_MODULES:
+        module = importlib.import_module(module_name)
+        for value in vars(module).values():
+            if isinstance(value, MetricWrapperBase):
+                names |= _sample_names(value)
+            elif callable(value) and hasattr(value, "cache_info"):
+                made = value()
+                if isinstance(made, MetricWrapperBase):
+                    names |= _sample_names(made)
+    return names
 
 
 def exposed_names(service: Service) -> set[str]:
@@ -51,15 +101,8 @@ def exposed_names(service: Service) -> set[str]:
     metrics = service_metrics(service.name)
     names: set[str] = set()
     for metric in vars(metrics).values():
-        if not isinstance(metric, MetricWrapperBase):
-            continue
-        for family in metric.describe():
-            if isinstance(metric, Counter):
-                names.add(f"{family.name}_total")
-            elif isinstance(metric, Histogram):
-                names |= {f"{family.name}_{s}" for s in ("bucket", "sum", "count")}
-            else:
-                names.add(family.name)
+        if isinstance(metric, MetricWrapperBase):
+            names |= _sample_names(metric)
     return names
 
 
@@ -81,6 +124,7 @@ def scrape_targets() -> dict[str, list[str]]:
     return {
         job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
         for job in config["scrape_configs"]
+        if "static_configs" in job
     }
 
 
@@ -116,15 +160,36 @@ def test_promtool_accepts_the_prometheus_config() -> None:
 # --------------------------------------------------------------------------- Grafana
 
 
-def test_dashboard_uses_the_provisioned_datasource(dashboard: dict[str, Any]) -> None:
+def test_dashboard_picks_its_datasource_by_variable(dashboard: dict[str, Any]) -> None:
+    # A fixed uid only fits compose's provisioning; Kubernetes' Grafana names its own.
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    variable = {"type": "prometheus", "uid": "${datasource}"}
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == variable, panel["title"]
+        for target in panel["targets"]:
+            assert target.get("datasource", variable) == variable, panel["title"]
+    assert variables["job"]["datasource"] == variable
     [datasource] = load_yaml(DATASOURCES)["datasources"]
-    used = {
-        json.dumps(p["datasource"], sort_keys=True)
-        for p in dashboard["panels"]
-        if p["type"] != "row"
-    }
-    assert used == {json.dumps({"type": "prometheus", "uid": datasource["uid"]}, sort_keys=True)}
     assert datasource["url"] == "http://prometheus:9090"
+    assert datasource["type"] == "prometheus"
+
+
+def test_job_variable_reads_whatever_job_labels_the_scrape_gives(
+    dashboard: dict[str, Any],
+) -> None:
+    # Compose names jobs after services; Kubernetes' pod scraping names them otherwise:
+    # the values come from the metrics themselves, not from a list of compose names.
+    job = next(v for v in dashboard["templating"]["list"] if v["name"] == "job")
+    query = job["query"]["query"]
+    assert query.startswith("label_values(")
+    assert query.endswith(", job)")
+    assert "dataset|" not in query
+    assert job["includeAll"] is True
+    assert job["allValue"] == ".*"
 
 
 def test_dashboard_provider_reads_the_mounted_directory() -> None:
@@ -155,21 +220,23 @@ def test_dashboard_has_the_agreed_panels(dashboard: dict[str, Any]) -> None:
         "messages_handled_total",
         "handler_duration_seconds_bucket",
         "http_request_duration_seconds_bucket",
-        *PLANNED_METRICS,
+        *REQUIRED_PANEL_METRICS,
+        "nv_inference_request_duration_us",
+        "rabbitmq_queue_messages_ready",
     ):
         assert needle in text, f"no panel queries {needle}"
 
 
-def test_dashboard_queries_only_metrics_that_exist_or_are_planned(
-    dashboard: dict[str, Any],
-) -> None:
-    exposed = set().union(*(exposed_names(s) for s in SERVICES))
+def test_dashboard_queries_only_exported_metrics(dashboard: dict[str, Any]) -> None:
+    exposed = set().union(*(exposed_names(s) for s in SERVICES)) | own_metric_names()
     matchers = []
     for expr in queries(dashboard):
         matchers += re.findall(r'__name__=~"([^"]+)"', expr)
         literal = re.sub(r'__name__=~"[^"]+"', "", expr)
         for name in re.findall(r"\b(prelabel_\w+|nv_\w+)", literal):
-            assert name in exposed | set(PLANNED_METRICS) | TRITON_METRICS, name
+            assert name in exposed | TRITON_METRICS, name
+        for name in re.findall(r"\b(rabbitmq_\w+)", literal):
+            assert name in RABBITMQ_METRICS, name
     # A name regex must match that metric of every service, and nothing unrelated.
     for pattern in matchers:
         matched = {n for n in exposed if re.fullmatch(pattern, n)}
@@ -182,12 +249,23 @@ def test_dashboard_queries_only_metrics_that_exist_or_are_planned(
                     assert name in matched, f"{pattern} misses {name}"
 
 
-def test_planned_metric_names_follow_the_conventions() -> None:
-    services = {s.name.replace("-", "_") for s in SERVICES}
-    for name, description in PLANNED_METRICS.items():
-        assert re.fullmatch(r"prelabel_[a-z_]+", name)
-        assert any(name.startswith(f"prelabel_{s}_") for s in services), name
-        assert name.endswith("_total") == description.startswith("counter"), name
+def test_required_panel_metrics_are_exported() -> None:
+    assert sorted(REQUIRED_PANEL_METRICS - own_metric_names()) == []
+
+
+def test_prometheus_finds_the_worker_containers() -> None:
+    config = load_yaml(PROMETHEUS_CONFIG)
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "model-serving-worker"]
+    [dns] = job["dns_sd_configs"]
+    from trigger_router_service.adapters.containers import WORKER_ALIAS
+
+    assert dns["names"] == [WORKER_ALIAS]
+    env = json.loads(
+        load_yaml(COMPOSE)["services"]["trigger-router"]["environment"][
+            "TRIGGER_ROUTER_MODEL_SERVING_ENV"
+        ]
+    )
+    assert int(env["MODEL_SERVING_WORKER_METRICS_PORT"]) == dns["port"]
 
 
 def test_promtool_parses_every_dashboard_query(dashboard: dict[str, Any], tmp_path: Path) -> None:

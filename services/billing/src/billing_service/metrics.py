@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from common.observability import metric_name
 from common.topology import BILLING
@@ -17,4 +17,14 @@ def transitions_total() -> Counter:
         metric_name(BILLING, "budget_transitions_total"),
         "budget.exhausted / budget.restored transitions.",
         ["transition"],
+    )
+
+
+@cache
+def budget_spent() -> Gauge:
+    """What each project spent of its automation budget when billing last charged it."""
+    return Gauge(
+        metric_name(BILLING, "budget_spent"),
+        "Automation budget spent per project (currency units), as of the last charge.",
+        ["project_id"],
     )

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from billing_service import metrics
 from billing_service.domain.budgets import Transition, budget_transition
 from billing_service.domain.errors import BillingError
 from billing_service.domain.meters import ZERO
@@ -89,6 +90,7 @@ class BudgetRows(RepositoryBase):
             now,
             transition,
         )
+        metrics.budget_spent().labels(project_id).set(float(spent))
         if transition is not None:
             budget: Decimal = row["budget"]
             data: BudgetExhausted | BudgetRestored
