@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -350,6 +351,13 @@ class Pipelines(Executions):
         self, conn: asyncpg.Connection, run_id: str, changes: Sequence[NodeChange]
     ) -> None:
         """Write node status changes of one pipeline execution."""
+        await self.change_nodes_of(conn, [(run_id, c) for c in changes])
+
+    async def change_nodes_of(
+        self, conn: asyncpg.Connection, changes: Sequence[tuple[str, NodeChange]]
+    ) -> None:
+        """Write node status changes of any number of pipeline executions at once
+        (``(run id, change)`` pairs), in one statement."""
         if not changes:
             return
         await conn.execute(
@@ -361,16 +369,16 @@ class Pipelines(Executions):
                    started_at = CASE WHEN c.st THEN now() ELSE n.started_at END,
                    finished_at = CASE WHEN c.fin THEN now()
                                       WHEN c.st THEN NULL ELSE n.finished_at END
-               FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::boolean[],
-                           $7::boolean[]) AS c(node, s, x, err, st, fin)
-               WHERE n.pipeline_execution_id = $1 AND n.node_id = c.node""",
-            run_id,
-            [c.node_id for c in changes],
-            [c.status.value for c in changes],
-            [c.execution_id for c in changes],
-            [c.error[:2000] if c.error else None for c in changes],
-            [c.started for c in changes],
-            [c.finished for c in changes],
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                           $6::boolean[], $7::boolean[]) AS c(run, node, s, x, err, st, fin)
+               WHERE n.pipeline_execution_id = c.run AND n.node_id = c.node""",
+            [run_id for run_id, _ in changes],
+            [c.node_id for _, c in changes],
+            [c.status.value for _, c in changes],
+            [c.execution_id for _, c in changes],
+            [c.error[:2000] if c.error else None for _, c in changes],
+            [c.started for _, c in changes],
+            [c.finished for _, c in changes],
         )
 
     async def node_started_at(
@@ -405,6 +413,28 @@ class Pipelines(Executions):
             failed_node,
             sorted(set(run.taken)),
             run.prediction,
+        )
+
+    async def save_runs(
+        self, conn: asyncpg.Connection, runs: Sequence[tuple[RunState, RunStatus]]
+    ) -> None:
+        """:meth:`save_run` (without an error) for many pipeline executions, in one
+        statement."""
+        if not runs:
+            return
+        await conn.execute(
+            """UPDATE pipeline_executions e SET status = c.s, error = NULL, failed_node = NULL,
+                   taken = ARRAY(SELECT jsonb_array_elements_text(c.taken::jsonb)::integer),
+                   prediction = c.prediction, updated_at = now(),
+                   finished_at = CASE WHEN c.s = 'running' THEN NULL ELSE now() END
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+                    AS c(id, s, taken, prediction)
+               WHERE e.id = c.id""",
+            [run.id for run, _ in runs],
+            [status.value for _, status in runs],
+            # Text, not jsonb: asyncpg would read a list of lists as a 2-D array.
+            [json.dumps(sorted(set(run.taken))) for run, _ in runs],
+            [run.prediction for run, _ in runs],
         )
 
     async def pipeline_tags(

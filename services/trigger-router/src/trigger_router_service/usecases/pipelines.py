@@ -343,26 +343,29 @@ class PipelineEngine:
         """Nodes just succeeded: take their out-edges, start or skip what follows, write
         the nodes, the runs, the new executions and the task commands."""
         starts: list[tuple[RunState, Graph, str]] = []
+        changes: list[tuple[str, NodeChange]] = []
         for state, graph, done in steps:
-            changes: list[NodeChange] = []
             document = _document(state)
             for node_id in done:
                 if state.nodes.get(node_id) is not NodeStatus.SUCCESS:
                     state.nodes[node_id] = NodeStatus.SUCCESS
-                    changes.append(NodeChange(node_id, NodeStatus.SUCCESS, finished=True))
+                    changes.append(
+                        (state.id, NodeChange(node_id, NodeStatus.SUCCESS, finished=True))
+                    )
                 state.taken = sorted(set(state.taken) | set(taken_edges(graph, node_id, document)))
             step = advance(graph, state.nodes, state.taken)
             for node_id in step.skip:
                 state.nodes[node_id] = NodeStatus.SKIPPED
-                changes.append(NodeChange(node_id, NodeStatus.SKIPPED, finished=True))
+                changes.append((state.id, NodeChange(node_id, NodeStatus.SKIPPED, finished=True)))
             for node_id in step.start:
                 state.nodes[node_id] = NodeStatus.RUNNING
                 starts.append((state, graph, node_id))
-            await self.repo.change_nodes(conn, state.id, changes)
+        # One statement each for the whole batch (routing enters many items at once).
+        await self.repo.change_nodes_of(conn, changes)
         await self._start(conn, starts, entered)
-        for state, _graph, _done in steps:
-            status = run_status(state.nodes)
-            await self.repo.save_run(conn, state, status)
+        saved = [(state, run_status(state.nodes)) for state, _graph, _done in steps]
+        await self.repo.save_runs(conn, saved)
+        for _state, status in saved:
             if status is RunStatus.SUCCESS:
                 metrics.PIPELINE_EXECUTIONS.labels(status.value).inc()
 
@@ -397,14 +400,23 @@ class PipelineEngine:
                 by_node[(run.id, node.id)] = execution.id
             await self.repo.create_executions(conn, new, state)
             entered.executions += new
+        await self.repo.change_nodes_of(
+            conn,
+            [
+                (
+                    run.id,
+                    NodeChange(
+                        node_id,
+                        NodeStatus.RUNNING,
+                        execution_id=by_node.get((run.id, node_id)),
+                        started=True,
+                    ),
+                )
+                for run, _graph, node_id in starts
+            ],
+        )
         for run, graph, node_id in starts:
             started = graph.nodes[node_id]
-            execution_id = by_node.get((run.id, node_id))
-            await self.repo.change_nodes(
-                conn,
-                run.id,
-                [NodeChange(node_id, NodeStatus.RUNNING, execution_id=execution_id, started=True)],
-            )
             if isinstance(started, TaskNode):
                 await self._send_task(conn, run, started, run.attempts.get(node_id, 0) + 1)
                 entered.commands += 1
