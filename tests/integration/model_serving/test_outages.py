@@ -236,6 +236,58 @@ async def test_a_replica_alive_after_a_database_outage_is_not_left_lost(
     assert times[0] != times[1]
 
 
+async def test_a_database_outage_during_the_load_does_not_strand_the_replica(
+    ms: ModelServingService, database_url: str, triton_url: str
+) -> None:
+    model = await register_color_model(ms, sleep_initialize=2.5)
+    service = await ms.deploy(model["id"])
+    await ms.wait_status(service["id"], "ready", timeout=30)
+    pg = URL(database_url)
+    pool = ms.runtime.pool
+    client = triton_http.InferenceServerClient(triton_url)
+    try:
+        # The deploy check's load is undone: the replica's load is a real one.
+        async def unloaded() -> bool:
+            return not client.is_model_ready(model["triton_name"])
+
+        await wait_until(unloaded, timeout=20, message="model unloaded after the deploy check")
+    finally:
+        client.close()
+
+    async with port_proxy(f"{pg.host}:{pg.port or 5432}", open_now=True) as proxy:
+        through_proxy = str(pg.with_host("127.0.0.1").with_port(proxy.port))
+        async with ms.worker(
+            service["id"],
+            database_url=through_proxy,
+            load_retry_backoff_seconds=0.05,
+            load_retry_max_backoff_seconds=0.2,
+        ) as worker:
+
+            async def holding() -> bool:
+                return bool(
+                    await pool.fetchval(
+                        "SELECT 1 FROM model_holds WHERE holder_id = $1", worker.replica_id
+                    )
+                )
+
+            # The load runs (2.5 s) in a transaction on the worker's database connection.
+            await wait_until(holding, timeout=20, message="hold recorded")
+            await proxy.close()
+
+            async def waiting() -> bool:
+                load = worker._tasks[0]
+                assert not load.done(), f"the load gave up: {load}"
+                return worker.state.waiting is not None
+
+            await wait_until(waiting, timeout=20, message="the load waits for the database")
+            await proxy.open()
+            await worker.wait_ready(30)
+            replica = await _deps(ms).repo.get_replica(worker.replica_id)
+
+    assert replica is not None
+    assert replica.state == "running"
+
+
 # --------------------------------------------------------------------------- broker away
 
 

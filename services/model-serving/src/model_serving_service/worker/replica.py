@@ -11,9 +11,10 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 from aiormq.exceptions import ChannelNotFoundEntity
@@ -45,6 +46,8 @@ from model_serving_service.worker.pipeline import ModelState, Pipeline
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
 EXIT_OK = 0
 EXIT_LOAD_FAILED = 1
@@ -52,9 +55,15 @@ EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
 """The broker or the database stayed unreachable for ``worker_start_wait_seconds``."""
 
-UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)
+UNREACHABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+)
 """What a dependency that does not answer (yet) raises: connection refused or reset,
-timeouts, a broker or database starting up or shutting down."""
+timeouts, a broker or database starting up or shutting down, a database connection
+closed under a transaction (asyncpg's InterfaceError)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,46 +345,52 @@ class Worker:
             await asyncio.sleep(0.05)
         log.warning("events left in the outbox at exit (the service's relay will publish them)")
 
-    async def _acquire(self) -> None:
-        """Hold the model, trying again with backoff while Triton does not answer (for as
-        long as the replica lives): an unreachable Triton is an outage, not a model that
-        cannot load, and the replica recovers by itself when Triton is back."""
+    async def _until_reachable(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
+        """Run ``step``, trying again with backoff while Triton or the database does not
+        answer (for as long as the replica lives): an outage, not a model that cannot
+        load; the replica recovers by itself when they are back. One warning per outage."""
         delay = self.settings.load_retry_backoff_seconds
         outage: Outage | None = None
         while True:
             try:
-                await self.holds.acquire(self.replica_id, self.model.triton_name, "replica")
-            except TritonUnavailableError as exc:
+                result = await step()
+            except (TritonUnavailableError, *UNREACHABLE) as exc:
                 if outage is None:
                     outage = Outage(time.monotonic())
                     log.warning(
-                        "Triton is unreachable; loading the model again once it answers",
+                        f"{what}: Triton or the database is unreachable; trying again",
                         extra={"model": self.model.triton_name, "error": str(exc)},
                     )
-                self.state.waiting = str(exc)
+                self.state.waiting = f"{type(exc).__name__}: {exc}"
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.load_retry_max_backoff_seconds)
                 continue
             self.state.waiting = None
             if outage is not None:
                 log.info(
-                    "Triton answers again; model loaded",
+                    f"{what}: done after an outage",
                     extra={"outage_seconds": round(time.monotonic() - outage.since, 3)},
                 )
-            return
+            return result
 
     async def _load(self) -> None:
         started = time.monotonic()
         try:
-            await self._acquire()
+            await self._until_reachable(
+                "loading the model",
+                lambda: self.holds.acquire(self.replica_id, self.model.triton_name, "replica"),
+            )
         except ModelLoadError as exc:
             reason = str(exc)
             self.state.error = reason
             log.error(
                 "model load failed", extra={"model": self.model.triton_name, "reason": reason}
             )
-            await self.repo.set_status(
-                self.service_id, "failed", reason, allowed_from=("deploying", "ready")
+            await self._until_reachable(
+                "recording the failed load",
+                lambda: self.repo.set_status(
+                    self.service_id, "failed", reason, allowed_from=("deploying", "ready")
+                ),
             )
             self.state.loaded.set()
             self.request_stop(EXIT_LOAD_FAILED)
@@ -383,9 +398,14 @@ class Worker:
         self._holding = True
         self.model_ready_seconds = time.monotonic() - started
         metrics.MODEL_LOAD_SECONDS.observe(self.model_ready_seconds)
-        await self.repo.replica_running(self.replica_id)
-        await self.repo.set_status(
-            self.service_id, "ready", None, allowed_from=("deploying", "failed")
+        await self._until_reachable(
+            "announcing the replica", lambda: self.repo.replica_running(self.replica_id)
+        )
+        await self._until_reachable(
+            "recording the service ready",
+            lambda: self.repo.set_status(
+                self.service_id, "ready", None, allowed_from=("deploying", "failed")
+            ),
         )
         log.info(
             "model ready",
