@@ -11,9 +11,16 @@ FROM ${BASE} AS build
 ENV UV_NATIVE_TLS=1 PIP_BREAK_SYSTEM_PACKAGES=1
 RUN python -m pip install --no-cache-dir "uv>=0.13,<0.14"
 WORKDIR /src
+# Only the workspace's project files: `uv export --frozen` reads the lock and the
+# members' metadata, so a code change does not rebuild the big layer below.
 COPY pyproject.toml uv.lock ./
-COPY libs libs
-COPY services services
+COPY libs/common/pyproject.toml libs/common/pyproject.toml
+COPY libs/client/pyproject.toml libs/client/pyproject.toml
+COPY services/dataset/pyproject.toml services/dataset/pyproject.toml
+COPY services/trigger-router/pyproject.toml services/trigger-router/pyproject.toml
+COPY services/model-serving/pyproject.toml services/model-serving/pyproject.toml
+COPY services/annotation/pyproject.toml services/annotation/pyproject.toml
+COPY services/billing/pyproject.toml services/billing/pyproject.toml
 # The `stack` group without what only the local stack or its tests use (SeaweedFS,
 # scikit-image's photos); OpenCV headless: same cv2 without libGL (the Python
 # backend draws nothing). --no-deps: the lock already lists every dependency.
