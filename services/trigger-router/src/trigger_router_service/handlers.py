@@ -180,20 +180,23 @@ async def on_prediction_outcome(
     """Close the execution as ``success`` or ``failed``; a pipeline's predict node moves on.
     A retryable failure with attempts left schedules the next attempt instead (backoff).
 
-    The pipeline step runs even when the execution was already closed: a redelivery after
-    a crash between the two transactions still moves the pipeline (the step is idempotent).
+    The ledger's update and the pipeline's step share one transaction; the step runs even
+    when the execution was already closed (it is idempotent: a redelivery changes nothing).
     """
     data = event.data
     engine = pipelines or PipelineEngine(repo)
     if isinstance(data, PredictionCompleted):
-        changed, cold = await repo.prediction_completed(data)
+        # One transaction: the ledger's success and the pipeline's next step commit together.
+        async with repo.transaction() as conn:
+            changed, cold = await repo.prediction_completed(data, conn)
+            moved = False
+            if data.origin is None or data.origin.way == "pipeline":
+                moved = await engine.prediction_completed(data, conn)
         if cold is not None:
             metrics.COLD_START.observe(cold)
         if changed:
             metrics.EXECUTIONS.labels("success").inc()
-        if data.origin is None or data.origin.way == "pipeline":
-            changed = await engine.prediction_completed(data) or changed
-        return HANDLED if changed else DUPLICATE
+        return HANDLED if changed or moved else DUPLICATE
     policy = retry or RetryPolicy()
     if await repo.retry_prediction(
         data, policy.max_attempts, policy.base_seconds, policy.max_seconds

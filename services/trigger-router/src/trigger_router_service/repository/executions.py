@@ -161,42 +161,40 @@ class Executions(Store):
         )
         await self._wake(conn, [r["service_id"] for r in rows])
 
-    async def prediction_completed(self, data: PredictionCompleted) -> tuple[bool, float | None]:
+    async def prediction_completed(
+        self, data: PredictionCompleted, conn: asyncpg.Connection | None = None
+    ) -> tuple[bool, float | None]:
         """Close an execution as ``success`` (idempotent). Returns (changed, cold-start
-        seconds when this was the first prediction after a scale-up from 0)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """UPDATE executions SET status = 'success', replica_id = $2,
-                       started_at = $3, finished_at = $4, error = NULL, updated_at = now()
-                   WHERE id = $1 AND status <> ALL($5::text[])
-                   RETURNING service_id""",
-                data.execution_id,
-                data.replica_id,
-                data.started_at,
-                data.finished_at,
-                status_values(SUCCESS_IGNORED_STATUSES),
-            )
-            if row is None:
-                return False, None
-            began = await conn.fetchval(
-                """UPDATE scaling_state s SET cold_start_began_at = NULL
-                   FROM (SELECT service_id, cold_start_began_at FROM scaling_state
-                         WHERE service_id = $1 FOR UPDATE) old
-                   WHERE s.service_id = old.service_id AND old.cold_start_began_at IS NOT NULL
-                     AND old.cold_start_began_at <= $2
-                   RETURNING old.cold_start_began_at""",
-                row["service_id"],
-                data.finished_at,
-            )
+        seconds when this was the first prediction after a scale-up from 0). In
+        ``conn``'s transaction when given."""
+        if conn is None:
+            async with self.pool.acquire() as own, own.transaction():
+                return await self.prediction_completed(data, own)
+        row = await conn.fetchrow(
+            """UPDATE executions SET status = 'success', replica_id = $2,
+                   started_at = $3, finished_at = $4, error = NULL, updated_at = now()
+               WHERE id = $1 AND status <> ALL($5::text[])
+               RETURNING service_id""",
+            data.execution_id,
+            data.replica_id,
+            data.started_at,
+            data.finished_at,
+            status_values(SUCCESS_IGNORED_STATUSES),
+        )
+        if row is None:
+            return False, None
+        began = await conn.fetchval(
+            """UPDATE scaling_state s SET cold_start_began_at = NULL
+               FROM (SELECT service_id, cold_start_began_at FROM scaling_state
+                     WHERE service_id = $1 FOR UPDATE) old
+               WHERE s.service_id = old.service_id AND old.cold_start_began_at IS NOT NULL
+                 AND old.cold_start_began_at <= $2
+               RETURNING old.cold_start_began_at""",
+            row["service_id"],
+            data.finished_at,
+        )
         cold = (data.finished_at - began).total_seconds() if began is not None else None
         return True, cold
-
-    async def execution_status(
-        self, conn: asyncpg.Connection, execution_id: str
-    ) -> ExecutionStatus | None:
-        """The execution's status (``None``: no such execution), in ``conn``'s transaction."""
-        status = await conn.fetchval("SELECT status FROM executions WHERE id = $1", execution_id)
-        return None if status is None else ExecutionStatus(status)
 
     async def retry_prediction(
         self, data: PredictionFailed, max_attempts: int, base_seconds: float, max_seconds: float

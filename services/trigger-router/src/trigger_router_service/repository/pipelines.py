@@ -12,6 +12,7 @@ import asyncpg
 
 from common.ids import new_id
 from trigger_router_service.domain.errors import ConflictError, NotFoundError
+from trigger_router_service.domain.executions import ExecutionStatus
 from trigger_router_service.domain.pipelines import (
     NodeRun,
     NodeStatus,
@@ -439,14 +440,17 @@ class Pipelines(Executions):
 
     async def pipeline_tags(
         self, conn: asyncpg.Connection, execution_id: str
-    ) -> tuple[str, str] | None:
-        """The (pipeline execution, node) that created a ledger execution, if any."""
+    ) -> tuple[str, str, ExecutionStatus] | None:
+        """The (pipeline execution, node) that created a ledger execution, if any, and the
+        execution's status."""
         row = await conn.fetchrow(
-            """SELECT pipeline_execution_id, node_id FROM executions
+            """SELECT pipeline_execution_id, node_id, status FROM executions
                WHERE id = $1 AND pipeline_execution_id IS NOT NULL""",
             execution_id,
         )
-        return None if row is None else (row["pipeline_execution_id"], row["node_id"])
+        if row is None:
+            return None
+        return row["pipeline_execution_id"], row["node_id"], ExecutionStatus(row["status"])
 
     async def failed_runs(
         self, conn: asyncpg.Connection, project_id: str, pipeline_id: str, ids: Sequence[str] | None

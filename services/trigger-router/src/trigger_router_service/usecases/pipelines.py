@@ -191,26 +191,32 @@ class PipelineEngine:
 
     # ------------------------------------------------------------------ outcomes
 
-    async def prediction_completed(self, data: PredictionCompleted) -> bool:
+    async def prediction_completed(
+        self, data: PredictionCompleted, conn: asyncpg.Connection | None = None
+    ) -> bool:
         """The predict node of this execution succeeded: evaluate its out-edges on the item
-        and the prediction, start or skip what follows. False when nothing changed."""
-        async with self.repo.transaction() as conn:
-            found = await self._locked(conn, data.execution_id)
-            if found is None:
-                return False
-            state, graph, node_id = found
-            if state.nodes.get(node_id) not in (NodeStatus.RUNNING, NodeStatus.FAILED):
-                return False
-            if await self.repo.execution_status(conn, data.execution_id) in DISCARDED:
-                return False  # cancelled: the replica ran it anyway, its outcome is dropped
-            state.prediction = {
-                "execution_id": data.execution_id,
-                "service_id": data.service_id,
-                "model": data.model.model_dump(mode="json"),
-                "annotations": [a.model_dump(mode="json") for a in data.annotations],
-            }
-            await self._observe(conn, state, graph, node_id, NodeStatus.SUCCESS)
-            await self._succeeded(conn, [(state, graph, [node_id])], Entered())
+        and the prediction, start or skip what follows. False when nothing changed.
+
+        In ``conn``'s transaction when given (the ledger's update commits with it)."""
+        if conn is None:
+            async with self.repo.transaction() as own:
+                return await self.prediction_completed(data, own)
+        found = await self._locked(conn, data.execution_id)
+        if found is None:
+            return False
+        state, graph, node_id, status = found
+        if state.nodes.get(node_id) not in (NodeStatus.RUNNING, NodeStatus.FAILED):
+            return False
+        if status in DISCARDED:
+            return False  # cancelled: the replica ran it anyway, its outcome is dropped
+        state.prediction = {
+            "execution_id": data.execution_id,
+            "service_id": data.service_id,
+            "model": data.model.model_dump(mode="json"),
+            "annotations": [a.model_dump(mode="json") for a in data.annotations],
+        }
+        await self._observe(conn, state, graph, node_id, NodeStatus.SUCCESS)
+        await self._succeeded(conn, [(state, graph, [node_id])], Entered())
         return True
 
     async def prediction_failed(self, data: PredictionFailed) -> bool:
@@ -219,7 +225,7 @@ class PipelineEngine:
             found = await self._locked(conn, data.execution_id)
             if found is None:
                 return False
-            state, graph, node_id = found
+            state, graph, node_id, _status = found
             if state.nodes.get(node_id) is not NodeStatus.RUNNING:
                 return False
             await self._fail(conn, state, graph, node_id, data.reason)
@@ -232,7 +238,7 @@ class PipelineEngine:
             found = await self._locked(conn, execution_id)
             if found is None:
                 return False
-            state, graph, node_id = found
+            state, graph, node_id, _status = found
             if state.nodes.get(node_id) is not NodeStatus.RUNNING:
                 return False
             await self._fail(conn, state, graph, node_id, f"execution {execution_id} cancelled")
@@ -294,14 +300,18 @@ class PipelineEngine:
 
     async def _locked(
         self, conn: asyncpg.Connection, execution_id: str
-    ) -> tuple[RunState, Graph, str] | None:
+    ) -> tuple[RunState, Graph, str, ExecutionStatus] | None:
+        """The run a ledger execution belongs to (locked), its graph, the node and the
+        execution's status."""
         tags = await self.repo.pipeline_tags(conn, execution_id)
         if tags is None:
             return None
-        state = await self.repo.lock_run(conn, tags[0])
+        run_id, node_id, status = tags
+        state = await self.repo.lock_run(conn, run_id)
         if state is None:
             return None
-        return state, self.graphs.graph(state.pipeline_id, state.version, state.definition), tags[1]
+        graph = self.graphs.graph(state.pipeline_id, state.version, state.definition)
+        return state, graph, node_id, status
 
     async def _observe(
         self,
