@@ -21,5 +21,8 @@ VOLUME /var/lib/prelabel
 EXPOSE 8000 8001 8002
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=10 \
     CMD ["python3", "/usr/local/bin/prelabel-healthcheck", "http://127.0.0.1:8000/v2/health/ready"]
-CMD ["tritonserver", "--model-repository=/var/lib/prelabel/models", "--model-control-mode=explicit", \
+# The server is the entrypoint, as in triton-cpu: compose's `command:` and Kubernetes'
+# `args:` pass only flags, so either image fits the same manifests.
+ENTRYPOINT ["tritonserver"]
+CMD ["--model-repository=/var/lib/prelabel/models", "--model-control-mode=explicit", \
      "--strict-readiness=false", "--http-port=8000", "--grpc-port=8001", "--metrics-port=8002"]

@@ -110,6 +110,16 @@ def test_gpu_triton_image_is_ngc_based_and_non_root() -> None:
     assert only(IMAGES / "triton-gpu.Dockerfile", "USER") == "10001:10001"
 
 
+@pytest.mark.parametrize("name", ["triton-cpu", "triton-gpu"])
+def test_triton_images_take_flags_only(name: str) -> None:
+    # compose's `command:` and the Deployment's `args:` are flags for either image.
+    path = IMAGES / f"{name}.Dockerfile"
+    assert "tritonserver" in only(path, "ENTRYPOINT") or "triton-entrypoint" in only(
+        path, "ENTRYPOINT"
+    )
+    assert all(arg.startswith("--") for arg in json.loads(only(path, "CMD")))
+
+
 def test_the_worker_image_runs_the_worker_not_the_api() -> None:
     assert json.loads(only(IMAGES / "worker.Dockerfile", "CMD")) == [
         "python",
