@@ -217,6 +217,7 @@ async def run() -> None:
                             s3_region=settings.s3_region,
                             topology_prefix=prefix,
                             max_connections=CONCURRENCY * 2,
+                            api_key=api_key,
                         ) as ingestor,
                     ):
                         closing.push_async_callback(db.close)

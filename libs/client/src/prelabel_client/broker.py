@@ -48,8 +48,11 @@ class BrokerIngestor:
         s3_region: str = "us-east-1",
         topology_prefix: str = "",
         max_connections: int = 32,
+        api_key: str | None = None,
     ) -> None:
         self._amqp_url = amqp_url
+        self.api_key = api_key
+        """The project key every ingest command carries (the dataset service checks it)."""
         self._s3_args = (s3_endpoint_url, s3_access_key, s3_secret_key, s3_region)
         self.bucket = s3_bucket
         self.exchange_name = Topology(topology_prefix).commands_exchange(DATASET)
@@ -71,6 +74,7 @@ class BrokerIngestor:
             s3_region=settings.s3_region,
             topology_prefix=settings.topology_prefix,
             max_connections=max(settings.concurrency * 2, 10),
+            api_key=settings.api_key.get_secret_value(),
         )
 
     async def __aenter__(self) -> Self:

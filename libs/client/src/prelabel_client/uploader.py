@@ -270,6 +270,7 @@ class Uploader:
                 name=entry.file.name,
                 dir=entry.file.remote_dir,
                 metadata=metadata,
+                api_key=ingestor.api_key,
             )
             await retry_call(lambda: ingestor.publish(command, command_id), self.retry)
         except Exception as exc:
