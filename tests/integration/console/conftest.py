@@ -92,7 +92,8 @@ async def context(browser: Browser, console_stack: ConsoleStack) -> AsyncIterato
     created = await browser.new_context(
         base_url=console_stack.url, viewport={"width": 1280, "height": 900}
     )
-    created.set_default_timeout(15_000)
+    # Generous: the machine is shared, and a page waits on five services.
+    created.set_default_timeout(30_000)
     try:
         yield created
     finally:

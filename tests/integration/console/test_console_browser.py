@@ -29,7 +29,7 @@ from tests.integration.console.conftest import ConsoleStack
 from tests.integration.model_serving.conftest import held_out_digits
 
 BAD_FILTER = '{"metadata.user.size": {"$between": [1, 2]}}'
-DEADLINE_S = 90.0
+DEADLINE_S = 120.0
 
 
 @dataclass
