@@ -32,6 +32,7 @@ import datetime as dt
 import inspect
 import json
 import logging
+import math
 import re
 import types
 import typing
@@ -43,11 +44,12 @@ from urllib.parse import parse_qsl, unquote
 import asyncpg
 from asyncpg.exceptions import _base as asyncpg_base
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -206,6 +208,24 @@ async def _overflow(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with the floats JSON cannot carry (``inf``, ``nan``) as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own handler echoes each error's input, which fails to serialise (a 500)
+    # when the input was a number JSON cannot carry: ``1e400`` parses to ``inf``.
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(errors))}, status_code=422)
+
+
 async def _recursion(request: Request, exc: Exception) -> JSONResponse:
     log.info("request refused: nested too deeply", extra={"path": request.url.path})
     return JSONResponse({"detail": "the request body is nested too deeply"}, status_code=422)
@@ -245,17 +265,26 @@ def _kind(annotation: Any) -> str | None:
 _checked: dict[int, tuple[_Parameter, ...]] = {}
 
 
+def _dependants(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
+    for sub in dependant.dependencies:
+        yield from _dependants(sub)
+
+
 def _parameters_of(route: APIRoute) -> tuple[_Parameter, ...]:
     found = _checked.get(id(route))
     if found is None:
         found = tuple(
-            _Parameter(location, field.alias, kind)
-            for location, fields in (
-                ("query", route.dependant.query_params),
-                ("path", route.dependant.path_params),
+            dict.fromkeys(
+                _Parameter(location, field.alias, kind)
+                for dependant in _dependants(route.dependant)
+                for location, fields in (
+                    ("query", dependant.query_params),
+                    ("path", dependant.path_params),
+                )
+                for field in fields
+                if (kind := _kind(field.field_info.annotation)) is not None
             )
-            for field in fields
-            if (kind := _kind(field.field_info.annotation)) is not None
         )
         _checked[id(route)] = found
     return found
@@ -304,14 +333,29 @@ async def check_parameters(request: Request) -> None:
         raise RequestValidationError(errors)
 
 
-def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
-    methods: set[str] = set()
-    for route in app.router.routes:
-        match, _ = route.matches(scope)
-        route_methods = getattr(route, "methods", None)
-        if match != Match.NONE and route_methods:
-            methods |= set(route_methods)
-    return sorted(methods)
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document gives ``path`` (HEAD with GET, OPTIONS never);
+    where several templates match (``/executions/rerun`` and ``/executions/{id}``), the
+    ones with the fewest parameters, as the document reads."""
+    cache: dict[str, re.Pattern[str]] = app.state.__dict__.setdefault("_path_patterns", {})
+    by_specificity: dict[int, set[str]] = {}
+    for template, item in app.openapi().get("paths", {}).items():
+        pattern = cache.get(template)
+        if pattern is None:
+            parts = re.split(r"(\{[^}]+\})", template)
+            pattern = re.compile(
+                "^" + "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts) + "$"
+            )
+            cache[template] = pattern
+        if pattern.match(path):
+            methods = by_specificity.setdefault(template.count("{"), set())
+            methods |= {m.upper() for m in item if m in _METHODS}
+    if not by_specificity:
+        return []
+    allowed = by_specificity[min(by_specificity)]
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return sorted(allowed)
 
 
 def install_error_handling(app: FastAPI) -> None:
@@ -322,7 +366,9 @@ def install_error_handling(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Any:
         if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
-            allowed = _allowed_methods(app, request.scope)
+            allowed = _allowed_methods(
+                app, request.url.path.removeprefix(request.scope.get("root_path", ""))
+            )
             if allowed:
                 return JSONResponse(
                     {
@@ -335,6 +381,7 @@ def install_error_handling(app: FastAPI) -> None:
         return await answer if inspect.isawaitable(answer) else answer
 
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
     # Class 22 (data exception) answered by PostgreSQL, and asyncpg's client-side
     # encoding failure ("invalid input for query argument $1 ... out of int64 range").
     app.add_exception_handler(asyncpg.DataError, _data_error)
@@ -395,10 +442,13 @@ METRICS_DESCRIPTION = (
 _UNDOCUMENTED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
+
+
 def _operations(schema: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     for path, item in schema.get("paths", {}).items():
         for method, operation in item.items():
-            if method in {"get", "put", "post", "delete", "patch", "head", "options"}:
+            if method in _METHODS:
                 yield path, operation
 
 

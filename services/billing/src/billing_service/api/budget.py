@@ -7,7 +7,7 @@ project's budget to anything under ``/projects/{project_id}/budget``.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
@@ -17,6 +17,13 @@ from billing_service.usecases import budgets
 
 router = APIRouter(tags=["budget"])
 
+NEEDS_ADMIN: dict[int | str, dict[str, Any]] = {
+    403: {
+        "description": "Beyond what a project's own key may set: the admin key's route does it.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+}
+
 
 @router.get("/budget")
 async def get_budget(project: Project, repository: Repo) -> BudgetOut:
@@ -24,7 +31,7 @@ async def get_budget(project: Project, repository: Repo) -> BudgetOut:
     return BudgetOut.model_validate(await budgets.budget(repository, project))
 
 
-@router.put("/budget")
+@router.put("/budget", responses=NEEDS_ADMIN)
 async def set_budget(
     body: BudgetIn, project: Project, repository: Repo, settings: ServiceSettings
 ) -> BudgetOut:
@@ -36,7 +43,7 @@ async def set_budget(
     return BudgetOut.model_validate(view)
 
 
-@router.post("/budget/top-up")
+@router.post("/budget/top-up", responses=NEEDS_ADMIN)
 async def top_up(
     body: AmountIn, project: Project, repository: Repo, settings: ServiceSettings
 ) -> BudgetOut:
