@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, async_playwright
+from playwright.async_api import Browser, BrowserContext, async_playwright, expect
 
 from common.settings import S3SettingsMixin
 from common.testing.servers import serve_app
@@ -24,6 +24,8 @@ from tests.integration.client.stack import RunningStack, running_stack
 from tests.integration.console.chromium import ensure_chromium
 
 REPO = Path(__file__).resolve().parents[3]
+# Assertions wait as long as actions (Playwright's default for them is 5 s).
+expect.set_options(timeout=30_000)
 ARTIFACTS = REPO / ".artifacts" / "console"
 
 
