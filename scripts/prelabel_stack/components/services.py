@@ -9,8 +9,11 @@ stale variable behind.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -105,6 +108,9 @@ class Service(ProcessComponent):
             "dataset_url": dataset,
             # The console calls the other four through the one URL.
             "prelabel_url": c.proxy_url,
+            # The router checks pipelines' task and predict nodes against these.
+            "annotation_url": c.service_url("annotation"),
+            "model_serving_url": c.service_url("model-serving"),
         }
         values |= self.overrides
         return {k: v for k, v in values.items() if self.spec.has_setting(k)}
@@ -137,6 +143,22 @@ class Service(ProcessComponent):
         for name, info in cls.model_fields.items():
             variable = self.spec.env_name(name)
             if variable in env:
-                values[variable if info.validation_alias else name] = env[variable]
+                value: Any = env[variable]
+                if _is_complex(info.annotation):
+                    # Lists, tuples and mappings are JSON in the environment, which
+                    # pydantic-settings decodes when it reads variables (model_validate
+                    # does not).
+                    value = json.loads(value)
+                values[variable if info.validation_alias else name] = value
         # Validated from these values alone: what the process's environment will hold.
         return cls.model_validate(values)
+
+
+def _is_complex(annotation: Any) -> bool:
+    """Whether a field of this type is read from JSON in the environment."""
+    origin = typing.get_origin(annotation) or annotation
+    if origin in (list, tuple, dict, set, frozenset):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_complex(a) for a in typing.get_args(annotation) if a is not type(None))
+    return False
