@@ -15,7 +15,7 @@ export PRELABEL_TEST_S3_ENDPOINT_URL ?= http://127.0.0.1:8333
 export PRELABEL_TEST_TRITON_URL ?= 127.0.0.1:8000
 export PRELABEL_TEST_TRITON_GRPC_URL ?= 127.0.0.1:8001
 
-.PHONY: help install up down status demo test test-unit lint format bench clean compose-test test-deploy compose-down
+.PHONY: help install up down status demo test test-unit chaos lint format bench clean compose-test test-deploy compose-down
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ test-deploy: compose-test ## What CI runs for the deployment (same as compose-te
 compose-down: ## Stop the compose stack and the worker containers its router started
 	-docker rm -f $$(docker ps -aq --filter label=io.prelabel.role=predict-worker)
 	docker compose down
+
+chaos: install ## Fault suite at full size: 1,000 items per way, kill -9 of every service and the workers
+	$(STACK) up --no-services
+	PRELABEL_CHAOS_ITEMS=1000 PRELABEL_CHAOS_QUIESCE_S=900 $(PY) -m pytest tests/chaos -s $(PYTEST_ARGS)
 
 lint: install ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .
