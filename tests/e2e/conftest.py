@@ -107,12 +107,17 @@ async def stack(
             )
             apps.append(annotation)
             annotation_url = await running.enter_async_context(serve_app(annotation))
+            # Model-serving before the router too: it checks pipeline predict nodes there.
+            model_serving = create_model_serving(ms)
+            apps.append(model_serving)
+            ms_url = await running.enter_async_context(serve_app(model_serving))
             router = create_router(
                 RouterSettings(
                     **common,
                     db_schema=schemas["tr"],
                     auth_url=dataset_url,
                     annotation_url=annotation_url,
+                    model_serving_url=ms_url,
                     reconcile_seconds=0.25,
                     leader_retry_seconds=0.25,
                     local_worker_module="model_serving_service.worker",
@@ -128,14 +133,9 @@ async def stack(
                     charge_interval_seconds=1.0,
                 )
             )
-            model_serving = create_model_serving(ms)
-            apps += [router, model_serving, billing]
-            urls = {"annotation": annotation_url}
-            for name, app in (
-                ("router", router),
-                ("ms", model_serving),
-                ("billing", billing),
-            ):
+            apps += [router, billing]
+            urls = {"annotation": annotation_url, "ms": ms_url}
+            for name, app in (("router", router), ("billing", billing)):
                 urls[name] = await running.enter_async_context(serve_app(app))
             yield RunningStack(
                 Endpoints(

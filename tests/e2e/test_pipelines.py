@@ -19,7 +19,6 @@ from common.service import runtime_of
 from scripts.demo import Api
 from tests.e2e.conftest import RunningStack
 from tests.integration.model_serving.conftest import held_out_digits
-from trigger_router_service.deps import Deps as RouterDeps
 
 ITEMS = 200
 DEADLINE_S = 150.0
@@ -78,10 +77,6 @@ async def test_items_flow_dataset_predict_task_with_a_confidence_edge(
             return bool(known) and known.get("status") == "ready"
 
         await _until("the router to see the service ready", router_sees_it_ready)
-        # The router checks predict nodes with model-serving, served after it here.
-        runtime_of(stack.app("trigger-router")).deps_as(
-            RouterDeps
-        ).models.base_url = stack.endpoints.model_serving
         # A dataset holding text: the digits model (images) is refused, the node named.
         notes = await api.call(
             "dataset", "POST", "/datasets", step=step, expect=(201,), json={"name": "notes"}

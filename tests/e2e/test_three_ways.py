@@ -12,11 +12,9 @@ from typing import Any
 
 import pytest
 
-from common.service import runtime_of
 from scripts.demo import Api
 from tests.e2e.conftest import RunningStack
 from tests.integration.model_serving.conftest import held_out_digits
-from trigger_router_service.deps import Deps as RouterDeps
 
 ITEMS = 4
 DEADLINE_S = 150.0
@@ -43,9 +41,6 @@ async def test_pipeline_trigger_and_batch_on_one_dataset_each_make_their_own_ann
     api = Api(stack.endpoints, timeout_s=60)
     step = "three-ways"
     digits = held_out_digits(ITEMS)
-    runtime_of(stack.app("trigger-router")).deps_as(
-        RouterDeps
-    ).models.base_url = stack.endpoints.model_serving
     try:
         project = await api.call(
             "dataset", "POST", "/projects", step=step, expect=(201,), admin=True,
