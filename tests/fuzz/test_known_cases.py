@@ -131,11 +131,6 @@ def test_page_numbers_past_2_63_are_refused(
     assert answer.json()["detail"][0]["loc"] == ["query", name]
 
 
-@pytest.mark.xfail(
-    reason="dataset (not fixed here): GET /datasets/{id}/items builds ItemQuery inside the "
-    "route, so a sort of 3 or [1] raises pydantic's ValidationError there: 500",
-    strict=True,
-)
 def test_a_sort_in_the_query_string_that_is_not_an_object_is_refused(
     fuzz_stack: FuzzStack, dataset_id: str
 ) -> None:

@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import ValidationError
 
 from dataset_service.api.dependencies import Project_, Repo, settings_of
 from dataset_service.api.schemas import ItemPage, ItemQuery
@@ -68,5 +69,17 @@ async def list_items(
         raise HTTPException(
             400, {"error": "invalid filter", "message": "filter must be a JSON object", "path": ""}
         )
-    query = ItemQuery(filter=parsed_filter, sort=parsed_sort, page=page, page_size=page_size)
+    try:
+        query = ItemQuery(filter=parsed_filter, sort=parsed_sort, page=page, page_size=page_size)
+    except ValidationError as exc:
+        # Built here, not by FastAPI, so its refusal is this route's to answer.
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise HTTPException(
+            400,
+            {
+                "error": "invalid sort",
+                "message": f"sort must be an object or a list of objects ({problems})",
+                "path": "sort",
+            },
+        ) from exc
     return await _query(request, dataset_id, project, repository, query)
