@@ -9,12 +9,14 @@ mmdebstrap (Debian packages), and root for rootful podman.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from common.testing.waits import wait_until
 from prelabel_demo.flow import DemoFlow
 from prelabel_demo.reporting import Reporter
 from prelabel_demo.results import DemoOptions, Endpoints
@@ -53,4 +55,9 @@ async def test_compose_stack_predicts_from_zero_through_the_proxy(stack: Compose
     assert result.replicas_at_deploy == 0
     assert result.max_replicas_seen >= 1
     assert result.scaled_to_zero_s is not None
-    assert stack.workers() == [], "the worker containers are gone at zero"
+
+    # The router counts a stopping replica out at once; its container drains, then goes.
+    async def workers_gone() -> bool:
+        return await asyncio.to_thread(stack.workers) == []
+
+    await wait_until(workers_gone, timeout=120, message="the worker containers are gone at zero")
