@@ -4,12 +4,13 @@ service with the caller's key, run now as one batch of executions."""
 from __future__ import annotations
 
 import io
+import uuid
 from typing import Any
 
 import httpx
 from PIL import Image
 
-from common.contracts import ItemSnapshot
+from common.contracts import ItemSnapshot, ServiceDeployed
 from common.testing.waits import wait_until
 from common.topology import MODEL_SERVING
 from tests.integration.trigger_router.conftest import Router
@@ -128,3 +129,89 @@ async def test_bad_requests_are_refused_with_a_reason(router: Router) -> None:
     assert bad_filter[1]["detail"].startswith("invalid filter at /dir/$gt")
     assert no_service[0] == 400
     assert await router.executions() == []
+
+
+async def test_items_already_predicted_are_skipped_unless_forced(router: Router) -> None:
+    service = await router.deploy()
+    dataset, items = await _dataset(router)
+    body: dict[str, Any] = {"dataset_id": dataset, "filter": {"dir": "/b"}}
+
+    first = await router.http.post(f"/services/{service}/predict", json=body, headers=router.auth())
+    assert first.status_code == 201, first.text
+    assert first.json()["counts"]["skipped"] == 0
+    assert first.json()["force"] is False
+    await router.predicts(service, 2)
+    executions = await router.executions()
+    for execution in executions:
+        await router.publish(MODEL_SERVING, completed(execution))
+
+    async def all_success() -> bool:
+        return all(e["status"] == "success" for e in await router.executions())
+
+    assert await wait_until(all_success, timeout=10, message="first batch succeeded")
+
+    # Another service of the same model version counts as "this model version" too.
+    twin = await router.deploy()
+    again = await router.http.post(f"/services/{twin}/predict", json=body, headers=router.auth())
+    assert again.status_code == 201, again.text
+    skipped = again.json()
+    assert skipped["item_count"] == 2
+    assert skipped["counts"]["skipped"] == 2
+    assert skipped["counts"]["queued"] == 0
+    assert skipped["finished"] == 2
+    assert skipped["progress"] == 1.0
+    assert len(await router.executions()) == 2
+
+    # Only the items already predicted are skipped; the others run.
+    mixed = await router.http.post(
+        f"/services/{service}/predict",
+        json={"item_ids": [items[0]["id"], items[1]["id"]]},
+        headers=router.auth(),
+    )
+    assert mixed.json()["counts"]["skipped"] == 1
+    assert mixed.json()["counts"]["queued"] == 1
+
+    forced = await router.http.post(
+        f"/services/{service}/predict", json={**body, "force": True}, headers=router.auth()
+    )
+    assert forced.status_code == 201, forced.text
+    batch = forced.json()
+    assert batch["force"] is True
+    assert batch["counts"]["skipped"] == 0
+    assert batch["counts"]["queued"] == 2
+    requests = await router.predicts(service, 3)
+    assert {r.body["data"]["item"]["id"] for r in requests} == {i["id"] for i in items}
+    fresh = [e for e in await router.executions() if e["batch_id"] == batch["id"]]
+    assert {e["item_id"] for e in fresh} == {i["id"] for i in items[1:]}
+    assert not {e["id"] for e in fresh} & {e["id"] for e in executions}
+
+
+async def test_another_model_version_is_not_skipped(router: Router) -> None:
+    service = await router.deploy()
+    _, items = await _dataset(router)
+    ids = [items[0]["id"]]
+    await router.http.post(
+        f"/services/{service}/predict", json={"item_ids": ids}, headers=router.auth()
+    )
+    await router.predicts(service, 1)
+    (execution,) = await router.executions()
+    await router.publish(MODEL_SERVING, completed(execution))
+
+    async def done() -> bool:
+        return (await router.executions())[0]["status"] == "success"
+
+    assert await wait_until(done, timeout=10, message="predicted")
+    other = f"svc_{uuid.uuid4().hex[:12]}"
+    await router.declare_predict_queue(other)
+    await router.publish(
+        MODEL_SERVING,
+        ServiceDeployed(
+            service_id=other, project_id=router.project_id, model_id="mdl_other", status="ready"
+        ),
+    )
+    await router.wait_service(other, router.project_id)
+    response = await router.http.post(
+        f"/services/{other}/predict", json={"item_ids": ids}, headers=router.auth()
+    )
+    assert response.json()["counts"]["skipped"] == 0
+    assert response.json()["counts"]["queued"] == 1

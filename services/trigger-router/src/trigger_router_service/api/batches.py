@@ -36,7 +36,15 @@ async def predict(
     repository: Repo,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Batch:
-    """Run the service on the picked items now: one execution per item, one batch."""
+    """Run the service on the picked items now: one execution per item, one batch.
+
+    By default an item this service's model version already predicted successfully is
+    skipped (no execution; counted in the batch's `counts.skipped`). "Already predicted"
+    is decided from the router's own executions ledger: a `success` execution of the item
+    in this project, from a trigger, a batch or a pipeline predict node, by this service or
+    by another service of the project deployed from the same installed model version
+    (`model_id`). Failed, cancelled and unfinished executions do not count. With
+    `"force": true` every picked item is predicted again."""
     await check_service(repository, project, service_id)
     settings = settings_of(request)
     client = datasets(request)
@@ -54,9 +62,9 @@ async def predict(
         validate_filter(filter_, max_depth=settings.dql_max_depth)
         items = await client.query(key, body.dataset_id, filter_, settings.batch_max_items)
         selection = {"dataset_id": body.dataset_id, "filter": filter_}
-    batch = await repository.create_batch(project, service_id, selection, items)
+    batch = await repository.create_batch(project, service_id, selection, items, force=body.force)
     for status, count in batch.counts.items():
-        if count:
+        if count and status != "skipped":
             metrics.EXECUTIONS.labels(status).inc(count)
     metrics.PREDICT_REQUESTS.labels("batch").inc(batch.counts.get("queued", 0))
     return batch

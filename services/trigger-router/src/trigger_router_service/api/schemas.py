@@ -57,6 +57,13 @@ class PredictIn(BaseModel):
     filter: dict[str, Any] | None = Field(
         default=None, description="DQL filter over the dataset's items ({} = every item)."
     )
+    force: bool = Field(
+        default=False,
+        description=(
+            "Predict again the items this model version already predicted successfully "
+            "(skipped and counted as `skipped` by default)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_selection(self) -> PredictIn:

@@ -18,9 +18,12 @@ class Batch(BaseModel):
     """What picked the items (ids, or a dataset and a DQL filter)."""
     item_count: int
     created_at: datetime
+    force: bool = False
+    """Whether items this model version already predicted were predicted again."""
     counts: dict[str, int]
-    """Executions per status."""
+    """Executions per status, and ``skipped``: picked items this model version had
+    already predicted successfully, left out (no execution) because ``force`` was off."""
     finished: int
-    """Executions in a final status (success, failed, cancelled)."""
+    """Executions in a final status (success, failed, cancelled), plus the skipped items."""
     progress: float
     """``finished / item_count`` (1.0 for an empty batch)."""

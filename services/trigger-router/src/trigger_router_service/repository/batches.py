@@ -36,12 +36,25 @@ class Batches(Executions):
         service_id: str,
         selection: dict[str, Any],
         items: Sequence[ItemSnapshot],
+        *,
+        force: bool = False,
     ) -> Batch:
         """One execution per distinct item, their predict requests (held while the
-        budget is exhausted) and a wake-up for the service, in one transaction."""
+        budget is exhausted) and a wake-up for the service, in one transaction.
+
+        Unless ``force``, the items :meth:`already_predicted` are skipped: no execution,
+        counted in the batch's ``skipped``."""
         unique = list({item.id: item for item in items}.values())
         batch_id = new_id("bat")
         async with self.pool.acquire() as conn, conn.transaction():
+            done = (
+                set()
+                if force
+                else await self.already_predicted(
+                    conn, project_id, service_id, [item.id for item in unique]
+                )
+            )
+            todo = [item for item in unique if item.id not in done]
             exhausted = bool(
                 await conn.fetchval(
                     # Share-locked: a concurrent top-up waits and then releases these.
@@ -50,13 +63,16 @@ class Batches(Executions):
                 )
             )
             await conn.execute(
-                """INSERT INTO batches (id, project_id, service_id, selection, item_count)
-                   VALUES ($1, $2, $3, $4, $5)""",
+                """INSERT INTO batches (id, project_id, service_id, selection, item_count,
+                       skipped, force)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)""",
                 batch_id,
                 project_id,
                 service_id,
                 selection,
                 len(unique),
+                len(unique) - len(todo),
+                force,
             )
             state = await scaling_state(conn, {service_id})
             status = initial_status(exhausted)
@@ -65,11 +81,38 @@ class Batches(Executions):
                 conn,
                 [
                     NewExecution(project_id, service_id, item, status, cold, batch_id=batch_id)
-                    for item in unique
+                    for item in todo
                 ],
                 state,
             )
         return await self.get_batch(project_id, batch_id)
+
+    @staticmethod
+    async def already_predicted(
+        conn: asyncpg.Connection, project_id: str, service_id: str, item_ids: Sequence[str]
+    ) -> set[str]:
+        """The items of ``item_ids`` that this service's model version already predicted.
+
+        Decided from the router's own ledger: an item counts as predicted when the project
+        has a ``success`` execution of it (from a trigger, a batch or a pipeline predict
+        node) by this service, or by any service of the project whose announced
+        ``model_id`` (the installed model version it serves, fixed at deploy) is this
+        service's. Failed, cancelled and unfinished executions do not count."""
+        if not item_ids:
+            return set()
+        rows = await conn.fetch(
+            """SELECT DISTINCT e.item_id FROM executions e
+               LEFT JOIN model_services m ON m.service_id = e.service_id
+               WHERE e.project_id = $1 AND e.item_id = ANY($3::text[])
+                 AND e.status = 'success'
+                 AND (e.service_id = $2 OR (
+                      m.project_id = $1 AND m.model_id <> '' AND m.model_id = (
+                          SELECT model_id FROM model_services WHERE service_id = $2)))""",
+            project_id,
+            service_id,
+            list(item_ids),
+        )
+        return {r["item_id"] for r in rows}
 
     async def get_batch(self, project_id: str, batch_id: str) -> Batch:
         row = await self.pool.fetchrow(
@@ -96,7 +139,8 @@ class Batches(Executions):
             row["id"],
         ):
             counts[r["status"]] = int(r["n"])
-        finished = sum(counts[s.value] for s in FINAL_STATUSES)
+        counts["skipped"] = row["skipped"]
+        finished = sum(counts[s.value] for s in FINAL_STATUSES) + row["skipped"]
         total = row["item_count"]
         return Batch(
             id=row["id"],
@@ -105,6 +149,7 @@ class Batches(Executions):
             selection=row["selection"],
             item_count=total,
             created_at=row["created_at"],
+            force=row["force"],
             counts=counts,
             finished=finished,
             progress=finished / total if total else 1.0,
