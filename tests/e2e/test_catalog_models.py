@@ -1,8 +1,9 @@
 """Every catalog model pre-labels through the whole stack, the way a user meets it.
 
-For each catalog model (digits, faces, OCR): a file uploaded into a dataset reaches a
-model service scaled from zero through an "Item Created" trigger; its prediction is
-stored as annotations on the item and the item enters the labeling task with them.
+For each catalog model (digits, faces, OCR): a file uploaded into a dataset runs through a
+pipeline (Dataset with an "Item Created" trigger -> Predict on a model service scaled from
+zero -> Labeling Task); its prediction is stored as annotations on the item and the item
+enters the task with them.
 What is stored must be what ``predict-now`` answers for the same file: a model whose
 output the annotation service refused would leave the item without pre-labels while
 its execution says ``success`` (OCR lines were lost that way).
@@ -23,11 +24,9 @@ from prelabel_client import Endpoints, Prelabel
 from prelabel_client.models import (
     Annotation,
     Execution,
-    Operation,
     PredictedAnnotation,
     Scaling,
     TaskItem,
-    TriggerSpec,
 )
 from tests.e2e.conftest import RunningStack
 from tests.integration.model_serving.conftest import astronaut_png, held_out_digits, text_image
@@ -97,14 +96,21 @@ async def test_catalog_model_prelabels_an_uploaded_file_into_the_item_and_the_ta
             Scaling(min_replicas=0, max_replicas=1, cooldown_seconds=2, drain_seconds=2),
         )
         await client.services.wait_ready(service.id, timeout_s=DEADLINE_S)
-        spec = TriggerSpec(
-            actions=["Created"],
-            execution_mode="Once",
-            filter={"dataset_id": dataset.id},
-            operation=Operation(service_id=service.id),
-        )
-        await client.triggers.create(f"{case.model}-created", spec)
-        task = await client.tasks.create("review", dataset.id, auto_add_from_services=[service.id])
+        task = await client.tasks.create("review", dataset.id)
+        pipeline = await client.pipelines.create(
+            {
+                "name": f"{case.model}-to-review",
+                "nodes": [
+                    {"id": "ds", "type": "dataset", "config": {
+                        "dataset_id": dataset.id,
+                        "trigger": {"actions": ["Created"], "execution_mode": "Once"}}},
+                    {"id": "predict", "type": "predict", "config": {"service_id": service.id}},
+                    {"id": "review", "type": "task", "config": {"task_id": task.id}},
+                ],
+                "edges": [{"src": "ds", "tgt": "predict"}, {"src": "predict", "tgt": "review"}],
+            }
+        )  # fmt: skip
+        await client.pipelines.start(pipeline.id)
 
         data = case.data()
         item = await client.items.upload(dataset.id, data, case.file_name, remote_dir="/e2e")
