@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -27,12 +28,17 @@ import pytest
 
 from common.settings import S3SettingsMixin
 from common.testing.servers import free_port
+from dataset_service.api.upload import FORM_OVERHEAD_BYTES as DATASET_FORM_OVERHEAD
 from prelabel_client import NotFoundError, SyncPrelabel
 from prelabel_stack import SERVICES, Nginx, Service, StackConfig
 from prelabel_stack.components.base import terminate_all
-from prelabel_stack.components.proxy import site_values
+from prelabel_stack.components.proxy import TEMPLATE, site_values
+from prelabel_stack.components.services import spec_of
 
 ADMIN_KEY = "proxy-tests-admin-key"
+UPLOAD_LIMIT = 3 * 1024 * 1024
+"""The test stack's dataset ``max_upload_bytes`` (its ``DATASET_MAX_UPLOAD_BYTES``): small,
+so an upload at the limit is cheap; the proxy's limit is rendered from it."""
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d4944415478da63f8cfc0f01f0005000201a5f1c1e10000000049454e44ae426082"
@@ -101,17 +107,21 @@ def proxied(
     for path in (config.logs_dir, config.pids_dir):
         path.mkdir(parents=True, exist_ok=True)
     started: list[Any] = []
-    try:
-        for component in [*services, nginx]:
-            component.launch()
-            started.append(component)
-        for component in [*services, nginx]:
-            component.wait_ready()
-        yield Proxied(config, nginx, services)
-    finally:
-        running = [(c, pid) for c in started if (pid := c.tracked_pid()) is not None]
-        terminate_all(running)
-        _drop_schemas(database_url, list(schemas.values()))
+    # Through the service's settings as the environment gives them, so that the proxy's
+    # limit (rendered by site_values from the same settings) follows.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DATASET_MAX_UPLOAD_BYTES", str(UPLOAD_LIMIT))
+        try:
+            for component in [*services, nginx]:
+                component.launch()
+                started.append(component)
+            for component in [*services, nginx]:
+                component.wait_ready()
+            yield Proxied(config, nginx, services)
+        finally:
+            running = [(c, pid) for c in started if (pid := c.tracked_pid()) is not None]
+            terminate_all(running)
+            _drop_schemas(database_url, list(schemas.values()))
 
 
 def _drop_schemas(database_url: str, schemas: list[str]) -> None:
@@ -305,3 +315,154 @@ def test_the_cli_works_through_prelabel_url_alone(
     assert [r["name"] for r in rows] == ["dot.png"]
     access = (proxied.config.logs_dir / "nginx-access.log").read_text()
     assert "POST /api/dataset/datasets " in access  # the dataset was made through nginx
+
+
+# --- Every route of the five OpenAPI documents, through the proxy --------------------
+
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+EXCLUDED_ROUTES: dict[tuple[str, str, str], str] = {}
+"""(service, method, path) left out of the route sweep, with the reason. Empty: every
+route each document names is requested."""
+
+
+def _nginx_answers() -> list[re.Pattern[str]]:
+    """The bodies nginx answers itself (the template's ``return``s, its variables as
+    wildcards), and its built-in error pages."""
+    patterns = [re.compile(r"<center>nginx</center>")]
+    for body in re.findall(r"return \d{3} '(.*)';", TEMPLATE.read_text()):
+        parts = re.split(r"\$[a-z_]+", body)
+        patterns.append(re.compile("^" + ".*".join(re.escape(p) for p in parts) + "$"))
+    return patterns
+
+
+NGINX_ANSWERS = _nginx_answers()
+
+
+def _is_nginx_answer(answer: httpx.Response) -> bool:
+    # A service's own 503 (readyz) passes through: nginx intercepts no upstream errors.
+    return any(p.search(answer.text) for p in NGINX_ANSWERS)
+
+
+def _same_answer(path: str, through: httpx.Response, direct: httpx.Response) -> bool:
+    """Whether the answer through the proxy is the one the service gives directly."""
+    if path == "/readyz":
+        # Readiness follows Triton's and the broker's moment (200 or 503 from one request
+        # to the next on a loaded machine); either is the service's own, with its checks.
+        return {through.status_code, direct.status_code} <= {200, 503} and "checks" in (
+            through.json()
+        )
+    return through.status_code == direct.status_code
+
+
+def _dummy(parameter: dict[str, Any]) -> str:
+    """A value for a path parameter that names nothing: the service's 404/422 is the point."""
+    schema = parameter.get("schema", {})
+    if schema.get("type") == "integer" or any(
+        s.get("type") == "integer" for s in schema.get("anyOf", [])
+    ):
+        return "987654321"
+    return f"x_proxy_dummy_{parameter['name']}"
+
+
+def _routes(proxied: Proxied) -> list[tuple[str, str, str]]:
+    """(service, method, path with dummy ids) of every route in every document, each
+    document fetched through the proxy."""
+    routes = []
+    for spec in SERVICES:
+        answer = httpx.get(f"{proxied.url}{spec.proxy_path}/openapi.json", timeout=30)
+        assert answer.status_code == 200, (spec.name, answer.text)
+        for path, item in answer.json()["paths"].items():
+            shared = item.get("parameters", [])
+            for method in METHODS:
+                operation = item.get(method)
+                if operation is None or (spec.name, method, path) in EXCLUDED_ROUTES:
+                    continue
+                concrete = path
+                for parameter in [*shared, *operation.get("parameters", [])]:
+                    if parameter.get("in") == "path":
+                        concrete = concrete.replace(f"{{{parameter['name']}}}", _dummy(parameter))
+                assert "{" not in concrete, (spec.name, method, path)
+                routes.append((spec.name, method, concrete))
+    return routes
+
+
+def test_every_route_of_the_five_openapi_documents_is_reachable_through_the_proxy(
+    proxied: Proxied,
+) -> None:
+    routes = _routes(proxied)
+    # Each service has more than its health and docs routes.
+    assert {service for service, _, _ in routes} == {s.name for s in SERVICES}
+    assert len(routes) > 5 * 4
+    ports = proxied.config.service_ports
+    wrong = []
+    with httpx.Client(timeout=30) as http:
+        for service, method, path in routes:
+            prefix = spec_of(service).proxy_path
+            # No key and no body: the service answers (401, 404, 422 ...) and changes nothing.
+            through = http.request(method.upper(), f"{proxied.url}{prefix}{path}")
+            direct = http.request(method.upper(), f"http://127.0.0.1:{ports[service]}{path}")
+            if (
+                _is_nginx_answer(through)
+                or through.status_code == 500
+                or not _same_answer(path, through, direct)
+            ):
+                wrong.append(
+                    f"{method.upper()} {prefix}{path}: {through.status_code} {through.text[:160]}"
+                    f" (straight to the service: {direct.status_code})"
+                )
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_route_sweep_tells_nginxs_answers_from_the_services(proxied: Proxied) -> None:
+    """The check above can fail: nginx's own 404 and 413 and a service's 404 told apart."""
+    unrouted = httpx.get(f"{proxied.url}/api/datasets/x")  # no such service prefix
+    own = httpx.get(f"{proxied.url}/api/dataset/no/such/route")
+
+    assert _is_nginx_answer(unrouted)
+    assert own.status_code == 404
+    assert not _is_nginx_answer(own)
+
+
+# --- Upload size: the service's limit, through the proxy -----------------------------
+
+
+def _upload(proxied: Proxied, key: str, dataset_id: str, size: int) -> httpx.Response:
+    return httpx.post(
+        f"{proxied.url}/api/dataset/datasets/{dataset_id}/items",
+        headers={"Authorization": f"Bearer {key}"},
+        files={"file": ("limit.txt", b"a" * size, "text/plain")},
+        data={"dir": "/limit"},
+        timeout=60,
+    )
+
+
+def test_the_proxys_upload_limit_follows_the_dataset_services_settings(
+    proxied: Proxied,
+) -> None:
+    service = Service(proxied.config, spec_of("dataset")).settings()
+    proxy_limit = int(site_values(proxied.config)["PRELABEL_DATASET_MAX_BODY"])
+    rendered = (proxied.nginx.directory / "prelabel.conf").read_text()
+
+    assert service.max_upload_bytes == UPLOAD_LIMIT
+    assert f"client_max_body_size {proxy_limit};" in rendered
+    # Whatever body the service would take (the file at its limit plus the form's room),
+    # the proxy passes on: the service's own check and message decide near the limit.
+    assert proxy_limit >= UPLOAD_LIMIT + DATASET_FORM_OVERHEAD
+    # ...and not much more: a body far beyond it is refused before it is read.
+    assert proxy_limit <= 2 * (UPLOAD_LIMIT + DATASET_FORM_OVERHEAD)
+
+
+def test_an_upload_at_the_limit_passes_the_proxy_and_one_byte_over_is_413(
+    client_env: SyncPrelabel, project_key: str, proxied: Proxied
+) -> None:
+    dataset = client_env.datasets.create(f"px-limit-{uuid.uuid4().hex[:8]}")
+
+    at_limit = _upload(proxied, project_key, dataset.id, UPLOAD_LIMIT)
+    over = _upload(proxied, project_key, dataset.id, UPLOAD_LIMIT + 1)
+
+    assert at_limit.status_code == 201, at_limit.text
+    assert at_limit.json()["metadata"]["system"]["size"] == UPLOAD_LIMIT
+    assert over.status_code == 413, over.text
+    assert over.json()["detail"] == f"file is larger than the limit of {UPLOAD_LIMIT} bytes"
+    page = client_env.items.query(dataset.id, {"dir": "/limit"})
+    assert [i.id for i in page.items] == [at_limit.json()["id"]]
