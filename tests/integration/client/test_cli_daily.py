@@ -106,6 +106,34 @@ async def test_the_daily_path_from_login_to_billing(project: Project, tmp_path: 
     assert usage["project_id"] == project.project_id
     burn = yaml.safe_load(_ok(await cli("billing", "burn-rate", "-o", "yaml")).stdout)
     assert burn["project_id"] == project.project_id
+
+    # Cost per accepted label, per model version, once billing has counted the reviews.
+    async def counted() -> dict[str, Any] | None:
+        report = await data("billing", "models")
+        rows = [m for m in report["models"] if m["model"] and m["service_id"] == service["id"]]
+        return rows[0] if rows and rows[0]["reviewed"] == 3 else None
+
+    row = await wait_until(counted, timeout=60, message="billing counted three reviews")
+    assert row["model"]["model_id"] == model["id"]
+    assert row["predictions"] == 5
+    assert {"acceptance_rate", "auto_accepted_share", "cost_per_accepted_label"} <= row.keys()
+    assert "cost / accepted" in _ok(await cli("billing", "models")).stdout
+    as_yaml = yaml.safe_load(_ok(await cli("billing", "models", "-o", "yaml")).stdout)
+    assert as_yaml["project_id"] == project.project_id
+    bad_window = await cli("billing", "models", "--from", "yesterday")
+    assert bad_window.exit_code == 2, bad_window.stderr
+
+    # Predict again on the same filter: this model version already predicted them.
+    again = _ok(await cli("predict", service["id"], "-d", "photos", "-f", batch_filter))
+    assert "3 already predicted" in again.stderr
+    skipped = await data("predict", service["id"], "-d", "photos", "-f", batch_filter)
+    assert skipped["counts"]["skipped"] == 3
+    assert skipped["counts"]["queued"] == 0
+    forced = await data("predict", service["id"], "-d", "photos", "-f", batch_filter,
+                        "--force", "--timeout", "90")  # fmt: skip
+    assert forced["force"] is True
+    assert forced["counts"]["skipped"] == 0
+    assert forced["counts"]["success"] == 3
     _ok(await cli("triggers", "pause", trigger["id"]))
     undeployed = await data("services", "undeploy", service["id"])
     assert undeployed["id"] == service["id"]

@@ -319,14 +319,23 @@ class Batch(Answer):
     selection: dict[str, Any]
     item_count: int
     created_at: datetime
+    force: bool = False
+    """Whether items this model version already predicted were predicted again."""
     counts: dict[str, int]
+    """Executions per status, and ``skipped``: items already predicted, left out."""
     finished: int
+    """Final executions plus skipped items."""
     progress: float
 
     @property
     def done(self) -> bool:
         """Whether every execution is final."""
         return self.finished >= self.item_count
+
+    @property
+    def skipped(self) -> int:
+        """Items this model version had already predicted, left out (not forced)."""
+        return self.counts.get("skipped", 0)
 
 
 # --------------------------------------------------------------------------- annotation
@@ -496,6 +505,43 @@ class ReplicaUsage(Answer):
     running: bool
     runtime_seconds: Decimal
     cost: Decimal
+
+
+class ModelVersion(Answer):
+    """A model version as its predictions name it."""
+
+    name: str
+    model_id: str
+    version: str
+
+
+class ModelUsage(Answer):
+    """What one model version of one model service cost, and what people accepted."""
+
+    service_id: str | None = None
+    model: ModelVersion | None = None
+    """``None``: runtime of a service that never predicted."""
+    runtime_seconds: Decimal
+    cost: Decimal
+    predictions: int
+    reviewed: int
+    accepted_unchanged: int
+    auto_accepted: int
+    acceptance_rate: float | None = None
+    auto_accepted_share: float | None = None
+    cost_per_accepted_label: Decimal | None = None
+    """``cost / accepted_unchanged`` (``None`` when nothing was accepted unchanged)."""
+
+
+class ModelUsageReport(Answer):
+    """Figures per model version within a window (``start`` ``None``: ever)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    project_id: str
+    start: datetime | None = Field(default=None, alias="from")
+    end: datetime = Field(alias="to")
+    models: list[ModelUsage]
 
 
 class BurnRate(Answer):

@@ -59,6 +59,7 @@ from prelabel_client.models import (
     ItemPage,
     Model,
     ModelService,
+    ModelUsageReport,
     Pipeline,
     PipelineExecutionPage,
     PipelineRun,
@@ -607,8 +608,13 @@ class Batches:
         item_ids: Sequence[str] | None = None,
         dataset_id: str | None = None,
         filter: dict[str, Any] | None = None,
+        force: bool = False,
     ) -> Batch:
-        """Run the service on items given by id, or on a dataset's items matching a filter."""
+        """Run the service on items given by id, or on a dataset's items matching a filter.
+
+        Items this service's model version already predicted successfully (by a trigger,
+        a batch or a pipeline) are skipped and counted in ``counts["skipped"]``;
+        ``force=True`` predicts them again."""
         if (item_ids is None) == (dataset_id is None):
             raise ClientError("give either item ids or a dataset (with an optional filter)")
         body: dict[str, Any] = (
@@ -616,6 +622,8 @@ class Batches:
             if item_ids is not None
             else {"dataset_id": dataset_id, "filter": filter or {}}
         )
+        if force:
+            body["force"] = True
         answer = await self._http.json("POST", f"/services/{service_id}/predict", json=body)
         return Batch.model_validate(answer)
 
@@ -639,7 +647,9 @@ class Batches:
         while True:
             batch = await self.get(batch_id)
             yield batch
-            if batch.done or all(s in FINAL_STATUSES for s, n in batch.counts.items() if n):
+            if batch.done or all(
+                s in FINAL_STATUSES or s == "skipped" for s, n in batch.counts.items() if n
+            ):
                 return
             await waits.next(f"batch {batch_id} to finish")
 
@@ -947,6 +957,21 @@ class Billing:
         )
         answer = await self._http.json("GET", "/usage/replicas", params=params)
         return [ReplicaUsage.model_validate(r) for r in answer]
+
+    async def models(
+        self, *, start: datetime | None = None, end: datetime | None = None
+    ) -> ModelUsageReport:
+        """What pre-labeling saves, per model version of each model service: runtime and
+        cost, predictions, acceptance rate, share auto-accepted and cost per accepted label
+        (window ``[start, end)``; default: ever, until now)."""
+        params = _params(
+            **{
+                "from": start.isoformat() if start else None,
+                "to": end.isoformat() if end else None,
+            }
+        )
+        answer = await self._http.json("GET", "/usage/models", params=params)
+        return ModelUsageReport.model_validate(answer)
 
     async def burn_rate(self) -> BurnRate:
         """What the running replicas cost right now, and how long the budget lasts."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import getpass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -25,6 +25,8 @@ from prelabel_client.cli.output import (
 from prelabel_client.models import (
     Budget,
     BurnRate,
+    ModelUsage,
+    ModelUsageReport,
     ReplicaUsage,
     Task,
     TaskItem,
@@ -37,7 +39,9 @@ from prelabel_client.sdk import Prelabel
 tasks_app = typer.Typer(
     help="Labeling tasks: create, follow, review from the terminal.", no_args_is_help=True
 )
-billing_app = typer.Typer(help="Budget, top-ups, usage and burn rate.", no_args_is_help=True)
+billing_app = typer.Typer(
+    help="Budget, top-ups, usage, burn rate and cost per accepted label.", no_args_is_help=True
+)
 
 TaskArg = Annotated[str, typer.Argument(help="Task id.", show_default=False)]
 ItemArg = Annotated[str, typer.Argument(help="Item id.", show_default=False)]
@@ -422,6 +426,63 @@ def billing_usage(
         f"{total.predictions} predictions, cost {total.cost}"
     )
     emit(output, usage, lambda: table("usage", columns, usage.rows, caption=caption))
+
+
+def _percent(value: float | None) -> str | None:
+    return None if value is None else f"{value:.0%}"
+
+
+MODEL_USAGE_COLUMNS: builtins.list[Column] = [
+    ("model version", lambda m: f"{m.model.name} {m.model.version}" if m.model else "(none)"),
+    ("service", lambda m: m.service_id),
+    ("runtime s", lambda m: m.runtime_seconds),
+    ("cost", lambda m: m.cost),
+    ("predictions", lambda m: m.predictions),
+    ("accepted unchanged", lambda m: m.accepted_unchanged),
+    ("acceptance", lambda m: _percent(m.acceptance_rate)),
+    ("auto-accepted", lambda m: _percent(m.auto_accepted_share)),
+    ("cost / accepted label", lambda m: m.cost_per_accepted_label),
+]
+
+
+def _moment(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise fail(f"{option} takes an ISO date or time (YYYY-MM-DD[THH:MM[:SS][+HH:MM]])") from exc
+
+
+@billing_app.command("models")
+def billing_models(
+    ctx: typer.Context,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Window start, ISO date/time (default: ever).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Window end, excluded (default: now).")
+    ] = None,
+    output: OutputOption = Format.table,
+) -> None:
+    """What pre-labeling saves, per model version: runtime, cost, predictions, acceptance,
+    auto-accepted share and cost per accepted label (cost / predictions accepted unchanged).
+
+    Example: prelabel billing models --from 2025-01-01 -o json
+    """
+    first, last = _moment(start, "--from"), _moment(end, "--to")
+
+    async def work(client: Prelabel) -> ModelUsageReport:
+        return await client.billing.models(start=first, end=last)
+
+    report = State.of(ctx).call(work)
+    rows: builtins.list[ModelUsage] = report.models
+    caption = f"{report.start or 'ever'} .. {report.end}"
+    emit(
+        output,
+        report,
+        lambda: table("cost per accepted label", MODEL_USAGE_COLUMNS, rows, caption=caption),
+    )
 
 
 @billing_app.command("burn-rate")

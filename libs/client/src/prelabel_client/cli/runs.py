@@ -49,7 +49,10 @@ STATUS_STYLE = {
     "cancelled": "yellow",
     "waiting-for-budget": "magenta",
     "in-progress": "cyan",
+    "skipped": "dim",
 }
+BATCH_COUNTS = (*EXECUTION_STATUSES, "skipped")
+"""A batch's counts: executions per status, and the items already predicted, skipped."""
 
 EXECUTION_COLUMNS: builtins.list[Column] = [
     ("id", lambda e: e.id),
@@ -101,9 +104,9 @@ class Session:
 
 
 def counts_text(counts: dict[str, int]) -> str:
-    """``success 3 · failed 1 · queued 6`` (statuses with a count only)."""
+    """``success 3 · failed 1 · queued 6 · skipped 2`` (statuses with a count only)."""
     parts = []
-    for status in EXECUTION_STATUSES:
+    for status in BATCH_COUNTS:
         if counts.get(status):
             style = STATUS_STYLE.get(status)
             text = f"{status} {counts[status]}"
@@ -114,7 +117,8 @@ def counts_text(counts: dict[str, int]) -> str:
 def _batch_table(batch: Batch) -> Any:
     pairs: builtins.list[tuple[str, Any]] = [("batch", batch.id), ("service", batch.service_id)]
     pairs += [("items", batch.item_count), ("finished", batch.finished)]
-    pairs += [(status, batch.counts.get(status, 0)) for status in EXECUTION_STATUSES]
+    pairs += [(status, batch.counts.get(status, 0)) for status in BATCH_COUNTS]
+    pairs += [("forced", batch.force)]
     return fields(f"batch {batch.id}", pairs)
 
 
@@ -191,12 +195,20 @@ def predict(
         float | None, typer.Option(min=1, help="Give up watching after this many seconds.")
     ] = None,
     poll: Annotated[float, typer.Option(min=0.05, help="Seconds between polls.")] = 0.5,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Predict again the items this model version already predicted."
+        ),
+    ] = False,
     output: OutputOption = Format.table,
 ) -> None:
     """Run a model service now on items by id, or on a dataset's items matching a filter.
 
-    A live bar shows counts per status, items/s and time left; Ctrl-C asks whether to
-    cancel the batch. Exit 8 when some executions failed, 130 when interrupted.
+    Items this model version already predicted successfully (by a trigger, a batch or a
+    pipeline) are skipped and counted as skipped; --force predicts them again. A live
+    bar shows counts per status, items/s and time left; Ctrl-C asks whether to cancel
+    the batch. Exit 8 when some executions failed, 130 when interrupted.
 
     Example: prelabel predict svc_01H... -d photos --filter '{"metadata.user.camera": "a7"}'
     """
@@ -212,14 +224,22 @@ def predict(
 
             async def start(client: Prelabel) -> Batch:
                 if item_ids:
-                    return await client.batches.predict(service, item_ids=item_ids)
+                    return await client.batches.predict(service, item_ids=item_ids, force=force)
                 assert dataset is not None
                 found = await client.datasets.resolve(dataset)
-                return await client.batches.predict(service, dataset_id=found.id, filter=query)
+                return await client.batches.predict(
+                    service, dataset_id=found.id, filter=query, force=force
+                )
 
             batch = session.run(start)
             if output is Format.table:
-                info(f"batch {batch.id}: {batch.item_count} items on {service}")
+                skipped = (
+                    f" ({batch.skipped} already predicted by this model version, skipped;"
+                    " --force predicts them again)"
+                    if batch.skipped
+                    else ""
+                )
+                info(f"batch {batch.id}: {batch.item_count} items on {service}{skipped}")
             if not wait:
                 return batch, "started"
             return watch_batch(
