@@ -12,11 +12,16 @@ concurrency and files of the same size:
   until every file has its item (the 201 answer comes after the commit);
 - ``dataset.upload_broker``: ``Uploader`` via S3 + ``ingest_item.v1``, until
   every item exists: the commit time of the last one, read from the service's table
-  (the uploader learns it by polling, a little later).
+  (the uploader learns it by polling, a little later);
+- ``dataset.upload_http_proxy``: the same files over HTTP through the one URL, the
+  stack's nginx (:class:`prelabel_stack.Nginx`, the config ``make up`` renders) in front
+  of the same service, the SDK's dataset URL resolved from ``PRELABEL_URL`` = nginx,
+  into a second dataset.
 
-The three run in ``ROUNDS`` interleaved rounds of ``FILES`` files each, and each
-figure is the median of its rounds. Target: each upload path reaches at least half
-the raw S3 put rate.
+The four run in ``ROUNDS`` interleaved rounds of ``FILES`` files each (direct and
+proxied HTTP take turns going first), and each figure is the median of its rounds.
+Targets: each upload path reaches at least half the raw S3 put rate; through the
+proxy, at least 0.9 of the direct HTTP rate.
 Everything it made is removed again (schema, objects, bucket, queues).
 """
 
@@ -24,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import random
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +49,14 @@ from bench import results
 from bench._process import service_process
 from common.s3 import delete_bucket, ensure_bucket, s3_client
 from common.testing.broker import delete_names
+from common.testing.servers import free_port
 from common.topology import DATASET, Topology
 from prelabel_client.broker import BrokerIngestor
 from prelabel_client.client import PrelabelClient
 from prelabel_client.plan import LocalFile
+from prelabel_client.settings import ClientSettings
 from prelabel_client.uploader import Uploader
+from prelabel_stack import SERVICES, Nginx, StackConfig
 
 ORDER = 40
 TIMEOUT_S = 300.0
@@ -58,12 +67,14 @@ FILE_KB = 50
 WARMUP_FILES = 10
 CONCURRENCY = 8
 TARGET_RATIO = 0.5
+PROXY_TARGET_RATIO = 0.9
 UNIT = "items/s"
 ADMIN_KEY = "bench-admin-key"
 
 RAW = "dataset.s3_put_raw"
 HTTP = "dataset.upload_http"
 BROKER = "dataset.upload_broker"
+PROXY = "dataset.upload_http_proxy"
 
 
 class UploadBenchSettings(BaseSettings):
@@ -110,6 +121,30 @@ async def _new_project_key(url: str) -> str:
         key = await http.post(f"/projects/{project.json()['id']}/api-keys", json={})
         key.raise_for_status()
         return str(key.json()["key"])
+
+
+@contextlib.asynccontextmanager
+async def nginx_in_front(dataset_url: str, root: Path) -> AsyncIterator[str]:
+    """The stack's nginx in front of the dataset service at ``dataset_url`` (the other
+    services' upstreams name free ports: nothing here calls them); yields its URL."""
+    config = dataclasses.replace(
+        StackConfig.from_env(),
+        root=root,
+        service_ports={
+            s.name: int(dataset_url.rsplit(":", 1)[1]) if s.name == "dataset" else free_port()
+            for s in SERVICES
+        },
+        proxy_port=free_port(),
+    )
+    for path in (config.logs_dir, config.pids_dir):
+        path.mkdir(parents=True, exist_ok=True)
+    nginx = Nginx(config)
+    await asyncio.to_thread(nginx.launch)
+    try:
+        await asyncio.to_thread(nginx.wait_ready)
+        yield nginx.url
+    finally:
+        await asyncio.to_thread(nginx.stop)
 
 
 async def put_raw(s3: Any, bucket: str, files: Sequence[LocalFile], prefix: str) -> float:
@@ -162,7 +197,7 @@ async def upload(
 
 
 async def run() -> None:
-    """Measure and record the raw S3 put rate and both upload rates."""
+    """Measure and record the raw S3 put rate and the upload rates."""
     settings = UploadBenchSettings()
     run_id = uuid.uuid4().hex[:12]
     schema, bucket, prefix = f"bench_{run_id}", f"bench-{run_id}", f"bench{run_id}."
@@ -195,19 +230,30 @@ async def run() -> None:
         raw_s: list[float] = []
         http_s: list[float] = []
         broker_s: list[float] = []
+        proxy_s: list[float] = []
         size_kb = sum(f.size for f in http_files) / len(http_files) / 1024
         print(f"{FILES} JPEGs of {size_kb:.0f} KB on average, {CONCURRENCY} in flight")
         async with s3_client(*s3_args, max_pool_connections=CONCURRENCY * 2) as s3:
             await ensure_bucket(s3, bucket)
             try:
-                async with service_process(
-                    "dataset_service", "DATASET_", env, root / "dataset.log"
-                ) as url:
+                async with (
+                    service_process(
+                        "dataset_service", "DATASET_", env, root / "dataset.log"
+                    ) as url,
+                    nginx_in_front(url, root / "stack") as proxy_url,
+                ):
                     api_key = await _new_project_key(url)
+                    # What the SDK reaches with PRELABEL_URL=<nginx> and no per-service URL.
+                    proxied_url = ClientSettings(
+                        url=proxy_url, dataset_url=None, api_key=api_key
+                    ).endpoints.dataset
                     db = await asyncpg.connect(settings.test_database_url)
                     async with (
                         contextlib.AsyncExitStack() as closing,
                         PrelabelClient(url, api_key, max_connections=CONCURRENCY * 2) as client,
+                        PrelabelClient(
+                            proxied_url, api_key, max_connections=CONCURRENCY * 2
+                        ) as proxied,
                         BrokerIngestor(
                             amqp_url=settings.amqp_url,
                             s3_endpoint_url=settings.s3_endpoint_url,
@@ -222,6 +268,7 @@ async def run() -> None:
                     ):
                         closing.push_async_callback(db.close)
                         dataset = await client.create_dataset("bench")
+                        proxy_dataset = await proxied.create_dataset("bench-proxy")
                         uploader = Uploader(
                             client,
                             concurrency=CONCURRENCY,
@@ -229,10 +276,14 @@ async def run() -> None:
                             poll_interval_s=0.05,
                             max_poll_interval_s=0.1,
                         )
+                        proxy_uploader = Uploader(proxied, concurrency=CONCURRENCY)
                         # Warm connections, pools and the service's code paths first.
                         await put_raw(s3, bucket, warm[:WARMUP_FILES], "raw-warm")
                         warm_http = warm[WARMUP_FILES : 2 * WARMUP_FILES]
                         await upload(uploader, warm_http, dataset.id, "http", db, schema)
+                        await upload(
+                            proxy_uploader, warm_http, proxy_dataset.id, "http", db, schema
+                        )
                         warm_broker = warm[2 * WARMUP_FILES :]
                         await upload(uploader, warm_broker, dataset.id, "broker", db, schema)
 
@@ -242,11 +293,15 @@ async def run() -> None:
                         for n in range(ROUNDS):
                             part = slice(n * FILES, (n + 1) * FILES)
                             raw_s.append(await put_raw(s3, bucket, http_files[part], f"raw{n}"))
-                            http_s.append(
-                                await upload(
-                                    uploader, http_files[part], dataset.id, "http", db, schema
+                            # The same files, direct and through nginx, taking turns first.
+                            ways = [
+                                (http_s, uploader, dataset.id),
+                                (proxy_s, proxy_uploader, proxy_dataset.id),
+                            ]
+                            for timings, way, into in ways[:: 1 if n % 2 == 0 else -1]:
+                                timings.append(
+                                    await upload(way, http_files[part], into, "http", db, schema)
                                 )
-                            )
                             broker_s.append(
                                 await upload(
                                     uploader, broker_files[part], dataset.id, "broker", db, schema
@@ -269,7 +324,7 @@ async def run() -> None:
                 )
     rates = {
         name: [FILES / seconds for seconds in timings]
-        for name, timings in ((RAW, raw_s), (HTTP, http_s), (BROKER, broker_s))
+        for name, timings in ((RAW, raw_s), (HTTP, http_s), (BROKER, broker_s), (PROXY, proxy_s))
     }
     for name, per_round in rates.items():
         shown = ", ".join(f"{rate:,.0f}" for rate in per_round)
@@ -280,6 +335,15 @@ async def run() -> None:
         results.record(
             name, statistics.median(rates[name]), UNIT, RAW, raw, target_ratio=TARGET_RATIO
         )
+    direct = statistics.median(rates[HTTP])
+    results.record(
+        PROXY,
+        statistics.median(rates[PROXY]),
+        UNIT,
+        HTTP,
+        direct,
+        target_ratio=PROXY_TARGET_RATIO,
+    )
 
 
 async def _drop_schema(database_url: str, schema: str) -> None:
