@@ -37,8 +37,10 @@ def main(
     )
     console.print(
         Panel(
-            f"Pre-label {images} handwritten digits: upload -> trigger -> model service scaled "
-            f"from zero on Triton -> annotations -> labeling task -> review -> billing.\n"
+            f"Pre-label {images} handwritten digits the pipeline way: upload -> pipeline "
+            f"(Dataset -> Predict on a model service scaled from zero on Triton -> Task) -> "
+            f"a browser-style predict on a DQL filter (skipped, then --force) -> review -> "
+            f"cost per accepted label.\n"
             f"[dim]PRELABEL_URL={endpoints.proxy_url} (nginx: /api/<service>/ to each service)[/]",
             title="[bold]prelabel demo[/]",
             expand=False,

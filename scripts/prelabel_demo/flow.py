@@ -11,9 +11,10 @@ from datetime import datetime
 from pathlib import Path
 
 from prelabel_client import ApiError, ClientError, LocalFile, Prelabel
-from prelabel_client.models import Annotation, Correction, Operation, Scaling, TaskItem, TriggerSpec
+from prelabel_client.models import Annotation, Batch, Correction, Scaling, TaskItem
 from prelabel_demo.reporting import Reporter, UploadHooks
 from prelabel_demo.results import (
+    BATCH_FILTER,
     CATALOG_MODEL,
     REMOTE_DIR,
     DemoOptions,
@@ -61,11 +62,11 @@ class DemoFlow:
         try:
             await self.create_project()
             await self.deploy_model()
-            await self.create_trigger()
             await self.create_task()
-            await self.set_budget()
+            await self.create_pipeline()
             await self.upload()
             await self.watch()
+            await self.predict_on_filter()
             await self.summarise()
             await self.wait_scale_to_zero()
             await self.read_billing()
@@ -78,8 +79,8 @@ class DemoFlow:
     # ------------------------------------------------------------------ 1. project
 
     async def create_project(self) -> None:
-        """A project, an API key for it (the admin key) and the dataset."""
-        self.reporter.step(1, "Project, API key and dataset")
+        """A project, an API key for it (the admin key), the dataset and the budget."""
+        self.reporter.step(1, "Project, API key, dataset and automation budget")
         r, admin_key = self.result, self.endpoints.admin_key
         urls = self.endpoints.for_client()
         with step_of("create project"):
@@ -94,8 +95,11 @@ class DemoFlow:
                 self.options.name, "prelabel demo: handwritten digits"
             )
         r.dataset_id = dataset.id
+        with step_of("set budget"):
+            budget = await self.client.billing.set_budget(self.options.budget)
         self.reporter.done(
-            f"project [bold]{r.project_id}[/], dataset [bold]{r.dataset_name}[/] ({r.dataset_id})"
+            f"project [bold]{r.project_id}[/], dataset [bold]{r.dataset_name}[/] "
+            f"({r.dataset_id}), budget {budget.budget}"
         )
 
     # ------------------------------------------------------------------ 2. model service
@@ -134,49 +138,55 @@ class DemoFlow:
             f"running, cooldown {o.cooldown_s:g}s)"
         )
 
-    # ------------------------------------------------------------------ 3. trigger
-
-    async def create_trigger(self) -> None:
-        """Predict on every new image under /digits of the dataset."""
-        r = self.result
-        self.reporter.step(3, "Trigger: new images under /digits -> predict")
-        spec_filter = {
-            "dataset_id": r.dataset_id,
-            "metadata.system.mimetype": "image/*",
-            "dir": f"{REMOTE_DIR}/**",
-        }
-        spec = TriggerSpec(
-            actions=["Created"],
-            execution_mode="Once",
-            filter=spec_filter,
-            operation=Operation(service_id=r.service_id),
-        )
-        with step_of("create trigger"):
-            trigger = await self.client.triggers.create(f"{self.options.name}-digits", spec)
-        r.trigger_id = trigger.id
-        self.reporter.done(f"trigger {r.trigger_id} on Created, filter {spec_filter}")
-
-    # ------------------------------------------------------------------ 4. task
+    # ------------------------------------------------------------------ 3. task
 
     async def create_task(self) -> None:
-        """A labeling task that takes every item the service predicts on."""
+        """The labeling task the pipeline's task node fills."""
         r = self.result
-        self.reporter.step(4, "Labeling task fed by the service's predictions")
+        self.reporter.step(3, "Labeling task (the pipeline's last node)")
         with step_of("create task"):
-            task = await self.client.tasks.create(
-                f"review {r.dataset_name}", r.dataset_id, auto_add_from_services=[r.service_id]
-            )
+            task = await self.client.tasks.create(f"review {r.dataset_name}", r.dataset_id)
         r.task_id = task.id
-        self.reporter.done(f"task {r.task_id}: items enter when a prediction lands")
+        self.reporter.done(f"task {r.task_id}")
 
-    # ------------------------------------------------------------------ 5. budget
+    # ------------------------------------------------------------------ 4. pipeline
 
-    async def set_budget(self) -> None:
-        """The project's automation budget."""
-        self.reporter.step(5, "Automation budget")
-        with step_of("set budget"):
-            budget = await self.client.billing.set_budget(self.options.budget)
-        self.reporter.done(f"budget {budget.budget} (spent {budget.spent})")
+    async def create_pipeline(self) -> None:
+        """Dataset (trigger: new images under /digits) -> Predict -> Task, started."""
+        r = self.result
+        self.reporter.step(4, "Pipeline: Dataset (trigger on Created) -> Predict -> Task")
+        trigger_filter = {"metadata.system.mimetype": "image/*", "dir": f"{REMOTE_DIR}/**"}
+        definition = {
+            "name": f"{self.options.name}-digits",
+            "nodes": [
+                {
+                    "id": "dataset",
+                    "type": "dataset",
+                    "config": {
+                        "dataset_id": r.dataset_id,
+                        "trigger": {
+                            "actions": ["Created"],
+                            "execution_mode": "Once",
+                            "filter": trigger_filter,
+                        },
+                    },
+                },
+                {"id": "predict", "type": "predict", "config": {"service_id": r.service_id}},
+                {"id": "review", "type": "task", "config": {"task_id": r.task_id}},
+            ],
+            "edges": [
+                {"src": "dataset", "tgt": "predict"},
+                {"src": "predict", "tgt": "review"},
+            ],
+        }
+        with step_of("create pipeline"):
+            pipeline = await self.client.pipelines.create(definition)
+            pipeline = await self.client.pipelines.start(pipeline.id)
+        r.pipeline_id = pipeline.id
+        self.reporter.done(
+            f"pipeline {r.pipeline_id} {pipeline.status}: dataset -> predict on "
+            f"{r.service_id} -> task {r.task_id}; trigger on Created, filter {trigger_filter}"
+        )
 
     # ------------------------------------------------------------------ 6. upload
 
@@ -184,7 +194,7 @@ class DemoFlow:
         """Render the digits and upload them with the SDK, ``{"truth": d}`` on each."""
         step = "upload"
         r, o = self.result, self.options
-        self.reporter.step(6, f"Upload {o.images} handwritten digits (SDK, {REMOTE_DIR})")
+        self.reporter.step(5, f"Upload {o.images} handwritten digits (SDK, {REMOTE_DIR})")
         try:
             samples = digit_samples(o.images)
         except ValueError as exc:
@@ -225,11 +235,12 @@ class DemoFlow:
     async def snapshot(self) -> Snapshot:
         """Executions, replicas, annotations and task items right now."""
         r, c = self.result, self.client
-        counts, scaling, annotations, progress = await asyncio.gather(
+        counts, scaling, annotations, progress, pipeline = await asyncio.gather(
             c.executions.counts(service_id=r.service_id),
             c.services.scaling(r.service_id),
             c.annotations.list(dataset_id=r.dataset_id, limit=10_000),
             c.tasks.progress(r.task_id),
+            c.pipelines.get(r.pipeline_id),
         )
         return Snapshot(
             elapsed_s=time.monotonic() - self._started_upload,
@@ -241,13 +252,14 @@ class DemoFlow:
             task_items=progress.total,
             pending_review=progress.counts.get("pending-review", 0),
             uploaded=r.uploaded,
+            pipeline_executions=dict(pipeline.executions),
         )
 
     async def watch(self) -> None:
         """Until every execution is final and its annotations and task item are in."""
         step = "wait for predictions"
         r, o = self.result, self.options
-        self.reporter.step(7, "Pre-labeling: executions, replicas, annotations, task")
+        self.reporter.step(6, "Pre-labeling through the pipeline: executions, replicas, task")
         try:
             while True:
                 with step_of(step):
@@ -258,8 +270,14 @@ class DemoFlow:
                     success = snap.executions.get("success", 0)
                     if r.all_done_s is None:
                         r.all_done_s = snap.elapsed_s
-                    # Annotations and task items follow the outcomes over the broker.
-                    if snap.annotations >= success and snap.task_items >= success:
+                    # Annotations and task items follow the outcomes over the broker; the
+                    # pipeline execution ends once its task node has the item.
+                    through = snap.pipeline_executions.get("success", 0)
+                    if (
+                        snap.annotations >= success
+                        and snap.task_items >= success
+                        and through >= success
+                    ):
                         break
                 if time.monotonic() - self._started_upload > o.deadline_s:
                     raise StepFailedError(
@@ -275,11 +293,55 @@ class DemoFlow:
         finally:
             self.reporter.watch_finished()
         r.executions = dict(snap.executions)
+        r.pipeline_executions = dict(snap.pipeline_executions)
         r.annotations = snap.annotations
         self.reporter.done(
             f"{snap.executions.get('success', 0)} succeeded, "
             f"{snap.executions.get('failed', 0)} failed in {r.all_done_s:.1f}s; "
-            f"{snap.annotations} annotations, {snap.task_items} items in the task"
+            f"{snap.pipeline_executions.get('success', 0)} pipeline executions through all "
+            f"three nodes; {snap.annotations} annotations, {snap.task_items} items in the task"
+        )
+
+    # ------------------------------------------------------------------ 7. browser-style
+
+    async def predict_on_filter(self) -> None:
+        """Browser-style predict on a DQL filter over the same items: first as is (this
+        model version already predicted them through the pipeline: all skipped), then
+        with ``force`` (predicted again, new executions)."""
+        step = "browser-style predict"
+        r, o, batches = self.result, self.options, self.client.batches
+        self.reporter.step(7, f"Browser-style predict on a DQL filter: {BATCH_FILTER}")
+        with step_of(step):
+            first = await batches.predict(
+                r.service_id, dataset_id=r.dataset_id, filter=BATCH_FILTER
+            )
+        r.batch_items, r.batch_skipped = first.item_count, first.skipped
+        if first.skipped != first.item_count:
+            raise StepFailedError(
+                step,
+                f"batch {first.id}: {first.skipped} of {first.item_count} items skipped; the "
+                "pipeline predicted every one of them with this model version",
+                body=str(first.counts),
+            )
+        self.reporter.done(
+            f"without --force: batch {first.id}, {first.item_count} items matched, "
+            f"{first.skipped} skipped (already predicted by this model version), "
+            f"{sum(n for s, n in first.counts.items() if s != 'skipped')} new executions"
+        )
+        with step_of(step):
+            forced = await batches.predict(
+                r.service_id, dataset_id=r.dataset_id, filter=BATCH_FILTER, force=True
+            )
+            last: Batch = forced
+            async for seen in batches.watch(forced.id, poll_s=o.poll_s, timeout_s=o.deadline_s):
+                last = seen
+                scaling = await self.client.services.scaling(r.service_id)
+                r.max_replicas_seen = max(r.max_replicas_seen, scaling.actual_replicas)
+        r.batch_id = forced.id
+        r.forced = dict(last.counts)
+        self.reporter.done(
+            f"with --force: batch {forced.id}, {last.item_count} items predicted again: "
+            f"{last.counts.get('success', 0)} success, {last.counts.get('failed', 0)} failed"
         )
 
     async def _failure_hints(self, snap: Snapshot) -> str:
@@ -318,7 +380,7 @@ class DemoFlow:
         """Cold start, accuracy, reviews and acceptance."""
         step = "summary"
         r, c = self.result, self.client
-        self.reporter.step(8, "Results: cold start, accuracy, review, acceptance")
+        self.reporter.step(8, "Results: cold start, accuracy, review, acceptance, billing")
         with step_of(step):
             executions = [e async for e in c.executions.iter(service_id=r.service_id)]
             queued = [e for e in executions if e.queued_at and e.started_at]
@@ -444,12 +506,24 @@ class DemoFlow:
                 await asyncio.sleep(o.poll_s)
             usage = await billing.usage(service_id=r.service_id)
             r.budget = (await billing.budget()).model_dump(mode="json")
+            # Cost per accepted label, once billing has counted the demo's reviews.
+            reviewed = len(r.review.approved) + len(r.review.corrected)
+            while True:
+                report = await billing.models()
+                rows = [m for m in report.models if m.service_id == r.service_id and m.model]
+                if rows and rows[0].reviewed >= reviewed:
+                    break
+                _deadline(started, 60.0, step, f"billing to count {reviewed} reviews: {rows}")
+                await asyncio.sleep(o.poll_s)
         r.runtime_seconds = usage.total.runtime_seconds
         r.cost = usage.total.cost
         r.predictions = usage.total.predictions
+        r.model_usage = rows[0].model_dump(mode="json")
+        per_label = rows[0].cost_per_accepted_label
         self.reporter.done(
             f"service back at 0 replicas {r.scaled_to_zero_s:.1f}s after the last prediction; "
-            f"billed {r.runtime_seconds:.1f} replica-seconds, cost {r.cost}"
+            f"billed {r.runtime_seconds:.1f} replica-seconds, cost {r.cost}; cost per accepted "
+            f"label {per_label if per_label is not None else 'n/a'}"
         )
 
 

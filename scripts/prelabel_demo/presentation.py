@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from typing import Any
@@ -19,7 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from prelabel_demo.reporting import Reporter
-from prelabel_demo.results import DemoResult, Endpoints, Snapshot, StepFailedError
+from prelabel_demo.results import BATCH_FILTER, DemoResult, Endpoints, Snapshot, StepFailedError
 from prelabel_stack import StackConfig
 
 
@@ -166,6 +167,17 @@ def render_summary(console: Console, r: DemoResult) -> None:
         f"{r.replicas_at_deploy} -> {r.max_replicas_seen} -> 0",
     )
     table.add_row("first prediction", f"{seconds(r.first_prediction_s)} after the first queueing")
+    through = r.pipeline_executions.get("success", 0)
+    table.add_row(
+        "pipeline",
+        f"{through} items through Dataset -> Predict -> Task ({r.pipeline_executions})",
+    )
+    table.add_row(
+        "browser-style predict",
+        f"{r.batch_items} items on the filter: {r.batch_skipped} skipped without --force "
+        f"(already predicted by this model version); with --force "
+        f"{r.forced.get('success', 0)} predicted again, {r.forced.get('failed', 0)} failed",
+    )
     accuracy = f"{r.accuracy:.1%}" if r.accuracy is not None else "n/a"
     wrong = ", ".join(f"{truth}->{label}" for _, truth, label in r.confusions[:8])
     table.add_row(
@@ -191,6 +203,17 @@ def render_summary(console: Console, r: DemoResult) -> None:
         f"budget {r.budget.get('budget')} spent {r.budget.get('spent')} "
         f"remaining {r.budget.get('remaining')}",
     )
+    usage = r.model_usage
+    if usage:
+        per_label = usage.get("cost_per_accepted_label")
+        share = usage.get("auto_accepted_share")
+        table.add_row(
+            "cost per accepted label",
+            f"{per_label if per_label is not None else 'n/a'} (cost {usage.get('cost')} / "
+            f"{usage.get('accepted_unchanged')} accepted unchanged; auto-accepted "
+            + (f"{share:.0%}" if share is not None else "n/a")
+            + ")",
+        )
     table.add_row("scale to zero", f"{seconds(r.scaled_to_zero_s)} after the last prediction")
     console.print()
     console.print(table)
@@ -205,15 +228,21 @@ def explore_commands(endpoints: Endpoints, r: DemoResult) -> list[str]:
     key = shlex.quote(r.api_key)
     url = endpoints.proxy_url or endpoints.dataset
     dataset = shlex.quote(r.dataset_name)
+    batch_filter = shlex.quote(json.dumps(BATCH_FILTER))
     return [
         f"export PRELABEL_URL={shlex.quote(url)} PRELABEL_API_KEY={key}",
         f".venv/bin/prelabel items list --dataset {dataset} --limit 10",
+        f".venv/bin/prelabel pipelines status {r.pipeline_id}",
+        f".venv/bin/prelabel pipelines executions {r.pipeline_id}",
         f".venv/bin/prelabel services show {r.service_id}",
+        f".venv/bin/prelabel predict {r.service_id} -d {dataset} -f {batch_filter}",
+        f".venv/bin/prelabel predict {r.service_id} -d {dataset} -f {batch_filter} --force",
         f".venv/bin/prelabel executions list --service {r.service_id}",
         f".venv/bin/prelabel tasks progress {r.task_id}",
         f".venv/bin/prelabel tasks review {r.task_id}",
         f".venv/bin/prelabel export --task {r.task_id} --format jsonl | head",
         f".venv/bin/prelabel billing usage --service {r.service_id}",
+        ".venv/bin/prelabel billing models",
         ".venv/bin/prelabel billing budget",
     ]
 

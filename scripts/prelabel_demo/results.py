@@ -15,6 +15,8 @@ REMOTE_DIR = "/digits"
 HELD_OUT_FROM = 1500
 """The catalog's digits classifier trains on scikit-learn's first 1500 samples."""
 TERMINAL = ("success", "failed", "cancelled")
+BATCH_FILTER: dict[str, Any] = {"dir": f"{REMOTE_DIR}/**", "metadata.user.truth": {"$lte": 4}}
+"""The browser-style predict's DQL filter: the digits 0-4 among the uploaded ones."""
 
 
 class StepFailedError(Exception):
@@ -107,6 +109,8 @@ class Snapshot:
     task_items: int
     pending_review: int
     uploaded: int
+    pipeline_executions: Mapping[str, int] = field(default_factory=dict)
+    """The pipeline's executions per status (one per item that entered it)."""
 
     @property
     def finished(self) -> int:
@@ -137,11 +141,23 @@ class DemoResult:
     dataset_name: str = ""
     model_id: str = ""
     service_id: str = ""
-    trigger_id: str = ""
+    pipeline_id: str = ""
     task_id: str = ""
     uploaded: int = 0
     upload_s: float = 0.0
     executions: dict[str, int] = field(default_factory=dict)
+    """The service's executions once the pipeline had every item through (before step 7)."""
+    pipeline_executions: dict[str, int] = field(default_factory=dict)
+    batch_items: int = 0
+    """Items the browser-style predict's filter matched."""
+    batch_skipped: int = 0
+    """Of them, skipped without ``force`` (already predicted by this model version)."""
+    batch_id: str = ""
+    """The forced batch."""
+    forced: dict[str, int] = field(default_factory=dict)
+    """The forced batch's executions per status."""
+    model_usage: dict[str, Any] = field(default_factory=dict)
+    """Billing's row for the model version (``GET /usage/models``)."""
     cold_start_s: float | None = None
     """First execution: queued -> started (replica start and model load inside)."""
     cold_start_executions: int = 0
