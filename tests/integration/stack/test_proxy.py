@@ -466,3 +466,30 @@ def test_an_upload_at_the_limit_passes_the_proxy_and_one_byte_over_is_413(
     assert over.json()["detail"] == f"file is larger than the limit of {UPLOAD_LIMIT} bytes"
     page = client_env.items.query(dataset.id, {"dir": "/limit"})
     assert [i.id for i in page.items] == [at_limit.json()["id"]]
+
+
+def test_a_body_at_the_proxys_limit_reaches_the_service_and_one_byte_more_does_not(
+    proxied: Proxied, project_key: str
+) -> None:
+    """At the proxy's limit the dataset service itself answers (its 413, its message);
+    one byte more and nginx refuses it before it is read."""
+    limit = int(site_values(proxied.config)["PRELABEL_DATASET_MAX_BODY"])
+
+    def announce(length: int) -> tuple[int, bytes]:
+        status, _, body = _raw(
+            proxied.url,
+            (
+                f"POST /api/dataset/datasets/ds_x/items HTTP/1.1\r\nHost: test\r\n"
+                f"Authorization: Bearer {project_key}\r\n"
+                f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {length}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode(),
+        )
+        return status, body
+
+    at_limit, over = announce(limit), announce(limit + 1)
+
+    assert at_limit[0] == 413
+    assert json.loads(at_limit[1])["detail"].startswith(f"the request body is {limit} bytes;")
+    assert over[0] == 413
+    assert "through the proxy" in json.loads(over[1])["detail"]
