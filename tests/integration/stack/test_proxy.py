@@ -320,8 +320,15 @@ def test_the_cli_works_through_prelabel_url_alone(
 # --- Every route of the five OpenAPI documents, through the proxy --------------------
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
-EXCLUDED_ROUTES: dict[tuple[str, str, str], str] = {}
-"""(service, method, path) left out of the route sweep, with the reason. Empty: every
+EXCLUDED_ROUTES: dict[tuple[str, str, str], str] = {
+    (spec.name, "get", "/metrics"): (
+        "for the scraper on the internal network: refused (404) to requests that came "
+        "through a proxy, so its answer through nginx is by design not the direct one; "
+        "test_metrics_are_refused_through_the_proxy checks that instead"
+    )
+    for spec in SERVICES
+}
+"""(service, method, path) left out of the route sweep, with the reason; every other
 route each document names is requested."""
 
 
@@ -351,7 +358,7 @@ def _same_answer(path: str, through: httpx.Response, direct: httpx.Response) -> 
         return {through.status_code, direct.status_code} <= {200, 503} and "checks" in (
             through.json()
         )
-    return through.status_code == direct.status_code
+    return (through.status_code, through.content) == (direct.status_code, direct.content)
 
 
 def _dummy(parameter: dict[str, Any]) -> str:
@@ -368,6 +375,7 @@ def _routes(proxied: Proxied) -> list[tuple[str, str, str]]:
     """(service, method, path with dummy ids) of every route in every document, each
     document fetched through the proxy."""
     routes = []
+    excluded: set[tuple[str, str, str]] = set()
     for spec in SERVICES:
         answer = httpx.get(f"{proxied.url}{spec.proxy_path}/openapi.json", timeout=30)
         assert answer.status_code == 200, (spec.name, answer.text)
@@ -375,7 +383,10 @@ def _routes(proxied: Proxied) -> list[tuple[str, str, str]]:
             shared = item.get("parameters", [])
             for method in METHODS:
                 operation = item.get(method)
-                if operation is None or (spec.name, method, path) in EXCLUDED_ROUTES:
+                if operation is None:
+                    continue
+                if (spec.name, method, path) in EXCLUDED_ROUTES:
+                    excluded.add((spec.name, method, path))
                     continue
                 concrete = path
                 for parameter in [*shared, *operation.get("parameters", [])]:
@@ -383,6 +394,8 @@ def _routes(proxied: Proxied) -> list[tuple[str, str, str]]:
                         concrete = concrete.replace(f"{{{parameter['name']}}}", _dummy(parameter))
                 assert "{" not in concrete, (spec.name, method, path)
                 routes.append((spec.name, method, concrete))
+    # An exclusion names a route that exists (a renamed route cannot hide behind it).
+    assert excluded == set(EXCLUDED_ROUTES)
     return routes
 
 
@@ -493,3 +506,24 @@ def test_a_body_at_the_proxys_limit_reaches_the_service_and_one_byte_more_does_n
     assert json.loads(at_limit[1])["detail"].startswith(f"the request body is {limit} bytes;")
     assert over[0] == 413
     assert "through the proxy" in json.loads(over[1])["detail"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "bug in common.http_errors.NulGuard: it compares scope['path'] with '/metrics', "
+        "but uvicorn run with root_path=/api/<service> (every service behind the proxy) "
+        "puts the root path in front of scope['path'] ('/api/<service>/metrics'), so "
+        "/metrics answers 200 through nginx, and directly with X-Forwarded-For"
+    ),
+)
+@pytest.mark.parametrize("service", [s.name for s in SERVICES])
+def test_metrics_are_refused_through_the_proxy(proxied: Proxied, service: str) -> None:
+    """METRICS_DESCRIPTION: labels name every project's routes and model service ids, so
+    a request that came through a proxy gets the service's 404."""
+    through = httpx.get(f"{proxied.url}/api/{service}/metrics")
+    direct = httpx.get(f"http://127.0.0.1:{proxied.config.service_ports[service]}/metrics")
+
+    assert direct.status_code == 200
+    assert through.status_code == 404
+    assert through.json() == {"detail": "Not Found"}
