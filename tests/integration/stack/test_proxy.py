@@ -508,15 +508,6 @@ def test_a_body_at_the_proxys_limit_reaches_the_service_and_one_byte_more_does_n
     assert "through the proxy" in json.loads(over[1])["detail"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug in common.http_errors.NulGuard: it compares scope['path'] with '/metrics', "
-        "but uvicorn run with root_path=/api/<service> (every service behind the proxy) "
-        "puts the root path in front of scope['path'] ('/api/<service>/metrics'), so "
-        "/metrics answers 200 through nginx, and directly with X-Forwarded-For"
-    ),
-)
 @pytest.mark.parametrize("service", [s.name for s in SERVICES])
 def test_metrics_are_refused_through_the_proxy(proxied: Proxied, service: str) -> None:
     """METRICS_DESCRIPTION: labels name every project's routes and model service ids, so

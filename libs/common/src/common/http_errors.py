@@ -84,6 +84,16 @@ def _validation_answer(errors: list[dict[str, object]]) -> JSONResponse:
     return JSONResponse({"detail": errors}, status_code=422)
 
 
+def _route_path(scope: Scope) -> str:
+    """The request's path inside the app: uvicorn serving under a ``root_path``
+    (``/api/dataset`` behind the proxy) puts the root path in front of ``scope["path"]``."""
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", ""))
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path
+
+
 class NulGuard:
     """ASGI middleware refusing NUL characters in path, query, JSON and form bodies (422),
     and ``/metrics`` to requests that came through a proxy (404: see
@@ -100,7 +110,7 @@ class NulGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope.get("path") == "/metrics" and (
+        if _route_path(scope) == "/metrics" and (
             _header(scope, b"x-forwarded-for") or _header(scope, b"forwarded")
         ):
             # For the scraper on the internal network only: never through the proxy.
