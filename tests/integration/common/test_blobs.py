@@ -58,19 +58,21 @@ async def test_s3_refuses_a_body_that_does_not_match_its_signed_checksum(
 async def test_refusals_carry_the_status_so_callers_know_not_to_retry(
     s3_settings: S3SettingsMixin,
 ) -> None:
-    no_bucket = BlobStore(
+    # Credentials the server does not know: refused (403), and final. (A missing bucket is
+    # no refusal on SeaweedFS with credentials: an identity allowed to create buckets gets
+    # one on its first put.)
+    wrong_key = BlobStore(
         s3_settings.s3_endpoint_url,
-        "prelabel-no-such-bucket",
+        s3_settings.s3_bucket,
         access_key=s3_settings.s3_access_key,
-        secret_key=s3_settings.s3_secret_key,
+        secret_key="not-the-secret",
         region=s3_settings.s3_region,
     )
     try:
         with pytest.raises(BlobReadError) as refused:
-            await no_bucket.put("blobs/x", b"data", "application/octet-stream")
+            await wrong_key.put("blobs/x", b"data", "application/octet-stream")
     finally:
-        await no_bucket.close()
+        await wrong_key.close()
 
-    # A bucket that does not exist: AWS answers 404, SeaweedFS 403. Either is final.
-    assert refused.value.status in (403, 404)
+    assert refused.value.status == 403
     assert not refused.value.transient
