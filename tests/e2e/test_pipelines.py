@@ -138,7 +138,12 @@ async def test_items_flow_dataset_predict_task_with_a_confidence_edge(
             body: dict[str, Any] = await api.call(
                 "trigger-router", "GET", f"/pipelines/{pid}", step=step
             )
-            return body if body["executions"]["success"] >= ITEMS else None
+            # Every execution succeeded and no node is still pending or running: the
+            # answer's counts (read apart from its execution counts) are final.
+            settled = not any(
+                counts.get("pending") or counts.get("running") for counts in body["counts"].values()
+            )
+            return body if body["executions"]["success"] >= ITEMS and settled else None
 
         done = await _until("every item through the pipeline", finished)
         # Nothing else is in flight now: the API's counts are the database's.
