@@ -277,6 +277,7 @@ class Execution(Answer):
     service_id: str
     trigger_id: str | None = None
     batch_id: str | None = None
+    pipeline_id: str | None = None
     item_id: str
     dataset_id: str
     event_id: str | None = None
@@ -365,6 +366,8 @@ class Annotation(Answer):
     model: ModelRef | None = None
     execution_id: str | None = None
     service_id: str | None = None
+    origin: dict[str, Any] | None = None
+    """Which way made it: ``{"way": "pipeline" | "trigger" | "batch", ...}``."""
     original: dict[str, Any] | None = None
     modified: bool = False
     deleted: bool = False
