@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
+from common.http_errors import NulGuard
 from common.observability import TimingMiddleware, health_router
 from common.service import service_metrics
 from console_service.clients import Clients
@@ -54,6 +55,9 @@ def create_app(settings: Settings) -> FastAPI:
         secure=settings.cookie_secure,
     )
     app.add_middleware(TimingMiddleware, metrics=metrics)
+    # As in the services: /metrics only for the scraper on the internal network (404 to a
+    # request that came through the proxy), and NUL characters refused.
+    app.add_middleware(NulGuard)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
