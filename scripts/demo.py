@@ -8,7 +8,6 @@ re-exported for ``tests/e2e``, which imports ``scripts.demo``.
 """
 
 from prelabel_demo import (
-    Api,
     DemoFlow,
     DemoOptions,
     DemoResult,
@@ -20,7 +19,6 @@ from prelabel_demo import (
 from prelabel_demo.cli import app
 
 __all__ = [
-    "Api",
     "DemoFlow",
     "DemoOptions",
     "DemoResult",

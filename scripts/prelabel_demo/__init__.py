@@ -30,7 +30,6 @@ Any failed step stops the demo with the service's answer and a non-zero exit sta
 """
 
 from prelabel_demo.flow import DemoFlow
-from prelabel_demo.legacy_http import Api
 from prelabel_demo.reporting import Reporter
 from prelabel_demo.results import (
     DemoOptions,
@@ -42,7 +41,6 @@ from prelabel_demo.results import (
 )
 
 __all__ = [
-    "Api",
     "DemoFlow",
     "DemoOptions",
     "DemoResult",

@@ -11,16 +11,14 @@ its execution says ``success`` (OCR lines were lost that way).
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
 
-from prelabel_client import Endpoints, Prelabel
+from prelabel_client import Prelabel
 from prelabel_client.models import (
     Annotation,
     Execution,
@@ -28,7 +26,7 @@ from prelabel_client.models import (
     Scaling,
     TaskItem,
 )
-from tests.e2e.conftest import RunningStack
+from tests.e2e.conftest import RunningStack, until
 from tests.integration.model_serving.conftest import astronaut_png, held_out_digits, text_image
 
 DEADLINE_S = 120.0
@@ -55,28 +53,13 @@ CASES = [
 ]
 
 
-async def _until(
-    what: str, probe: Callable[[], Awaitable[Any]], deadline_s: float = DEADLINE_S
-) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` at the deadline."""
-    end = time.monotonic() + deadline_s
-    last: Any = None
-    while time.monotonic() < end:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.25)
-    pytest.fail(f"waited {deadline_s:.0f}s for {what}; last answer {last!r}")
-
-
 def _comparable(annotation: Annotation | PredictedAnnotation) -> tuple[Any, ...]:
     return (annotation.type, annotation.label, annotation.text)
 
 
 def _client(stack: RunningStack, api_key: str = "admin-only") -> Prelabel:
-    e = stack.endpoints
-    endpoints = Endpoints(e.dataset, e.trigger_router, e.model_serving, e.annotation, e.billing)
-    return Prelabel(endpoints, api_key, admin_key=e.admin_key, timeout_s=60)
+    e = stack.client_endpoints
+    return Prelabel(e, api_key, admin_key=stack.endpoints.admin_key, timeout_s=60)
 
 
 @pytest.mark.e2e
@@ -120,18 +103,18 @@ async def test_catalog_model_prelabels_an_uploaded_file_into_the_item_and_the_ta
             done = [e for e in page.items if e.status in ("success", "failed")]
             return done[0] if done else None
 
-        execution = await _until("the execution to finish", finished_execution)
+        execution = await until("the execution to finish", finished_execution)
         assert execution.status == "success", execution
 
         async def stored() -> list[Annotation]:
             return await client.annotations.list(item_id=item.id)
 
-        annotations = await _until("the annotations to be stored on the item", stored)
+        annotations = await until("the annotations to be stored on the item", stored)
 
         async def in_task() -> list[TaskItem]:
             return (await client.tasks.items(task.id)).items
 
-        (task_item,) = await _until("the item to enter the task", in_task)
+        (task_item,) = await until("the item to enter the task", in_task)
         now = await client.services.predict_now(service.id, data, case.file_name)
 
     expected = now.annotations
