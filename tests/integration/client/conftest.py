@@ -1,8 +1,10 @@
-"""Real services served over HTTP, and the SDK and the ``prelabel`` CLI run against them.
+"""Real services served over HTTP behind the real nginx, and the SDK and the ``prelabel``
+CLI run against them through the one URL (``PRELABEL_URL``, no per-service URL).
 
 ``served_dataset``: the dataset service alone (uploads). ``stack``: the five services
 (``tests/integration/client/stack.py``), one start per test module; ``project``: a
-fresh project on it with an SDK client and a CLI runner holding its key.
+fresh project on it with an SDK client and a CLI runner holding its key. Both have
+nginx in front (``tests/integration/client/proxy.py``, the stack's own config).
 """
 
 from __future__ import annotations
@@ -34,11 +36,56 @@ from dataset_service.settings import Settings
 from prelabel_client.cli import app
 from prelabel_client.client import PrelabelClient
 from prelabel_client.sdk import Prelabel
+from prelabel_client.settings import ClientSettings
+from tests.integration.client.proxy import Proxy, nginx_in_front
 from tests.integration.client.stack import RunningStack, running_stack
 from tests.integration.dataset.conftest import ADMIN_KEY, dataset_settings
 
 CLI = Path(sys.executable).parent / "prelabel"
 CLI_TIMEOUT_S = 120.0
+CLIENT_VARIABLES = (
+    *(f"PRELABEL_{name.upper()}" for name in ClientSettings.model_fields),
+    "PRELABEL_PROFILE",
+    "PRELABEL_CONFIG",
+)
+"""Every variable the CLI reads its configuration from."""
+
+
+def runner_env(values: dict[str, str]) -> dict[str, str | None]:
+    """``CliRunner``'s ``env`` (laid over this process's environment): ``values``, and
+    every other variable the CLI reads removed, so that nothing but ``values`` (one
+    ``PRELABEL_URL``, never a per-service URL) tells it where the services are."""
+    cleared: dict[str, str | None] = {name: None for name in CLIENT_VARIABLES}
+    return {**cleared, "COLUMNS": "200", **values}
+
+
+def process_env(values: dict[str, str]) -> dict[str, str]:
+    """A subprocess's whole environment: this process's without the CLI's variables,
+    plus ``values``."""
+    kept = {k: v for k, v in os.environ.items() if k not in CLIENT_VARIABLES}
+    return {**kept, "COLUMNS": "200", **values}
+
+
+async def run_process(*args: str, env: dict[str, str]) -> CliResult:
+    """Run the installed ``prelabel`` console script in a subprocess, as a user runs it
+    (what reaches the terminal is all there is); the services keep serving from this
+    test's event loop while it runs."""
+    process = await asyncio.create_subprocess_exec(
+        str(CLI),
+        *args,
+        env=process_env(env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(CLI_TIMEOUT_S):
+            stdout, stderr = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return CliResult(process.returncode, stdout.decode(), stderr.decode())
 
 
 @dataclass
@@ -56,23 +103,29 @@ class CliResult:
 
 @dataclass
 class ServedDataset:
-    """The dataset service on a real port, a project key, and its item-event probe."""
+    """The dataset service on a real port behind nginx, a project key, and its
+    item-event probe."""
 
-    url: str
+    proxy: Proxy
     settings: Settings
     api_key: str
     events: EventProbe
 
+    @property
+    def url(self) -> str:
+        """The dataset service through the proxy (``<PRELABEL_URL>/api/dataset``)."""
+        return f"{self.proxy.url}/api/dataset"
+
     def client(self) -> PrelabelClient:
-        """An SDK client holding the project key."""
+        """An SDK client holding the project key, through the proxy."""
         return PrelabelClient(self.url, self.api_key)
 
     def cli_env(self) -> dict[str, str]:
-        """The environment the CLI reads its configuration from."""
+        """The variables the CLI reads its configuration from: the one URL, the key,
+        and the broker path's broker and bucket."""
         s = self.settings
         return {
-            **os.environ,
-            "PRELABEL_DATASET_URL": self.url,
+            "PRELABEL_URL": self.proxy.url,
             "PRELABEL_API_KEY": self.api_key,
             "PRELABEL_AMQP_URL": s.amqp,
             "PRELABEL_TOPOLOGY_PREFIX": s.topology_prefix,
@@ -81,41 +134,20 @@ class ServedDataset:
             "PRELABEL_S3_SECRET_KEY": s.s3_secret_key,
             "PRELABEL_S3_BUCKET": s.s3_bucket,
             "PRELABEL_S3_REGION": s.s3_region,
-            # Wide, so tables never fold the text the tests look for.
-            "COLUMNS": "200",
         }
 
     async def cli(self, *args: str) -> CliResult:
-        """Run the installed ``prelabel`` console script in a subprocess.
-
-        A separate process, as a user runs it; the service keeps serving from this
-        test's event loop while the CLI runs.
-        """
-        process = await asyncio.create_subprocess_exec(
-            str(CLI),
-            *args,
-            env=self.cli_env(),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            async with asyncio.timeout(CLI_TIMEOUT_S):
-                stdout, stderr = await process.communicate()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise
-        assert process.returncode is not None
-        return CliResult(process.returncode, stdout.decode(), stderr.decode())
+        """Run the installed ``prelabel`` console script in a subprocess (a separate
+        process, as a user runs it)."""
+        return await run_process(*args, env=self.cli_env())
 
     async def cli_in_thread(self, *args: str) -> CliResult:
         """Run the CLI in this process (in a worker thread, as it runs its own event loop).
 
         For the quick commands, where a subprocess would mostly measure Python's start-up.
         """
-        env = {k: v for k, v in self.cli_env().items() if k.startswith("PRELABEL_")}
         result = await asyncio.to_thread(
-            CliRunner().invoke, app, list(args), env={**env, "COLUMNS": "200"}
+            CliRunner().invoke, app, list(args), env=runner_env(self.cli_env())
         )
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
@@ -128,6 +160,7 @@ async def served_dataset(
     s3_bucket: str,
     pg_schema: str,
     topology_prefix: str,
+    tmp_path: Path,
 ) -> AsyncIterator[ServedDataset]:
     settings = dataset_settings(
         database_url, amqp_url, s3_settings, s3_bucket, pg_schema, topology_prefix
@@ -135,11 +168,13 @@ async def served_dataset(
     app = create_app(settings)
     exchange = f"{settings.topology_prefix}{DATASET}.events"
     async with probe_exchange(amqp_url, exchange) as events, serve_app(app) as url:
-        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        async with httpx.AsyncClient(base_url=url, headers=admin) as http:
-            project = (await http.post("/projects", json={"name": "acme"})).json()
-            key = (await http.post(f"/projects/{project['id']}/api-keys", json={})).json()
-        yield ServedDataset(url, settings, key["key"], events)
+        with nginx_in_front(tmp_path / "proxy", {"dataset": url}) as proxy:
+            admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+            base = f"{proxy.url}/api/dataset"
+            async with httpx.AsyncClient(base_url=base, headers=admin) as http:
+                project = (await http.post("/projects", json={"name": "acme"})).json()
+                key = (await http.post(f"/projects/{project['id']}/api-keys", json={})).json()
+            yield ServedDataset(proxy, settings, key["key"], events)
         queues = runtime_of(app).consumer_queues
     await delete_names(
         amqp_url,
@@ -154,6 +189,7 @@ async def served_dataset(
 
 @pytest.fixture(scope="module")
 async def stack(
+    tmp_path_factory: pytest.TempPathFactory,
     database_url: str,
     amqp_url: str,
     s3_settings: S3SettingsMixin,
@@ -167,7 +203,10 @@ async def stack(
         triton_url=triton_url,
         triton_grpc_url=triton_grpc_url,
     ) as running:
-        yield running
+        root = tmp_path_factory.mktemp("proxy")
+        with nginx_in_front(root, running.endpoints.as_dict()) as proxy:
+            running.proxy = proxy
+            yield running
 
 
 @dataclass
@@ -181,28 +220,32 @@ class Project:
     config_path: Path
 
     def env(self, **extra: str) -> dict[str, str]:
-        """The CLI's environment: per-service URLs, the key, a config file of its own."""
+        """The CLI's variables: ``PRELABEL_URL`` (nginx), the key, a config file of its own."""
         return {
             **self.stack.env(self.api_key),
             "PRELABEL_CONFIG": str(self.config_path),
-            "COLUMNS": "200",
             **extra,
         }
 
     async def cli(
         self, *args: str, env: dict[str, str] | None = None, input: str | None = None
     ) -> CliResult:
-        """Run ``prelabel`` in this process (in a thread: the CLI runs its own event loop)."""
+        """Run ``prelabel`` in this process (in a thread: the CLI runs its own event loop),
+        with ``env`` (default :meth:`env`) as its only configuration."""
         result = await asyncio.to_thread(
-            CliRunner().invoke, app, list(args), env=env or self.env(), input=input
+            CliRunner().invoke, app, list(args), env=runner_env(env or self.env()), input=input
         )
         return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    async def process(self, *args: str, env: dict[str, str] | None = None) -> CliResult:
+        """Run the installed ``prelabel`` in a subprocess, with ``env`` (default :meth:`env`)."""
+        return await run_process(*args, env=env or self.env())
 
 
 @pytest.fixture
 async def project(stack: RunningStack, tmp_path: Path) -> AsyncIterator[Project]:
     project_id, key = await stack.new_project()
-    async with Prelabel(stack.endpoints, key, admin_key=stack.admin_key) as client:
+    async with Prelabel(stack.proxied, key, admin_key=stack.admin_key) as client:
         yield Project(stack, project_id, key, client, tmp_path / "prelabel-config.json")
 
 

@@ -35,6 +35,7 @@ from dataset_service.app import create_app as create_dataset
 from dataset_service.settings import Settings as DatasetSettings
 from model_serving_service.app import create_app as create_model_serving
 from prelabel_client.endpoints import SERVICES, Endpoints, Service, env_name
+from tests.integration.client.proxy import Proxy
 from tests.integration.model_serving.conftest import _cleanup, ms_settings
 from trigger_router_service.app import create_app as create_router
 from trigger_router_service.settings import Settings as RouterSettings
@@ -44,15 +45,34 @@ ADMIN_KEY = "client-tests-admin-key"
 
 @dataclass
 class RunningStack:
-    """The five services' URLs, the admin key, and the apps (to stop one)."""
+    """The five services' URLs, the admin key, the apps (to stop one), and the proxy
+    in front of them once a caller started one (``tests/integration/client/proxy.py``)."""
 
     endpoints: Endpoints
+    """Each service's own port."""
     admin_key: str
     apps: dict[Service, FastAPI] = field(default_factory=dict)
+    proxy: Proxy | None = None
+
+    @property
+    def url(self) -> str:
+        """``PRELABEL_URL``: the proxy in front of the five."""
+        if self.proxy is None:
+            raise RuntimeError("no proxy in front of this stack")
+        return self.proxy.url
+
+    @property
+    def proxied(self) -> Endpoints:
+        """Every service through the proxy (``<url>/api/<service>``)."""
+        return Endpoints.resolve(self.url)
 
     def env(self, api_key: str | None = None) -> dict[str, str]:
-        """The ``PRELABEL_*`` variables pointing the CLI straight at each service."""
-        values = {env_name(s): url for s, url in self.endpoints.as_dict().items()}
+        """The ``PRELABEL_*`` variables of a client: ``PRELABEL_URL`` alone when a proxy
+        runs in front, else each service's own URL."""
+        if self.proxy is not None:
+            values = {"PRELABEL_URL": self.proxy.url}
+        else:
+            values = {env_name(s): url for s, url in self.endpoints.as_dict().items()}
         values["PRELABEL_ADMIN_KEY"] = self.admin_key
         if api_key is not None:
             values["PRELABEL_API_KEY"] = api_key
@@ -61,7 +81,8 @@ class RunningStack:
     async def new_project(self, name: str | None = None) -> tuple[str, str]:
         """A project and an API key for it: ``(project_id, key)``."""
         admin = {"Authorization": f"Bearer {self.admin_key}"}
-        async with httpx.AsyncClient(base_url=self.endpoints.dataset, headers=admin) as http:
+        base = self.proxied.dataset if self.proxy is not None else self.endpoints.dataset
+        async with httpx.AsyncClient(base_url=base, headers=admin) as http:
             created = await http.post(
                 "/projects", json={"name": name or f"p-{uuid.uuid4().hex[:8]}"}
             )

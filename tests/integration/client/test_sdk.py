@@ -68,7 +68,7 @@ async def test_errors_carry_the_services_message_and_class(
     spec = TriggerSpec(operation=Operation(service_id="svc_nope"))
     with pytest.raises(ValidationError) as refused:
         await client.triggers.create("t", spec)
-    async with Prelabel(stack.endpoints, "not-a-key") as stranger:
+    async with Prelabel(stack.proxied, "not-a-key") as stranger:
         with pytest.raises(AuthError) as bad_key:
             await stranger.billing.budget()
 
@@ -81,7 +81,7 @@ async def test_errors_carry_the_services_message_and_class(
 
 
 async def test_an_unreachable_service_is_named_with_its_url(project: Project) -> None:
-    endpoints = project.stack.endpoints
+    endpoints = project.stack.proxied
     gone = f"http://127.0.0.1:{free_port()}"
     async with Prelabel(replace(endpoints, billing=gone), project.api_key) as client:
         with pytest.raises(ServiceUnreachableError) as caught:
@@ -98,7 +98,7 @@ async def test_the_sync_client_runs_the_same_calls_without_an_event_loop(
     def script() -> tuple[str, list[str]]:
         # A plain script: no event loop of its own (run in a thread, as the services
         # serve from this test's loop).
-        with SyncPrelabel(project.stack.endpoints, project.api_key) as client:
+        with SyncPrelabel(project.stack.url, project.api_key) as client:
             dataset = client.datasets.create("sync")
             client.items.upload(dataset.id, noisy_jpeg(9), "x.jpg")
             names = [item.filename for item in client.items.iter(dataset.id)]
