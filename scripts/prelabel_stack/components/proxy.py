@@ -1,4 +1,5 @@
-"""nginx, the one URL: ``/api/<service>/`` to each service (Debian's ``nginx`` package).
+"""nginx, the one URL: ``/api/<service>/`` to each service and ``/`` to the web console
+(Debian's ``nginx`` package).
 
 The site is ``deploy/nginx/templates/prelabel.conf.template``, the same file the nginx
 image renders in docker-compose; here it is rendered into ``.stack/nginx/`` with the
@@ -20,7 +21,14 @@ from pathlib import Path
 
 from prelabel_stack.components.base import ProcessComponent
 from prelabel_stack.components.services import Service
-from prelabel_stack.config import REPO_ROOT, SERVICES, ServiceSpec, StackConfig, StackError
+from prelabel_stack.config import (
+    CONSOLE,
+    REPO_ROOT,
+    SERVICES,
+    ServiceSpec,
+    StackConfig,
+    StackError,
+)
 from prelabel_stack.probes import Probe, http_status
 from prelabel_stack.processes import apt_install
 
@@ -42,6 +50,14 @@ def variable(spec: ServiceSpec, what: str) -> str:
     return f"PRELABEL_{spec.name.upper().replace('-', '_')}_{what}"
 
 
+def console_max_body() -> int:
+    """The most the console's forms send: a bring-your-own model archive (the console's
+    own limit, which it checks with its own message) plus the form around it."""
+    from console_service.pages.models import MAX_ARCHIVE_BYTES
+
+    return MAX_ARCHIVE_BYTES + FORM_OVERHEAD_BYTES
+
+
 def site_values(
     config: StackConfig,
     *,
@@ -51,7 +67,8 @@ def site_values(
     """The template's variables: where the services are, and their limits.
 
     ``listen``/``upstream`` default to the local stack's loopback addresses; compose
-    gives ``80`` and ``<service>:<port>``.
+    gives ``8090`` and ``<service>:<port>``. The web console (``PRELABEL_CONSOLE_*``) is
+    one of the upstreams, served at ``/``.
     """
     services = {spec.name: Service(config, spec) for spec in SERVICES}
     dataset = services["dataset"].settings()
@@ -63,6 +80,7 @@ def site_values(
         "PRELABEL_MODEL_SERVING_MAX_BODY": str(
             max(serving.max_archive_bytes, serving.max_image_bytes) + FORM_OVERHEAD_BYTES
         ),
+        "PRELABEL_CONSOLE_MAX_BODY": str(console_max_body()),
         "PRELABEL_READ_TIMEOUT_S": str(READ_TIMEOUT_S),
         "PRELABEL_SEND_TIMEOUT_S": str(SEND_TIMEOUT_S),
         # A deploy check or a predict-now on a cold model waits for Triton's load; an
@@ -74,7 +92,7 @@ def site_values(
             )
         ),
     }
-    for spec in SERVICES:
+    for spec in (*SERVICES, CONSOLE):
         port = config.service_ports[spec.name]
         address = upstream(spec, port) if upstream else f"127.0.0.1:{port}"
         values[variable(spec, "UPSTREAM")] = address

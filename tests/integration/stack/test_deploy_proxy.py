@@ -1,4 +1,5 @@
-"""docker-compose's nginx and the Kubernetes Ingress route and limit as the local stack's.
+"""docker-compose's nginx and the Kubernetes Ingress route and limit as the local stack's
+(the five APIs under /api/<service>/, the web console at /).
 
 Offline: the compose file against the Compose spec's schema, its nginx variables against
 what :func:`prelabel_stack.components.proxy.site_values` derives from the services'
@@ -12,10 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import yaml
 
-from prelabel_stack import SERVICES, StackConfig
+from prelabel_stack import CONSOLE, SERVICES, StackConfig
 from prelabel_stack.components.proxy import TEMPLATE, render_template, site_values
 
 REPO = Path(__file__).resolve().parents[3]
@@ -30,7 +31,8 @@ def _compose() -> dict[str, Any]:
 def _compose_values() -> dict[str, str]:
     """What the local stack would render for containers named after the services."""
     config = dataclasses.replace(
-        StackConfig.from_env(), service_ports={s.name: s.default_port for s in SERVICES}
+        StackConfig.from_env(),
+        service_ports={s.name: s.default_port for s in (*SERVICES, CONSOLE)},
     )
     return site_values(config, listen="8090", upstream=lambda spec, port: f"{spec.name}:{port}")
 

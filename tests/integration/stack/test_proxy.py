@@ -1,10 +1,12 @@
-"""One URL: the real nginx in front of the five services, as ``make up`` wires them.
+"""One URL: the real nginx in front of the five services and the web console, as
+``make up`` wires them.
 
-The five services run as processes (``python -m <pkg>``) with the environment
-:class:`prelabel_stack.Service` derives from their ``Settings`` classes, on free ports,
-each with its own schema and one topology prefix; nginx runs with the config the
-stack renders from ``deploy/nginx/templates/prelabel.conf.template``. Clients reach
-everything through ``PRELABEL_URL`` alone.
+The five services and the console run as processes (``python -m <pkg>``) with the
+environment :class:`prelabel_stack.Service` derives from their ``Settings`` classes, on
+free ports, each service with its own schema and one topology prefix; nginx runs with
+the config the stack renders from ``deploy/nginx/templates/prelabel.conf.template``.
+Clients reach everything through ``PRELABEL_URL`` alone: the APIs under
+``/api/<service>/``, the console's pages at ``/``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from common.settings import S3SettingsMixin
 from common.testing.servers import free_port
 from dataset_service.api.upload import FORM_OVERHEAD_BYTES as DATASET_FORM_OVERHEAD
 from prelabel_client import NotFoundError, SyncPrelabel
-from prelabel_stack import SERVICES, Nginx, Service, StackConfig
+from prelabel_stack import CONSOLE, SERVICES, Nginx, Service, StackConfig
 from prelabel_stack.components.base import terminate_all
 from prelabel_stack.components.proxy import TEMPLATE, site_values
 from prelabel_stack.components.services import spec_of
@@ -72,7 +74,7 @@ def proxied(
     config = dataclasses.replace(
         StackConfig.from_env(),
         root=root,
-        service_ports={s.name: free_port() for s in SERVICES},
+        service_ports={s.name: free_port() for s in (*SERVICES, CONSOLE)},
         proxy_port=free_port(),
         admin_key=ADMIN_KEY,
         model_repository=root / "models",
@@ -103,6 +105,9 @@ def proxied(
         )
         for spec in SERVICES
     ]
+    # The console from the stack's environment alone: the services through this proxy.
+    console = Service(config, CONSOLE)
+    services.append(console)
     nginx = Nginx(config)
     for path in (config.logs_dir, config.pids_dir):
         path.mkdir(parents=True, exist_ok=True)
@@ -235,8 +240,8 @@ def test_a_json_service_refuses_a_body_over_its_smaller_limit(proxied: Proxied) 
     assert "trigger-router accepts at most" in json.loads(body)["detail"]
 
 
-@pytest.mark.parametrize("path", ["/api/nope/things", "/api/", "/", "/console/page"])
-def test_unknown_paths_answer_404_with_a_message(proxied: Proxied, path: str) -> None:
+@pytest.mark.parametrize("path", ["/api/nope/things", "/api/"])
+def test_unknown_api_paths_answer_404_with_a_message(proxied: Proxied, path: str) -> None:
     answer = httpx.get(f"{proxied.url}{path}")
 
     assert answer.status_code == 404
@@ -274,6 +279,8 @@ def test_stack_config_is_what_nginx_serves(proxied: Proxied) -> None:
         assert f"server 127.0.0.1:{proxied.config.service_ports[spec.name]};" in rendered
         assert f"location {spec.proxy_path}/ {{" in rendered
     assert "proxy_request_buffering off;" in rendered
+    assert f"server 127.0.0.1:{proxied.config.service_ports[CONSOLE.name]};" in rendered
+    assert "location / {\n        proxy_pass http://prelabel_console;" in rendered
 
 
 def test_the_cli_works_through_prelabel_url_alone(
@@ -518,3 +525,143 @@ def test_metrics_are_refused_through_the_proxy(proxied: Proxied, service: str) -
     assert direct.status_code == 200
     assert through.status_code == 404
     assert through.json() == {"detail": "Not Found"}
+
+
+# --- The web console at / ---------------------------------------------------------------
+
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def _console(proxied: Proxied) -> httpx.Client:
+    """A browser-like client of the console through the proxy: keeps its cookies, follows
+    no redirect by itself (each one is checked)."""
+    return httpx.Client(base_url=proxied.url, timeout=30, follow_redirects=False)
+
+
+def _csrf_of(page: httpx.Response) -> str:
+    found = CSRF_INPUT.search(page.text)
+    assert found, f"no CSRF field in {page.request.url}: {page.text[:300]}"
+    return found.group(1)
+
+
+def _cookie_attributes(answer: httpx.Response) -> list[str]:
+    [cookie] = [
+        c for c in answer.headers.get_list("set-cookie") if c.startswith("prelabel_console=")
+    ]
+    return [part.strip() for part in cookie.split(";")[1:]]
+
+
+def test_the_console_sign_in_page_loads_at_the_root(proxied: Proxied) -> None:
+    with _console(proxied) as browser:
+        root = browser.get("/")
+        login = browser.get(root.headers["location"])
+
+    # Nobody signed in: / sends to the sign-in page, on this URL (a relative redirect).
+    assert root.status_code == 303
+    assert root.headers["location"] == "/login"
+    assert login.status_code == 200
+    assert login.headers["content-type"].startswith("text/html")
+    assert 'action="/login"' in login.text
+    assert _csrf_of(login)
+    # The session cookie as the console sets it, unchanged by the proxy: the whole site,
+    # not readable by scripts, never sent from another site; not Secure over plain HTTP.
+    attributes = _cookie_attributes(root)
+    assert "Path=/" in attributes
+    assert "HttpOnly" in attributes
+    assert "SameSite=Strict" in attributes
+    assert "Secure" not in attributes
+    access = (proxied.config.logs_dir / "nginx-access.log").read_text()
+    assert '"GET /login HTTP/1.1" 200' in access
+
+
+def test_the_consoles_static_assets_load_through_the_proxy(proxied: Proxied) -> None:
+    with _console(proxied) as browser:
+        page = browser.get("/login")
+        assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', page.text)
+        answers = {path: browser.get(path) for path in assets}
+
+    assert {Path(a).suffix for a in assets} >= {".css", ".js"}
+    for path, answer in answers.items():
+        assert answer.status_code == 200, path
+        assert answer.content, path
+        kind = answer.headers["content-type"]
+        assert ("css" in kind) if path.endswith(".css") else ("javascript" in kind), (path, kind)
+
+
+def test_signing_in_with_a_real_key_through_the_proxy_opens_the_pages(
+    proxied: Proxied, project_key: str, client_env: SyncPrelabel
+) -> None:
+    name = f"console-px-{uuid.uuid4().hex[:8]}"
+    client_env.datasets.create(name)
+
+    with _console(proxied) as browser:
+        token = _csrf_of(browser.get("/login?next=/datasets"))
+        signed_in = browser.post(
+            "/login", data={"api_key": project_key, "csrf_token": token, "next": "/datasets"}
+        )
+        datasets = browser.get(signed_in.headers["location"])
+        home = browser.get("/")
+
+    assert signed_in.status_code == 303, signed_in.text[:300]
+    assert signed_in.headers["location"] == "/datasets"
+    # A new session cookie (the key sealed in it), with the same attributes.
+    assert {"Path=/", "HttpOnly", "SameSite=Strict"} <= set(_cookie_attributes(signed_in))
+    assert project_key not in signed_in.headers["set-cookie"]
+    assert datasets.status_code == 200, datasets.text[:300]
+    assert name in datasets.text  # the page read the dataset service with the key
+    assert project_key not in datasets.text
+    assert home.status_code == 303
+    assert home.headers["location"] == "/datasets"
+
+
+def test_a_wrong_key_is_refused_on_the_sign_in_page(proxied: Proxied) -> None:
+    with _console(proxied) as browser:
+        token = _csrf_of(browser.get("/login"))
+        refused = browser.post("/login", data={"api_key": "pk_not_a_key", "csrf_token": token})
+        after = browser.get("/datasets")
+
+    assert refused.status_code == 401
+    assert "not a valid project API key" in refused.text
+    assert after.status_code == 303
+    assert after.headers["location"] == "/login?next=/datasets"
+
+
+def test_a_console_form_post_without_its_csrf_token_is_refused(
+    proxied: Proxied, project_key: str
+) -> None:
+    with _console(proxied) as browser:
+        token = _csrf_of(browser.get("/login"))
+        without = browser.post("/login", data={"api_key": project_key})
+        wrong = browser.post("/login", data={"api_key": project_key, "csrf_token": "x" + token})
+        still_out = browser.get("/datasets")
+        signed_in = browser.post("/login", data={"api_key": project_key, "csrf_token": token})
+        page = browser.get("/datasets")
+        logout_without = browser.post("/logout", data={})
+        still_in = browser.get("/datasets")
+
+    assert without.status_code == 403
+    assert "CSRF" in without.text
+    assert wrong.status_code == 403
+    assert still_out.status_code == 303  # neither post signed anybody in
+    assert signed_in.status_code == 303
+    assert page.status_code == 200
+    assert logout_without.status_code == 403
+    assert still_in.status_code == 200  # nor signed anybody out
+
+
+def test_the_consoles_metrics_are_refused_through_the_proxy(proxied: Proxied) -> None:
+    through = httpx.get(f"{proxied.url}/metrics")
+    direct = httpx.get(f"http://127.0.0.1:{proxied.config.service_ports[CONSOLE.name]}/metrics")
+
+    assert direct.status_code == 200
+    assert "prelabel_console_" in direct.text
+    assert through.status_code == 404
+    assert through.json() == {"detail": "Not Found"}
+
+
+def test_an_unknown_console_path_is_the_consoles_own_404(proxied: Proxied) -> None:
+    answer = httpx.get(f"{proxied.url}/no/such/page")
+
+    assert answer.status_code == 404
+    assert not _is_nginx_answer(answer)
+    assert answer.headers.get("content-security-policy")  # the console's own headers
