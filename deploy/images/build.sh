@@ -18,6 +18,7 @@ declare -A IMAGES=(
   [model-serving]=services/model-serving/Dockerfile
   [annotation]=services/annotation/Dockerfile
   [billing]=services/billing/Dockerfile
+  [console]=services/console/Dockerfile
   [model-serving-worker]=deploy/images/worker.Dockerfile
   [triton-cpu]=deploy/images/triton-cpu.Dockerfile
 )

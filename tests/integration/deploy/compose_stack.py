@@ -28,13 +28,13 @@ COMPOSE_FILES = [REPO / "docker-compose.yml", REPO / "deploy" / "compose" / "doc
 PROJECT = "prelabel"
 SERVICES = [
     "rabbitmq", "postgres", "seaweedfs", "triton", "dataset", "trigger-router",
-    "model-serving", "annotation", "billing", "nginx", "prometheus",
+    "model-serving", "annotation", "billing", "console", "nginx", "prometheus",
 ]  # fmt: skip
 HOST_PORTS = [
     "PRELABEL_PROXY_PORT", "PRELABEL_RABBITMQ_PORT", "PRELABEL_RABBITMQ_MANAGEMENT_PORT",
     "PRELABEL_S3_PORT", "PRELABEL_DATASET_PORT", "PRELABEL_TRIGGER_ROUTER_PORT",
     "PRELABEL_MODEL_SERVING_PORT", "PRELABEL_ANNOTATION_PORT", "PRELABEL_BILLING_PORT",
-    "PRELABEL_PROMETHEUS_PORT", "PRELABEL_GRAFANA_PORT",
+    "PRELABEL_CONSOLE_PORT", "PRELABEL_PROMETHEUS_PORT", "PRELABEL_GRAFANA_PORT",
 ]  # fmt: skip
 """Published ports, moved to free ones: the local stack may hold the defaults."""
 WORKER_LABEL = "io.prelabel.role=predict-worker"
@@ -160,6 +160,7 @@ def compose_stack(
                 f"PRELABEL_POSTGRES_PASSWORD={secrets.token_hex(12)}",
                 f"PRELABEL_S3_SECRET_KEY={secrets.token_hex(12)}",
                 f"PRELABEL_GRAFANA_PASSWORD={secrets.token_hex(12)}",
+                f"CONSOLE_SESSION_SECRET={secrets.token_urlsafe(32)}",
                 f"PRELABEL_ENGINE_SOCKET={socket}",
                 "PRELABEL_ENGINE_SOCKET_GID=0",
             ]

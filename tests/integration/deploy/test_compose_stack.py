@@ -61,3 +61,21 @@ async def test_compose_stack_predicts_from_zero_through_the_proxy(stack: Compose
         return await asyncio.to_thread(stack.workers) == []
 
     await wait_until(workers_gone, timeout=120, message="the worker containers are gone at zero")
+
+
+def test_compose_serves_the_console_at_the_root_of_the_proxy(stack: ComposeStack) -> None:
+    import httpx
+
+    with httpx.Client(base_url=stack.proxy_url, timeout=30) as browser:
+        root = browser.get("/")
+        login = browser.get("/login")
+        metrics = browser.get("/metrics")
+
+    assert root.status_code == 303
+    assert root.headers["location"] == "/login"
+    assert login.status_code == 200
+    assert 'name="csrf_token"' in login.text
+    assert "HttpOnly" in login.headers.get("set-cookie", "") or "HttpOnly" in root.headers.get(
+        "set-cookie", ""
+    )
+    assert metrics.status_code == 404
