@@ -8,19 +8,13 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
 from faststream.rabbit import (
-    ExchangeType,
     RabbitBroker,
-    RabbitExchange,
-    RabbitQueue,
-    TestRabbitBroker,
 )
-from faststream.rabbit.schemas import QueueType
 
 from annotation_service import handlers
 from annotation_service.app import MIGRATIONS
@@ -29,13 +23,12 @@ from common.db import apply_migrations
 from common.messaging import (
     COMMON_MIGRATIONS,
     commands_exchange,
-    declare_dead_letter,
     events_exchange,
 )
 from common.observability import ServiceMetrics
-from common.testing.broker import delete_names
+from common.testing.handlers import HandlerBus, Kind, handler_bus
 from common.testing.waits import wait_until
-from common.topology import ANNOTATION, DATASET, DEAD_LETTER_REASON_HEADER, Topology
+from common.topology import ANNOTATION, DATASET, Topology
 from tests.integration.annotation.conftest import add_task_item, boxes, item_created
 
 HANDLER = "on_add_task_item"
@@ -43,39 +36,19 @@ HANDLER = "on_add_task_item"
 
 @dataclass
 class Harness:
-    broker: RabbitBroker
-    topology: Topology
+    bus: HandlerBus
     repo: Repository
-    metrics: ServiceMetrics
-    dead: list[str] = field(default_factory=list)
 
     async def send(self, routing_key: str, body: bytes) -> None:
-        await self.broker.publish(
-            body,
-            exchange=commands_exchange(self.topology, ANNOTATION),
-            routing_key=routing_key,
-            persist=True,
-        )
+        await self.bus.publish(commands_exchange(self.bus.topology, ANNOTATION), routing_key, body)
 
     async def publish_item_event(self, routing_key: str, body: bytes) -> None:
-        await self.broker.publish(
-            body,
-            exchange=events_exchange(self.topology, DATASET),
-            routing_key=routing_key,
-            persist=True,
-        )
-
-    def count(self, handler: str, label: str) -> float:
-        return self.metrics.messages.labels(handler, label)._value.get()
-
-
-async def _reason(message: Any) -> str:
-    return str(message.headers.get(DEAD_LETTER_REASON_HEADER, ""))
+        await self.bus.publish(events_exchange(self.bus.topology, DATASET), routing_key, body)
 
 
 @contextlib.asynccontextmanager
 async def harness(
-    kind: str,
+    kind: Kind,
     amqp_url: str,
     unique_name: Callable[[str], str],
     pool: asyncpg.Pool,
@@ -87,43 +60,17 @@ async def harness(
     broker = RabbitBroker(amqp_url, logger=None, publisher_confirms=True)
     metrics = ServiceMetrics(f"annotation_handlers_test_{uuid.uuid4().hex[:8]}")
     queues = handlers.register(broker, topology, repo, metrics, prefetch=8)
-    h = Harness(broker, topology, repo, metrics)
-    dlx = RabbitExchange(
-        topology.dead_letter_exchange(ANNOTATION), type=ExchangeType.DIRECT, durable=True
-    )
-    for queue in queues:
-        dlq_name = topology.dead_letter_queue(queue)
-
-        @broker.subscriber(
-            RabbitQueue(dlq_name, queue_type=QueueType.QUORUM, durable=True, routing_key=dlq_name),
-            dlx,
-            decoder=_reason,
-        )
-        async def capture(reason: str) -> None:
-            h.dead.append(reason)
-
-    if kind == "memory":
-        async with TestRabbitBroker(broker):
-            yield h
-        return
-    await broker.connect()
-    await declare_dead_letter(broker, topology, ANNOTATION, queues)
-    await broker.start()
-    try:
-        yield h
-    finally:
-        await broker.stop()
-        await delete_names(
-            amqp_url,
-            [*queues, *(topology.dead_letter_queue(q) for q in queues)],
-            [e.name for e in handlers.exchanges(topology)]
-            + [commands_exchange(topology, ANNOTATION).name, dlx.name],
-        )
+    exchanges = [e.name for e in handlers.exchanges(topology)]
+    exchanges.append(commands_exchange(topology, ANNOTATION).name)
+    async with handler_bus(
+        kind, amqp_url, broker, topology, ANNOTATION, metrics, queues, exchanges
+    ) as bus:
+        yield Harness(bus, repo)
 
 
 @pytest.mark.parametrize("kind", ["memory", "rabbitmq"])
 async def test_task_items_from_commands_are_added_once_and_bad_commands_dead_lettered(
-    kind: str,
+    kind: Kind,
     amqp_url: str,
     unique_name: Callable[[str], str],
     pg_pool: asyncpg.Pool,
@@ -140,7 +87,7 @@ async def test_task_items_from_commands_are_added_once_and_bad_commands_dead_let
 
         async def added() -> bool:
             await asyncio.sleep(0)
-            return h.count(HANDLER, "ok") == 1
+            return h.bus.count(HANDLER, "ok") == 1
 
         await wait_until(added, timeout=20, message="add_task_item.v1 handled")
         await h.send(command.routing_key, command.to_json_bytes())  # a redelivery
@@ -150,7 +97,7 @@ async def test_task_items_from_commands_are_added_once_and_bad_commands_dead_let
 
         async def settled() -> bool:
             await asyncio.sleep(0)
-            return len(h.dead) == 2 and h.count(HANDLER, "duplicate") == 1
+            return len(h.bus.dead) == 2 and h.bus.count(HANDLER, "duplicate") == 1
 
         await wait_until(settled, timeout=20, message="every message settled")
 
@@ -164,9 +111,9 @@ async def test_task_items_from_commands_are_added_once_and_bad_commands_dead_let
             "annotation.created.v2",
             "task_item.added.v1",
         ]
-        reasons = sorted(h.dead)
+        reasons = sorted(h.bus.dead)
         assert reasons[0].startswith("body is not JSON"), reasons
         assert "is on dataset 'ds_h', not 'ds_other'" in reasons[1], reasons
-        assert h.count(HANDLER, "dead_lettered") == 2
-        assert h.count("on_item_event", "ok") == 1
-        assert h.count(HANDLER, "error") == 0
+        assert h.bus.count(HANDLER, "dead_lettered") == 2
+        assert h.bus.count("on_item_event", "ok") == 1
+        assert h.bus.count(HANDLER, "error") == 0

@@ -8,21 +8,16 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 import pytest
 from faststream.rabbit import (
-    ExchangeType,
     RabbitBroker,
-    RabbitExchange,
-    RabbitQueue,
-    TestRabbitBroker,
 )
-from faststream.rabbit.schemas import QueueType
 
 from billing_service import handlers
 from billing_service.app import MIGRATIONS
@@ -30,69 +25,30 @@ from billing_service.repository import Repository
 from common.contracts import ModelRef, ReplicaStarted, TaskItemReviewed
 from common.db import apply_migrations
 from common.envelope import make_event
-from common.messaging import COMMON_MIGRATIONS, declare_dead_letter, events_exchange
+from common.messaging import COMMON_MIGRATIONS, events_exchange
 from common.observability import ServiceMetrics
-from common.testing.broker import delete_names
+from common.testing.handlers import HandlerBus, Kind, handler_bus
 from common.testing.waits import wait_until
-from common.topology import ANNOTATION, BILLING, DEAD_LETTER_REASON_HEADER, Topology
+from common.topology import ANNOTATION, BILLING, Topology
 
 RATES = {"cpu-small": Decimal("0.01")}
 
 
 @dataclass
 class Harness:
-    broker: RabbitBroker
-    topology: Topology
+    bus: HandlerBus
     repo: Repository
-    metrics: ServiceMetrics
-    dead: dict[str, list[str]] = field(default_factory=dict)
 
     async def publish(self, producer: str, routing_key: str, body: bytes) -> None:
-        await self.broker.publish(
-            body,
-            exchange=events_exchange(self.topology, producer),
-            routing_key=routing_key,
-            persist=True,
-        )
+        await self.bus.publish(events_exchange(self.bus.topology, producer), routing_key, body)
 
-    def count(self, handler: str, label: str) -> float:
-        return self.metrics.messages.labels(handler, label)._value.get()
-
-    async def settled(self, handler: str, label: str, n: int) -> None:
-        async def reached() -> bool:
-            await asyncio.sleep(0)
-            return self.count(handler, label) >= n
-
-        labels = ("ok", "duplicate", "stale", "dead_lettered", "error")
-        await wait_until(
-            reached,
-            timeout=20,
-            message=f"{n} {label} on {handler} "
-            f"(counts: { {x: self.count(handler, x) for x in labels} }, dead: {self.dead})",
-        )
-
-
-async def _reason(message: Any) -> str:
-    return str(message.headers.get(DEAD_LETTER_REASON_HEADER, ""))
-
-
-def _capture(
-    broker: RabbitBroker, dlx: RabbitExchange, topology: Topology, handler: str, into: list[str]
-) -> None:
-    dlq = topology.dead_letter_queue(topology.queue(BILLING, handler))
-
-    @broker.subscriber(
-        RabbitQueue(dlq, queue_type=QueueType.QUORUM, durable=True, routing_key=dlq),
-        dlx,
-        decoder=_reason,
-    )
-    async def capture(reason: str) -> None:
-        into.append(reason)
+    def dead(self, handler: str) -> list[str]:
+        return self.bus.dead_by_queue[self.bus.topology.queue(BILLING, handler)]
 
 
 @contextlib.asynccontextmanager
 async def harness(
-    kind: str,
+    kind: Kind,
     amqp_url: str,
     unique_name: Callable[[str], str],
     pool: asyncpg.Pool,
@@ -104,35 +60,16 @@ async def harness(
     broker = RabbitBroker(amqp_url, logger=None, publisher_confirms=True)
     metrics = ServiceMetrics(f"billing_handlers_test_{uuid.uuid4().hex[:8]}")
     queues = handlers.register(broker, topology, repo, metrics, prefetch=8)
-    h = Harness(broker, topology, repo, metrics)
-    dlx = RabbitExchange(
-        topology.dead_letter_exchange(BILLING), type=ExchangeType.DIRECT, durable=True
-    )
-    for handler, _, _ in handlers.HANDLERS:
-        _capture(broker, dlx, topology, handler.__name__, h.dead.setdefault(handler.__name__, []))
-
-    if kind == "memory":
-        async with TestRabbitBroker(broker):
-            yield h
-        return
-    await broker.connect()
-    await declare_dead_letter(broker, topology, BILLING, queues)
-    await broker.start()
-    try:
-        yield h
-    finally:
-        await broker.stop()
-        exchanges = {events_exchange(topology, p).name for _, p, _ in handlers.HANDLERS}
-        await delete_names(
-            amqp_url,
-            [*queues, *(topology.dead_letter_queue(q) for q in queues)],
-            [*exchanges, dlx.name],
-        )
+    exchanges = {events_exchange(topology, p).name for _, p, _ in handlers.HANDLERS}
+    async with handler_bus(
+        kind, amqp_url, broker, topology, BILLING, metrics, queues, exchanges
+    ) as bus:
+        yield Harness(bus, repo)
 
 
 @pytest.mark.parametrize("kind", ["memory", "rabbitmq"])
 async def test_replica_starts_are_metered_and_another_projects_replica_is_dead_lettered(
-    kind: str,
+    kind: Kind,
     amqp_url: str,
     unique_name: Callable[[str], str],
     pg_pool: asyncpg.Pool,
@@ -163,20 +100,20 @@ async def test_replica_starts_are_metered_and_another_projects_replica_is_dead_l
             source="/test",
         )
         await h.publish("model_serving", started.routing_key, started.to_json_bytes())
-        await h.settled(handler, "ok", 1)
+        await h.bus.settled(handler, "ok", 1)
         await h.publish("model_serving", started.routing_key, started.to_json_bytes())
         await h.publish("model_serving", earlier.routing_key, earlier.to_json_bytes())
         await h.publish("model_serving", hijack.routing_key, hijack.to_json_bytes())
         await h.publish("model_serving", "replica.started.v1", b"{not json")
-        await h.settled(handler, "ok", 3)
-        await h.settled(handler, "dead_lettered", 2)
+        await h.bus.settled(handler, "ok", 3)
+        await h.bus.settled(handler, "dead_lettered", 2)
 
         async def dead_letters_arrived() -> bool:
             await asyncio.sleep(0)
-            return len(h.dead[handler]) == 2
+            return len(h.dead(handler)) == 2
 
         await wait_until(dead_letters_arrived, timeout=20, message="two dead letters")
-        reasons = sorted(h.dead[handler])
+        reasons = sorted(h.dead(handler))
         assert reasons[0].startswith("body is not JSON"), reasons
         assert "belongs to project 'prj_h'" in reasons[1], reasons
         row = await h.repo.pool.fetchrow(
@@ -184,12 +121,12 @@ async def test_replica_starts_are_metered_and_another_projects_replica_is_dead_l
         )
         assert row is not None
         assert (row["project_id"], row["started_at"]) == ("prj_h", at - timedelta(seconds=1))
-        assert h.count(handler, "error") == 0
+        assert h.bus.count(handler, "error") == 0
 
 
 @pytest.mark.parametrize("kind", ["memory", "rabbitmq"])
 async def test_a_review_counts_once_per_event_and_the_latest_decision_wins(
-    kind: str,
+    kind: Kind,
     amqp_url: str,
     unique_name: Callable[[str], str],
     pg_pool: asyncpg.Pool,
@@ -224,17 +161,17 @@ async def test_a_review_counts_once_per_event_and_the_latest_decision_wins(
         for body in (corrected, approved, approved, older, nul):
             await h.publish(ANNOTATION, "task_item.reviewed.v1", body)
             await asyncio.sleep(0)
-        await h.settled(handler, "ok", 2)
-        await h.settled(handler, "duplicate", 1)
-        await h.settled(handler, "stale", 1)
-        await h.settled(handler, "dead_lettered", 1)
+        await h.bus.settled(handler, "ok", 2)
+        await h.bus.settled(handler, "duplicate", 1)
+        await h.bus.settled(handler, "stale", 1)
+        await h.bus.settled(handler, "dead_lettered", 1)
 
         async def dead_letter_arrived() -> bool:
             await asyncio.sleep(0)
-            return len(h.dead[handler]) == 1
+            return len(h.dead(handler)) == 1
 
         await wait_until(dead_letter_arrived, timeout=20, message="the NUL review dead-lettered")
-        assert "0x00" in h.dead[handler][0], h.dead
+        assert "0x00" in h.dead(handler)[0], h.bus.dead
         row = await h.repo.pool.fetchrow("SELECT status, accepted_unchanged FROM reviews")
         assert row is not None
         assert (row["status"], row["accepted_unchanged"]) == ("approved", True)

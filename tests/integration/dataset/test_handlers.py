@@ -8,31 +8,25 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
 from faststream.rabbit import (
-    ExchangeType,
     RabbitBroker,
-    RabbitExchange,
-    RabbitQueue,
-    TestRabbitBroker,
 )
-from faststream.rabbit.schemas import QueueType
 
 from common.blobs import blob_store
 from common.contracts import IngestItem
 from common.db import apply_migrations
 from common.envelope import make_event
-from common.messaging import COMMON_MIGRATIONS, commands_exchange, declare_dead_letter
+from common.messaging import COMMON_MIGRATIONS, commands_exchange
 from common.observability import ServiceMetrics
 from common.s3 import s3_client
 from common.settings import S3SettingsMixin
-from common.testing.broker import delete_names
+from common.testing.handlers import HandlerBus, Kind, handler_bus
 from common.testing.waits import wait_until
-from common.topology import DATASET, DEAD_LETTER_REASON_HEADER, Topology
+from common.topology import DATASET, Topology
 from dataset_service import handlers
 from dataset_service.adapters.blobs import ItemBlobs
 from dataset_service.app import MIGRATIONS
@@ -43,29 +37,18 @@ from tests.integration.dataset.conftest import png_bytes
 
 @dataclass
 class Harness:
-    broker: RabbitBroker
-    exchange: RabbitExchange
+    bus: HandlerBus
     repo: Repository
     blobs: ItemBlobs
-    metrics: ServiceMetrics
-    dead: list[str] = field(default_factory=list)
 
     async def publish(self, body: bytes) -> None:
-        await self.broker.publish(
-            body, exchange=self.exchange, routing_key=IngestItem.routing_key, persist=True
-        )
-
-    def count(self, label: str) -> float:
-        return self.metrics.messages.labels(handlers.HANDLER, label)._value.get()
-
-
-async def _reason(message: Any) -> str:
-    return str(message.headers.get(DEAD_LETTER_REASON_HEADER, ""))
+        exchange = commands_exchange(self.bus.topology, DATASET)
+        await self.bus.publish(exchange, IngestItem.routing_key, body)
 
 
 @contextlib.asynccontextmanager
 async def harness(
-    kind: str,
+    kind: Kind,
     amqp_url: str,
     unique_name: Callable[[str], str],
     pool: asyncpg.Pool,
@@ -92,40 +75,18 @@ async def harness(
         metrics = ServiceMetrics(f"dataset_handlers_test_{uuid.uuid4().hex[:8]}")
         queue = handlers.subscribe_ingest(broker, topology, metrics, store, prefetch=8)
         exchange = commands_exchange(topology, DATASET)
-        h = Harness(broker, exchange, repo, blobs, metrics)
-        dlq_name = topology.dead_letter_queue(queue)
-        dlx = RabbitExchange(
-            topology.dead_letter_exchange(DATASET), type=ExchangeType.DIRECT, durable=True
-        )
-
-        @broker.subscriber(
-            RabbitQueue(dlq_name, queue_type=QueueType.QUORUM, durable=True, routing_key=dlq_name),
-            dlx,
-            decoder=_reason,
-        )
-        async def capture(reason: str) -> None:
-            h.dead.append(reason)
-
         try:
-            if kind == "memory":
-                async with TestRabbitBroker(broker):
-                    yield h
-                return
-            await broker.connect()
-            await declare_dead_letter(broker, topology, DATASET, [queue])
-            await broker.start()
-            try:
-                yield h
-            finally:
-                await broker.stop()
-                await delete_names(amqp_url, [queue, dlq_name], [exchange.name, dlx.name])
+            async with handler_bus(
+                kind, amqp_url, broker, topology, DATASET, metrics, [queue], [exchange.name]
+            ) as bus:
+                yield Harness(bus, repo, blobs)
         finally:
             await store_blobs.close()
 
 
 @pytest.mark.parametrize("kind", ["memory", "rabbitmq"])
 async def test_ingest_commands_register_once_and_bad_ones_are_dead_lettered_with_reasons(
-    kind: str,
+    kind: Kind,
     amqp_url: str,
     unique_name: Callable[[str], str],
     pg_pool: asyncpg.Pool,
@@ -154,7 +115,7 @@ async def test_ingest_commands_register_once_and_bad_ones_are_dead_lettered_with
 
         async def registered() -> bool:
             await asyncio.sleep(0)
-            return h.count("ok") == 1
+            return h.bus.count(handlers.HANDLER, "ok") == 1
 
         await wait_until(registered, timeout=20, message="ingest_item.v1 handled")
         await h.publish(command.to_json_bytes())  # a redelivery
@@ -167,15 +128,15 @@ async def test_ingest_commands_register_once_and_bad_ones_are_dead_lettered_with
 
         async def settled() -> bool:
             await asyncio.sleep(0)
-            return len(h.dead) == 2 and h.count("duplicate") == 1
+            return len(h.bus.dead) == 2 and h.bus.count(handlers.HANDLER, "duplicate") == 1
 
         await wait_until(settled, timeout=20, message="every command settled")
 
         rows = await h.repo.pool.fetch("SELECT filename FROM items")
         assert [r["filename"] for r in rows] == ["/in/a.png"]
-        reasons = sorted(h.dead)
+        reasons = sorted(h.bus.dead)
         assert reasons[0].startswith("body is not JSON"), reasons
         assert "ds_missing not found" in reasons[1], reasons
-        assert h.count("ok") == 1
-        assert h.count("dead_lettered") == 2
-        assert h.count("error") == 0
+        assert h.bus.count(handlers.HANDLER, "ok") == 1
+        assert h.bus.count(handlers.HANDLER, "dead_lettered") == 2
+        assert h.bus.count(handlers.HANDLER, "error") == 0
