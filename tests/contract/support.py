@@ -1,5 +1,5 @@
-"""Shared pieces of the contract tests: the five services as the code defines them,
-manifest loading and snapshot comparison.
+"""Shared pieces of the contract tests: the five services and the web console as the code
+defines them, manifest loading and snapshot comparison.
 
 Deployment files (compose, Kubernetes, Prometheus, Dockerfiles) are checked
 against these definitions, never against copies of them, so they cannot drift
@@ -31,6 +31,8 @@ _SERVICES = (
     ("model-serving", "model_serving_service", "MODEL_SERVING_"),
     ("annotation", "annotation_service", "ANNOTATION_"),
     ("billing", "billing_service", "BILLING_"),
+    # The web console: no database or broker, deployed beside the five (at / behind the proxy).
+    ("console", "console_service", "CONSOLE_"),
 )
 
 

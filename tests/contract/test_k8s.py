@@ -361,3 +361,52 @@ def test_triton_runs_explicit_model_control_and_is_internal() -> None:
     svc = find("dev", "Service", "triton")
     assert svc["spec"].get("type", "ClusterIP") == "ClusterIP"
     assert {p["port"] for p in svc["spec"]["ports"]} == {8000, 8001, 8002}
+
+
+# --------------------------------------------------------------------------- console
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_ingress_routes_the_root_to_the_console(overlay: str) -> None:
+    console = next(s for s in SERVICES if s.name == "console")
+    routes = {
+        path["path"]: (ingress, path)
+        for ingress in rendered(overlay)
+        if ingress["kind"] == "Ingress"
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+    ingress, root = routes["/"]
+    assert root["pathType"] == "Prefix"
+    backend = root["backend"]["service"]
+    assert backend == {"name": "console", "port": {"number": console.port}}
+    svc = find(overlay, "Service", "console")
+    assert [p["port"] for p in svc["spec"]["ports"]] == [console.port]
+    assert "nginx.ingress.kubernetes.io/rewrite-target" not in ingress["metadata"]["annotations"]
+    # Every API prefix still has its own route beside it.
+    api = {s.name for s in SERVICES if s.name != "console"}
+    assert {p.split("(")[0].removeprefix("/api/") for p in routes if p != "/"} == api
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_console_pod_is_locked_down_and_probed(overlay: str) -> None:
+    deployment = find(overlay, "Deployment", "console")
+    pod = deployment["spec"]["template"]["spec"]
+    container = container_of(deployment)
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    # Form uploads spool under /tmp, the one writable place.
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    data = find(overlay, "ConfigMap", "prelabel-config")["data"]
+    assert data["CONSOLE_ROOT_PATH"] == ""
+    assert data["CONSOLE_COOKIE_SECURE"] == ("false" if overlay == "dev" else "true")
+    # Sessions survive a hop to another replica: one secret for all of them.
+    assert "CONSOLE_SESSION_SECRET" in secret_keys("prelabel-secrets")

@@ -86,16 +86,46 @@ def test_the_ingress_routes_every_service_with_the_proxys_limits() -> None:
         for path in ingress["spec"]["rules"][0]["http"]["paths"]:
             backend = path["backend"]["service"]
             routes[path["path"]] = (backend["port"]["number"], size)
-            assert backend["name"] in path["path"]
+            assert backend["name"] in path["path"] or path["path"] == "/"
 
     limits = {
         "dataset": values["PRELABEL_DATASET_MAX_BODY"],
         "model-serving": values["PRELABEL_MODEL_SERVING_MAX_BODY"],
     }
-    assert routes == {
+    expected = {
         f"{spec.proxy_path}(/|$)(.*)": (
             spec.default_port,
             limits.get(spec.name, values["PRELABEL_JSON_MAX_BODY"]),
         )
         for spec in SERVICES
     }
+    # The console at / with its own limit, as the stack's nginx serves it.
+    expected["/"] = (CONSOLE.default_port, values["PRELABEL_CONSOLE_MAX_BODY"])
+    assert routes == expected
+
+
+def test_the_ingress_serves_the_console_at_the_root_unrewritten() -> None:
+    docs = [
+        d
+        for d in yaml.safe_load_all(
+            (REPO / "deploy" / "k8s" / "base" / "app" / "ingress.yaml").read_text()
+        )
+        if d and d["kind"] == "Ingress"
+    ]
+    [console] = [
+        d for d in docs if any(p["path"] == "/" for p in d["spec"]["rules"][0]["http"]["paths"])
+    ]
+    [path] = console["spec"]["rules"][0]["http"]["paths"]
+
+    assert path["pathType"] == "Prefix"
+    assert path["backend"]["service"]["name"] == CONSOLE.name
+    # No rewrite and no regex: the console's paths (and its root path, empty) as they are.
+    annotations = console["metadata"]["annotations"]
+    assert "nginx.ingress.kubernetes.io/rewrite-target" not in annotations
+    assert "nginx.ingress.kubernetes.io/use-regex" not in annotations
+    configmap = yaml.safe_load(
+        (REPO / "deploy" / "k8s" / "base" / "app" / "configmap.yaml").read_text()
+    )
+    assert configmap["data"][CONSOLE.env_name("root_path")] == CONSOLE.proxy_path == ""
+    compose = _compose()["services"]
+    assert CONSOLE.env_name("root_path") not in compose[CONSOLE.name]["environment"]
