@@ -30,7 +30,7 @@ from common.testing.servers import free_port
 from prelabel_stack.components.base import ProcessComponent, terminate_all
 from prelabel_stack.components.proxy import Nginx
 from prelabel_stack.components.services import Service
-from prelabel_stack.config import SERVICES, StackConfig
+from prelabel_stack.config import CONSOLE, SERVICES, StackConfig
 
 FIVE = ("dataset", "trigger-router", "model-serving", "annotation", "billing")
 ADMIN_KEY = "isolated-stack-admin-key"
@@ -105,7 +105,8 @@ async def isolated_stack(
     config = dataclasses.replace(
         base,
         root=root / f"{label}-{suffix}",
-        service_ports={s.name: free_port() for s in SERVICES},
+        # The console is not started here; its port is free, so nginx's / answers 502.
+        service_ports={s.name: free_port() for s in (*SERVICES, CONSOLE)},
         proxy_port=free_port(),
         admin_key=ADMIN_KEY,
         timeout_s=120.0,

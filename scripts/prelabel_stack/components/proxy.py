@@ -93,7 +93,9 @@ def site_values(
         ),
     }
     for spec in (*SERVICES, CONSOLE):
-        port = config.service_ports[spec.name]
+        # A config made for the five services alone (a bench's nginx in front of one of
+        # them) still renders: the console's upstream is then its default port.
+        port = config.service_ports.get(spec.name, spec.default_port)
         address = upstream(spec, port) if upstream else f"127.0.0.1:{port}"
         values[variable(spec, "UPSTREAM")] = address
     return values
