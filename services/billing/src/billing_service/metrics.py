@@ -28,3 +28,14 @@ def budget_spent() -> Gauge:
         "Automation budget spent per project (currency units), as of the last charge.",
         ["project_id"],
     )
+
+
+@cache
+def budget_total() -> Gauge:
+    """Each project's automation budget when billing last charged it (beside what it spent:
+    ``spent / budget`` is how near it is to running out)."""
+    return Gauge(
+        metric_name(BILLING, "budget"),
+        "Automation budget per project (currency units), as of the last charge.",
+        ["project_id"],
+    )

@@ -91,6 +91,7 @@ class BudgetRows(RepositoryBase):
             transition,
         )
         metrics.budget_spent().labels(project_id).set(float(spent))
+        metrics.budget_total().labels(project_id).set(float(row["budget"]))
         if transition is not None:
             budget: Decimal = row["budget"]
             data: BudgetExhausted | BudgetRestored
