@@ -15,6 +15,7 @@ from dataset_service.deps import Deps
 from dataset_service.repository import Repository
 from dataset_service.settings import Settings
 from dataset_service.usecases.items import ItemStore
+from dataset_service.usecases.thumbnails import Thumbnails
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -28,7 +29,13 @@ def create_app(settings: Settings) -> FastAPI:
         blobs = blob_store(settings)
         runtime.resources.push_async_callback(blobs.close)
         repo = Repository(runtime.pool, runtime.topology)
-        store = ItemStore(repo, ItemBlobs(s3, blobs, settings.s3_bucket), settings.max_upload_bytes)
+        item_blobs = ItemBlobs(s3, blobs, settings.s3_bucket)
+        store = ItemStore(repo, item_blobs, settings.max_upload_bytes)
+        thumbnails = Thumbnails(
+            item_blobs,
+            max_pixels=settings.thumbnail_max_pixels,
+            concurrency=settings.thumbnail_concurrency,
+        )
         handlers.register(
             runtime,
             store,
@@ -40,7 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
             await s3.head_bucket(Bucket=settings.s3_bucket)
 
         runtime.checks["s3"] = s3_ready
-        return Deps(settings=settings, s3=s3, repo=repo, store=store)
+        return Deps(settings=settings, s3=s3, repo=repo, store=store, thumbnails=thumbnails)
 
     app = build_service_app(
         "dataset",

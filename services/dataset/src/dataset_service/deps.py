@@ -9,6 +9,7 @@ from common.service import dependencies
 from dataset_service.repository import Repository
 from dataset_service.settings import Settings
 from dataset_service.usecases.items import ItemStore
+from dataset_service.usecases.thumbnails import Thumbnails
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,7 @@ class Deps:
     """aiobotocore's S3 client (untyped)."""
     repo: Repository
     store: ItemStore
+    thumbnails: Thumbnails
 
 
 deps = dependencies(Deps)

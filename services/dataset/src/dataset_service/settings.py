@@ -31,3 +31,22 @@ class Settings(BaseServiceSettings, S3SettingsMixin):
     ingest_batch_max: int = Field(
         default=32, ge=1, description="Most ingest commands registered (concurrently) as one batch."
     )
+    thumbnail_max_pixels: int = Field(
+        default=40_000_000,
+        ge=1,
+        description=(
+            "Largest image (width x height, from its header) a thumbnail is decoded from; "
+            "larger ones are refused with 422 (decompression bombs)."
+        ),
+    )
+    thumbnail_concurrency: int = Field(
+        default=2, ge=1, description="Thumbnails one replica decodes and encodes at once."
+    )
+    thumbnail_max_age_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        description="How long browsers may reuse a thumbnail (Cache-Control: private, max-age).",
+    )
+    max_directories: int = Field(
+        default=1000, ge=1, description="Most subdirectories one directory listing answers."
+    )

@@ -1,5 +1,6 @@
 """Facts about an item's bytes: content type (by signature, with ``filetype``), image
-size (Pillow reads headers only, without decoding pixels), hash and size checks."""
+size (Pillow reads headers only, without decoding pixels), hash and size checks; and
+thumbnails (Pillow decodes, after the header's size passed the pixel limit)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import io
 import json
 
 import filetype
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dataset_service.domain import (
     SUPPORTED_TYPES,
@@ -17,6 +18,9 @@ from dataset_service.domain import (
     TooLargeError,
     UnsupportedTypeError,
 )
+from dataset_service.domain.thumbnails import ThumbnailError, check_pixels
+
+THUMBNAIL_QUALITY = 80
 
 
 def sniff_mimetype(data: bytes) -> str:
@@ -74,3 +78,34 @@ def image_size(data: bytes, mimetype: str) -> tuple[int | None, int | None]:
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError(f"image header cannot be read: {exc}") from exc
     return int(width), int(height)
+
+
+def render_thumbnail(data: bytes, size: int, max_pixels: int) -> bytes:
+    """A WebP of the image in ``data`` whose longest side is at most ``size`` pixels.
+
+    Blocking and CPU-bound: run it in a thread. The header's size is checked against
+    ``max_pixels`` before any pixel is decoded; JPEGs are decoded at a reduced scale
+    where the thumbnail allows it. Orientation follows the EXIF tag; of an animation,
+    the first frame. Deterministic: the same bytes and size give the same thumbnail.
+    Raises :class:`ThumbnailError` for an image that is too large or cannot be decoded.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            check_pixels(int(width), int(height), max_pixels)
+            if image.format == "JPEG":
+                image.draft("RGB", (size, size))
+            image.load()
+            frame = ImageOps.exif_transpose(image)
+            alpha = frame.mode in {"RGBA", "LA", "PA"} or "transparency" in frame.info
+            frame = frame.convert("RGBA" if alpha else "RGB")
+            frame.thumbnail((size, size), Image.Resampling.LANCZOS)
+            out = io.BytesIO()
+            frame.save(out, format="WEBP", quality=THUMBNAIL_QUALITY, method=4)
+    except Image.DecompressionBombError as exc:
+        raise ThumbnailError(f"image refused as a decompression bomb: {exc}") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        # OSError: truncated or corrupt data; ValueError/SyntaxError: a malformed header
+        # some of Pillow's decoders report that way.
+        raise ThumbnailError(f"image cannot be decoded: {exc}") from exc
+    return out.getvalue()

@@ -14,6 +14,7 @@ from dataset_service.deps import Deps, deps
 from dataset_service.repository import Repository
 from dataset_service.settings import Settings
 from dataset_service.usecases.items import ItemStore
+from dataset_service.usecases.thumbnails import Thumbnails
 
 
 async def repo(d: Annotated[Deps, Depends(deps)]) -> Repository:
@@ -24,6 +25,11 @@ async def repo(d: Annotated[Deps, Depends(deps)]) -> Repository:
 async def store(d: Annotated[Deps, Depends(deps)]) -> ItemStore:
     """The service's item store."""
     return d.store
+
+
+async def thumbnails(d: Annotated[Deps, Depends(deps)]) -> Thumbnails:
+    """The service's thumbnail maker."""
+    return d.thumbnails
 
 
 def settings_of(request: Request) -> Settings:
@@ -54,3 +60,4 @@ async def admin(request: Request, authorization: Annotated[str | None, Header()]
 Project_ = Annotated[str, Depends(project_id)]
 Repo = Annotated[Repository, Depends(repo)]
 Store = Annotated[ItemStore, Depends(store)]
+Thumbs = Annotated[Thumbnails, Depends(thumbnails)]

@@ -42,6 +42,7 @@ from dataset_service.domain import (
     sanitize_name,
     system_metadata,
 )
+from dataset_service.domain.thumbnails import thumbnail_keys
 from dataset_service.repository import NewItem, Repository
 
 log = logging.getLogger(__name__)
@@ -298,8 +299,15 @@ class ItemStore:
         system = item.system
         sha, key = system.sha256, system.blob_key
         if sha and key:
+
+            async def delete() -> None:
+                await self.blobs.delete(key)
+                # Its thumbnails go with it (a missing one is no error: S3 answers 204).
+                for thumbnail in thumbnail_keys(sha):
+                    await self.blobs.delete(thumbnail)
+
             try:
-                await self.repo.delete_blob_unless_used(sha, lambda: self.blobs.delete(key))
+                await self.repo.delete_blob_unless_used(sha, delete)
             except ClientError:
                 log.warning("blob not deleted", extra={"key": key}, exc_info=True)
 
