@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from dataset_service.api.dependencies import Project_, Repo, settings_of
 from dataset_service.api.schemas import ItemPage, ItemQuery
-from dataset_service.repository import Repository
+from dataset_service.repository import DirectoryListing, Repository
 from dataset_service.usecases import queries
 
 router = APIRouter()
@@ -30,6 +30,7 @@ async def _query(
         page_size=query.page_size,
         max_page_size=settings.max_page_size,
         max_depth=settings.dql_max_depth,
+        cursor=query.cursor,
     )
     return ItemPage(
         items=page.items,
@@ -37,6 +38,8 @@ async def _query(
         page=page.page,
         page_size=page.page_size,
         has_next=page.has_next,
+        next_cursor=page.next_cursor,
+        prev_cursor=page.prev_cursor,
     )
 
 
@@ -46,6 +49,23 @@ async def query_items(
 ) -> ItemPage:
     """List items matching a DQL filter, sorted and paged."""
     return await _query(request, dataset_id, project, repository, body)
+
+
+@router.get("/datasets/{dataset_id}/directories", tags=["items"])
+async def list_directories(
+    request: Request,
+    dataset_id: str,
+    project: Project_,
+    repository: Repo,
+    parent: Annotated[
+        str, Query(max_length=4096, description="The directory whose subdirectories to list.")
+    ] = "/",
+) -> DirectoryListing:
+    """A directory's subdirectories with their item counts (visible items, in each
+    subdirectory and below it), and the items in the directory itself."""
+    return await queries.list_directories(
+        repository, project, dataset_id, parent=parent, limit=settings_of(request).max_directories
+    )
 
 
 @router.get("/datasets/{dataset_id}/items", tags=["items"])
@@ -58,6 +78,9 @@ async def list_items(
     sort: Annotated[str | None, Query(description="Sort spec as JSON.")] = None,
     page: Annotated[int, Query(ge=0)] = 0,
     page_size: Annotated[int, Query(ge=1)] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=4096, description="A page's next_cursor or prev_cursor.")
+    ] = None,
 ) -> ItemPage:
     """List items (``filter`` and ``sort`` as JSON in the query string)."""
     try:
@@ -70,7 +93,9 @@ async def list_items(
             400, {"error": "invalid filter", "message": "filter must be a JSON object", "path": ""}
         )
     try:
-        query = ItemQuery(filter=parsed_filter, sort=parsed_sort, page=page, page_size=page_size)
+        query = ItemQuery(
+            filter=parsed_filter, sort=parsed_sort, page=page, page_size=page_size, cursor=cursor
+        )
     except ValidationError as exc:
         # Built here, not by FastAPI, so its refusal is this route's to answer.
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

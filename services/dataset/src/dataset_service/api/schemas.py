@@ -54,8 +54,20 @@ class ItemQuery(BaseModel):
 
     filter: dict[str, Any] = Field(default_factory=dict)
     sort: list[dict[str, Any]] | dict[str, Any] | None = None
-    page: int = Field(default=0, ge=0)
+    page: int = Field(
+        default=0,
+        ge=0,
+        description="Page number (OFFSET paging); prefer ``cursor``, which costs the same at any depth.",
+    )
     page_size: int = Field(default=100, ge=1)
+    cursor: str | None = Field(
+        default=None,
+        max_length=4096,
+        description=(
+            "A page's ``next_cursor`` or ``prev_cursor``: the page after (before) it, sought "
+            "by keyset. Sorts by item columns only; not with ``page``."
+        ),
+    )
 
 
 class ItemPage(BaseModel):
@@ -66,6 +78,12 @@ class ItemPage(BaseModel):
     page: int
     page_size: int
     has_next: bool
+    next_cursor: str | None = Field(
+        default=None, description="Cursor of the next page (none when no page follows)."
+    )
+    prev_cursor: str | None = Field(
+        default=None, description="Cursor of the previous page (none on the first page)."
+    )
 
 
 class WhoAmI(BaseModel):

@@ -64,7 +64,7 @@ from common.dql import (
     Value,
 )
 
-__all__ = ["compile_filter", "compile_order_by"]
+__all__ = ["compile_filter", "compile_keyset", "compile_order_by", "keyset_keys"]
 
 _SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]+")
 _TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -300,3 +300,59 @@ def compile_order_by(keys: Sequence[SortKey], *, table: str | None = None) -> st
     if not has_id:
         terms.append(f"{compiler.column(FieldPath(('id',)))} ASC")
     return "ORDER BY " + ", ".join(terms)
+
+
+_CASTS = {FieldKind.TEXT: "text", FieldKind.BOOL: "boolean", FieldKind.TIMESTAMP: "timestamptz"}
+ID_KEY = SortKey(FieldPath(("id",)))
+
+
+def keyset_keys(keys: Sequence[SortKey]) -> tuple[SortKey, ...]:
+    """The sort keys as :func:`compile_order_by` orders by them (``id`` last as tiebreak);
+    ``DQLError`` when one is a metadata field (missing values have no place to seek to)."""
+    for key in keys:
+        if key.field.kind is FieldKind.JSON:
+            raise DQLError(
+                f"cursor paging sorts by item columns only, not {'.'.join(key.field.segments)}; "
+                "page by number (page) for a metadata sort",
+                "/sort",
+            )
+    if any(key.field.column == "id" for key in keys):
+        return tuple(keys)
+    return (*keys, ID_KEY)
+
+
+def compile_keyset(
+    keys: Sequence[SortKey], values: Sequence[Any], *, start: int = 1, table: str | None = None
+) -> tuple[str, list[Any]]:
+    """``(sql, params)``: rows strictly after ``values`` in the order of ``keys`` (as
+    :func:`keyset_keys` gives them), for keyset ("seek") paging.
+
+    Keys of one direction compile to a row comparison, ``("filename" COLLATE "C", "id"
+    COLLATE "C") > ($3, $4)``, which an index on ``(dataset_id, filename COLLATE "C",
+    id COLLATE "C")`` answers as one range; mixed directions to the expanded form
+    (``a > x OR (a = x AND b < y) ...``).
+    """
+    if len(keys) != len(values):
+        raise ValueError("one value per sort key")
+    compiler = _Compiler(start=start, prefix=_prefix(table))
+    terms: list[str] = []
+    placeholders: list[str] = []
+    for key, value in zip(keys, values, strict=True):
+        kind = key.field.kind
+        if kind is FieldKind.JSON:
+            raise ValueError("keyset paging needs column sort keys")
+        column = compiler.column(key.field)
+        if kind is FieldKind.TEXT:
+            column += ' COLLATE "C"'
+        terms.append(column)
+        placeholders.append(f"{compiler.param(value)}::{_CASTS[kind]}")
+    directions = {key.descending for key in keys}
+    if len(directions) == 1:
+        op = "<" if keys[0].descending else ">"
+        return f"({', '.join(terms)}) {op} ({', '.join(placeholders)})", compiler.params
+    clauses = []
+    for n, key in enumerate(keys):
+        equal = [f"{terms[i]} = {placeholders[i]}" for i in range(n)]
+        op = "<" if key.descending else ">"
+        clauses.append(" AND ".join([*equal, f"{terms[n]} {op} {placeholders[n]}"]))
+    return "(" + " OR ".join(f"({c})" for c in clauses) + ")", compiler.params

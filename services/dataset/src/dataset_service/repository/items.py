@@ -24,7 +24,12 @@ from common.messaging import NOTIFY_RELAY, outbox_insert
 from common.topology import DATASET
 from dataset_service.domain import ConflictError, NotFoundError, join_filename
 from dataset_service.repository.base import ITEM_COLUMNS, SOURCE, Store, item_of
-from dataset_service.repository.dql_sql import compile_filter, compile_order_by
+from dataset_service.repository.dql_sql import (
+    compile_filter,
+    compile_keyset,
+    compile_order_by,
+    keyset_keys,
+)
 
 BLOB_LEASE_GRACE_SECONDS = 900.0
 """How long an upload's lease on a blob keeps it from being deleted (an upload holds it
@@ -370,3 +375,53 @@ class Items(Store):
                 page_size,
             )
         return [item_of(r) for r in rows], total
+
+    async def seek_items(
+        self,
+        project_id: str,
+        dataset_id: str,
+        node: Node,
+        sort: tuple[SortKey, ...],
+        page_size: int,
+        after: Sequence[Any] | None = None,
+        *,
+        backwards: bool = False,
+    ) -> tuple[list[ItemSnapshot], bool, int]:
+        """One page of a DQL query by keyset: the items following ``after`` (the sort
+        values of an item, as :func:`keyset_keys` lists them; ``None``: from the start),
+        or preceding it when ``backwards``; whether more follow in that direction; the
+        total count. Page N costs what page 1 does (no OFFSET to skip through).
+        """
+        keys = keyset_keys(sort)
+        if backwards:
+            keys = tuple(SortKey(k.field, descending=not k.descending) for k in keys)
+        where, params = compile_filter(node, start=3)
+        base = f"FROM items WHERE project_id = $1 AND dataset_id = $2 AND ({where})"
+        seek = ""
+        seek_params: list[Any] = []
+        if after is not None:
+            condition, seek_params = compile_keyset(keys, after, start=len(params) + 3)
+            seek = f" AND {condition}"
+        limit = len(params) + len(seek_params) + 3
+        # The project is checked once on the dataset, not on each row: the count can then
+        # be an index-only scan (items_dataset_*: INCLUDE (hidden, type)).
+        counted = (
+            f"FROM items WHERE dataset_id = $2 AND ({where}) AND EXISTS "
+            "(SELECT 1 FROM datasets d WHERE d.id = $2 AND d.project_id = $1)"
+        )
+        async with self.pool.acquire() as conn:
+            total: int = await conn.fetchval(
+                f"SELECT count(*) {counted}", project_id, dataset_id, *params
+            )
+            rows = await conn.fetch(
+                f"SELECT {ITEM_COLUMNS} {base}{seek} {compile_order_by(keys)} LIMIT ${limit}",
+                project_id,
+                dataset_id,
+                *params,
+                *seek_params,
+                page_size + 1,
+            )
+        found = [item_of(r) for r in rows[:page_size]]
+        if backwards:
+            found.reverse()
+        return found, len(rows) > page_size, total
