@@ -1,6 +1,6 @@
 """The prelabel local stack as real processes on one machine (no Docker engine needed).
 
-    .venv/bin/python scripts/stack.py up     [--services | --no-services]
+    .venv/bin/python scripts/stack.py up     [--services | --no-services] [--test-tools]
     .venv/bin/python scripts/stack.py status [--services | --no-services] [--json]
     .venv/bin/python scripts/stack.py down   [--services | --no-services]
 
@@ -42,6 +42,10 @@ Environment (defaults in brackets):
 SeaweedFS also listens on each of its HTTP ports + 10000 (gRPC): keep those free too.
 Service settings already present in the environment (e.g. ``DATASET_DATABASE_URL``)
 win over the values ``up`` would give them.
+
+``up --test-tools`` (``make test``) also installs what tests use beside the servers:
+``promtool`` and the ``prometheus`` binary (Debian's ``prometheus``, with apt-get as root,
+its system service neither started nor enabled; tests run their own on a free port).
 
 ``status`` exits 1 when a selected component is not usable; ``status --json`` prints
 the rows and the endpoints (URLs, bucket, keys, model repository) for scripts and tests.

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Sequence
 
+from prelabel_stack.components.monitoring import PrometheusTools
 from prelabel_stack.config import StackConfig, StackError
 from prelabel_stack.rendering import console, err_console, render
 from prelabel_stack.stack import Stack
@@ -34,6 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="include the five prelabel services (default: yes)",
     )
     parser.add_argument("--json", action="store_true", help="status: print JSON, not a table")
+    parser.add_argument(
+        "--test-tools",
+        action="store_true",
+        help="up: also install the tools the tests use (promtool, prometheus; `make test`)",
+    )
     args = parser.parse_args(argv)
     try:
         config = StackConfig.from_env()
@@ -44,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 path.mkdir(parents=True, exist_ok=True)
             rows = stack.up()
             render(rows, f"prelabel stack up ({time.monotonic() - started:.1f}s)")
+            if args.test_tools:
+                tools = PrometheusTools(config)
+                console.print(f"promtool, prometheus (Debian {tools.name}): {tools.ensure()}")
             if args.services:
                 print_one_url(config)
                 if config.admin_key_is_default:

@@ -102,8 +102,19 @@ def rotate_log(path: Path) -> None:
         path.replace(path.with_name(path.name + ".1"))
 
 
-def apt_install(package: str, log: Path) -> None:
-    """Install a Debian package with apt-get (root only), logging to log."""
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+
+
+def apt_install(
+    package: str, log: Path, *, recommends: bool = True, start_daemons: bool = True
+) -> None:
+    """Install a Debian package with apt-get (root only), logging to log.
+
+    ``recommends=False``: without the packages it only recommends. ``start_daemons=False``:
+    a package that ships a system service (``prometheus`` listens on :9090 once started)
+    is installed without its maintainer scripts starting it: a ``policy-rc.d`` that
+    refuses every start is in place while apt runs (one already there is kept).
+    """
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise StackError(
             f"{package} is not installed and cannot be installed automatically "
@@ -112,16 +123,28 @@ def apt_install(package: str, log: Path) -> None:
     console.print(f"[yellow]installing {package} with apt-get (this takes a while)...[/]")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", package]):
-            done = subprocess.run(
-                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=1800, check=False
-            )
-            if done.returncode != 0:
-                raise StackError(
-                    f"`{' '.join(cmd)}` failed (exit {done.returncode}); see {log}\n"
-                    + log_tail(log, 20)
+    install = ["apt-get", "install", "-y", *([] if recommends else ["--no-install-recommends"])]
+    policy_added = False
+    if not start_daemons and not POLICY_RC_D.exists():
+        POLICY_RC_D.write_text(
+            "#!/bin/sh\n# written by prelabel_stack for one apt-get run\nexit 101\n"
+        )
+        POLICY_RC_D.chmod(0o755)
+        policy_added = True
+    try:
+        with log.open("ab") as out:
+            for cmd in (["apt-get", "update"], [*install, package]):
+                done = subprocess.run(
+                    cmd, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=1800, check=False
                 )
+                if done.returncode != 0:
+                    raise StackError(
+                        f"`{' '.join(cmd)}` failed (exit {done.returncode}); see {log}\n"
+                        + log_tail(log, 20)
+                    )
+    finally:
+        if policy_added:
+            POLICY_RC_D.unlink(missing_ok=True)
 
 
 def install_file(src: Path, dst: Path) -> None:
