@@ -41,7 +41,7 @@ demo: install ## Start everything and show what runs where
 	$(PY) scripts/demo.py
 
 test: install ## The whole suite: unit, contract and integration tests on the real servers
-	$(STACK) up --no-services
+	$(STACK) up --no-services --test-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install ## Unit tests only (no servers)
@@ -56,9 +56,9 @@ compose-down: ## Stop the compose stack and the worker containers its router sta
 	-docker rm -f $$(docker ps -aq --filter label=io.prelabel.role=predict-worker)
 	docker compose down
 
-chaos: install ## Fault suite at full size: 1,000 items per way, kill -9 of every service and the workers
+chaos: install ## Fault suite at full size: 1,000 items per way; kill -9 of each service and the workers, broker, database and Triton restarts, each alone and all in one run
 	$(STACK) up --no-services
-	PRELABEL_CHAOS_ITEMS=1000 PRELABEL_CHAOS_QUIESCE_S=900 $(PY) -m pytest tests/chaos -s $(PYTEST_ARGS)
+	PRELABEL_CHAOS_ITEMS=1000 PRELABEL_CHAOS_QUIESCE_S=900 PRELABEL_CHAOS_RUNS=services,rabbitmq,postgresql,triton,all $(PY) -m pytest tests/chaos -s $(PYTEST_ARGS)
 
 lint: install ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .
