@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -236,6 +237,30 @@ class Project:
             CliRunner().invoke, app, list(args), env=runner_env(env or self.env()), input=input
         )
         return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    async def shown(
+        self, *args: str, env: dict[str, str] | None = None, moving: tuple[str, ...] = ()
+    ) -> tuple[str, Any]:
+        """Run a printing command with ``-o table``, ``-o json`` and ``-o yaml``: each
+        succeeds, JSON and YAML parse to the same data (but the top-level keys in
+        ``moving``, such as a window ending now), without colour or anything on stderr;
+        answers the table's text and the data."""
+        as_table, as_json, as_yaml = [
+            await self.cli(*args, "-o", fmt, env=env) for fmt in ("table", "json", "yaml")
+        ]
+        for result in (as_table, as_json, as_yaml):
+            assert result.exit_code == 0, (args, result.stderr + result.stdout)
+        data = json.loads(as_json.stdout)
+        other = yaml.safe_load(as_yaml.stdout)
+        if moving:
+            other = {**other, **{key: data[key] for key in moving}}
+        assert other == data, args
+        for result in (as_json, as_yaml):
+            assert "\x1b[" not in result.stdout, args
+            assert result.stderr == "", (args, result.stderr)
+        assert as_table.stdout.strip(), args
+        assert as_table.stdout != as_json.stdout, args
+        return as_table.stdout, data
 
     async def process(self, *args: str, env: dict[str, str] | None = None) -> CliResult:
         """Run the installed ``prelabel`` in a subprocess, with ``env`` (default :meth:`env`)."""

@@ -47,7 +47,9 @@ def upstream_url(url: str) -> int:
 def nginx_in_front(root: Path, services: Mapping[Service, str]) -> Iterator[Proxy]:
     """nginx on a free port with ``/api/<service>/`` to each URL of ``services``
     (``http://127.0.0.1:PORT``); a service left out goes to a closed port."""
-    ports = {s: upstream_url(services[s]) if s in services else free_port() for s in SERVICES}
+    ports: dict[str, int] = {
+        s: upstream_url(services[s]) if s in services else free_port() for s in SERVICES
+    }
     config = dataclasses.replace(
         StackConfig.from_env(),
         root=root,

@@ -66,6 +66,12 @@ class RunningStack:
         """Every service through the proxy (``<url>/api/<service>``)."""
         return Endpoints.resolve(self.url)
 
+    def proxy_requests(self) -> list[str]:
+        """The request lines the proxy logged so far."""
+        if self.proxy is None:
+            raise RuntimeError("no proxy in front of this stack")
+        return self.proxy.requests()
+
     def env(self, api_key: str | None = None) -> dict[str, str]:
         """The ``PRELABEL_*`` variables of a client: ``PRELABEL_URL`` alone when a proxy
         runs in front, else each service's own URL."""

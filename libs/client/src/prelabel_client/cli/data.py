@@ -11,7 +11,7 @@ import typer
 from prelabel_client.cli.context import State, fail
 from prelabel_client.cli.output import Column, Format, OutputOption, emit, fields, info, table
 from prelabel_client.client import MAX_PAGE_SIZE
-from prelabel_client.errors import ClientError
+from prelabel_client.errors import ClientError, ExitCode
 from prelabel_client.models import ApiKey, Dataset, ExportFormat, Item, Project
 from prelabel_client.plan import parse_filter
 from prelabel_client.sdk import Prelabel
@@ -67,6 +67,16 @@ def filter_of(text: str | None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- projects
 
 
+def _need_admin_key(state: State) -> None:
+    """No admin key anywhere is an auth failure (exit 4), like a missing API key."""
+    settings = state.guarded(lambda: state.settings(need_key=False))
+    if settings.admin_key is None:
+        raise fail(
+            "this needs the admin key: --admin-key, PRELABEL_ADMIN_KEY or `login --admin-key`",
+            ExitCode.AUTH,
+        )
+
+
 @projects_app.command("create")
 def projects_create(
     ctx: typer.Context,
@@ -81,7 +91,9 @@ def projects_create(
     async def work(client: Prelabel) -> Project:
         return await client.projects.create(name)
 
-    project = State.of(ctx).call(work, need_key=False)
+    state = State.of(ctx)
+    _need_admin_key(state)
+    project = state.call(work, need_key=False)
     emit(output, project, lambda: fields(f"project {project.name}", list(project)))
 
 
@@ -100,7 +112,9 @@ def api_keys_create(
     async def work(client: Prelabel) -> ApiKey:
         return await client.projects.create_api_key(project_id, name)
 
-    key = State.of(ctx).call(work, need_key=False)
+    state = State.of(ctx)
+    _need_admin_key(state)
+    key = state.call(work, need_key=False)
     emit(output, key, lambda: fields(f"API key {key.name}", list(key)))
     if output is Format.table:
         info("keep the key now: it is not shown again (`prelabel login --api-key ...`)")

@@ -270,7 +270,7 @@ def tasks_review(
     reviewer: ReviewerOpt = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many items.")] = None,
 ) -> None:
-    """Review a task item by item: [a]pprove, [d]iscard, [s]kip (next), [q]uit.
+    r"""Review a task item by item: \[a]pprove, \[d]iscard, \[s]kip (next), \[q]uit.
 
     Example: prelabel tasks review tsk_01H...
     """
