@@ -30,12 +30,20 @@ from common.contracts.model_serving import (
     PredictedAnnotation,
     PredictionCompleted,
     PredictionFailed,
+    PredictionStarted,
     ReplicaStarted,
     ReplicaStopped,
     ServiceDeployed,
     ServiceUndeployed,
+    StartedExecution,
 )
-from common.contracts.trigger_router import Origin, PredictRequest, ServiceScaled, Way
+from common.contracts.trigger_router import (
+    ExecutionCancelled,
+    Origin,
+    PredictRequest,
+    ServiceScaled,
+    Way,
+)
 
 ALL_CONTRACTS: tuple[type[Contract], ...] = (
     ItemCreated,
@@ -45,6 +53,8 @@ ALL_CONTRACTS: tuple[type[Contract], ...] = (
     IngestItem,
     PredictRequest,
     ServiceScaled,
+    ExecutionCancelled,
+    PredictionStarted,
     PredictionCompleted,
     PredictionFailed,
     ReplicaStarted,
@@ -78,6 +88,7 @@ __all__ = [
     "BudgetRestored",
     "Contract",
     "CreatedAnnotation",
+    "ExecutionCancelled",
     "IngestItem",
     "ItemCreated",
     "ItemDeleted",
@@ -90,11 +101,13 @@ __all__ = [
     "PredictedAnnotation",
     "PredictionCompleted",
     "PredictionFailed",
+    "PredictionStarted",
     "ReplicaStarted",
     "ReplicaStopped",
     "ServiceDeployed",
     "ServiceScaled",
     "ServiceUndeployed",
+    "StartedExecution",
     "SystemMetadata",
     "TaskItemAdded",
     "TaskItemReviewed",

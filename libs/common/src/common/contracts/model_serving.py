@@ -73,6 +73,51 @@ class PredictionCompleted(Contract):
     """When the outcome was ready."""
     origin: Origin | None = None
     """The request's origin, echoed (absent when the request carried none)."""
+    attempt: int | None = Field(default=None, ge=1)
+    """The attempt of the request this answers, echoed (absent from older workers). The
+    annotation service stores nothing of a prediction whose attempt was cancelled
+    (``execution.cancelled.v1``); a prediction without it counts as cancelled when its
+    execution was."""
+
+
+class StartedExecution(BaseModel):
+    """One predict request a replica started on."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True)
+
+    execution_id: str
+    """The request's execution."""
+    attempt: int = Field(default=1, ge=1)
+    """The request's attempt."""
+
+
+class PredictionStarted(Contract):
+    """A replica took a batch of predict requests off its queue and is working on them.
+
+    One event per batch a worker takes (not one per request), written to the worker's
+    outbox before the model runs (while it is still loading, on a cold start). Requests
+    of executions already cancelled are left out: they are skipped, never started.
+
+    The trigger-router moves each named execution to ``in-progress`` (with
+    ``started_at`` and ``replica_id``) only from ``queued`` or ``waiting-for-budget`` and
+    only while the named attempt is its current one: a started event that arrives after
+    the outcome, after a cancel, or after the next attempt was scheduled changes nothing,
+    and a redelivery changes nothing twice.
+    """
+
+    routing_key = "prediction.started.v1"
+    producer = MODEL_SERVING
+
+    service_id: str
+    """Model service."""
+    project_id: str
+    """Owning project."""
+    replica_id: str
+    """Replica that took the requests."""
+    started_at: datetime
+    """When the replica took them (received the first of the batch)."""
+    executions: list[StartedExecution] = Field(min_length=1)
+    """The requests started on, at most one batch."""
 
 
 class PredictionFailed(Contract):

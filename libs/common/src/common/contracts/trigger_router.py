@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -72,3 +73,53 @@ class ServiceScaled(Contract):
     """Ready + unacknowledged messages that drove the decision."""
     reason: str
     """Why: ``work-arrived``, ``queue-depth``, ``cooldown``, ``budget-exhausted`` ..."""
+
+
+class ExecutionCancelled(Contract):
+    """The trigger-router cancelled an execution: its prediction is not wanted.
+
+    Written to the router's outbox in the transaction that moved the execution to
+    ``cancelled`` (a single cancel, a batch cancel, a pipeline predict node's execution, an
+    undeployed service's unfinished work), and only then: a cancel the router refused (the
+    execution had already succeeded or failed) publishes nothing. The router's ledger
+    decides the race: once cancelled, a late outcome of that attempt neither turns the
+    execution ``success`` nor moves its pipeline on (no ``add_task_item.v1``); once
+    ``success``, it can no longer be cancelled.
+
+    Consumers:
+
+    - model-serving records it; a predict worker skips every request of the execution
+      with an attempt up to ``attempt`` that it takes afterwards (acked, no outcome, no
+      Triton call), checked when it takes a batch and again right before the model runs.
+      A request already with Triton finishes; its outcome is ignored as above.
+    - annotation stores no annotations of a ``prediction.completed.v1`` of the execution
+      with an attempt up to ``attempt`` (or without one). Annotations already stored when
+      the cancel arrives are deleted, and items that prediction added to tasks are taken
+      out again, unless a person already reviewed them (edited or deleted one of those
+      annotations, or reviewed the task item): a person's work is kept.
+
+    A rerun of the execution is attempt ``attempt + 1``: the cancel does not apply to it.
+    Both consumers are idempotent on the execution id and forget a cancel after their
+    retention (default 14 days).
+    """
+
+    routing_key = "execution.cancelled.v1"
+    producer = TRIGGER_ROUTER
+
+    execution_id: str
+    """The cancelled execution."""
+    project_id: str
+    """Owning project."""
+    service_id: str
+    """Model service whose queue holds (or held) its predict request."""
+    item_id: str
+    """Item it predicts on."""
+    attempt: int = Field(ge=1)
+    """The execution's attempt when it was cancelled: requests and predictions of this
+    attempt or an earlier one are discarded."""
+    reason: str
+    """Why, for people (``cancelled by request``, ``batch cancelled`` ...)."""
+    cancelled_at: datetime
+    """When the router cancelled it."""
+    origin: Origin | None = None
+    """Which way created the execution."""
