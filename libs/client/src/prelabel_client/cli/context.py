@@ -115,6 +115,10 @@ class State:
         values.update({k: v for k, v in cli.items() if v is not None})
         if not need_key and "api_key" not in values:
             values["api_key"] = "-"
+        if need_key and "api_key" in values and not str(values["api_key"]).strip():
+            raise MissingKeyError(
+                "the API key is empty: run `prelabel login`, set PRELABEL_API_KEY, or pass --api-key"
+            )
         try:
             return ClientSettings(**values)
         except PydanticValidationError as exc:
