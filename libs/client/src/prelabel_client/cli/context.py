@@ -40,7 +40,10 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
         ExitCode.USAGE,
         "usage: bad option, filter, file or configuration; the service refused the request (400, 413, 415, 422)",
     ),
-    (ExitCode.AUTH, "auth: no API key, or the key is wrong or not allowed (401, 403)"),
+    (
+        ExitCode.AUTH,
+        "auth: no API key (or no admin key for projects and api-keys), or the key is wrong or not allowed (401, 403)",
+    ),
     (
         ExitCode.NOT_FOUND,
         "not found: no such dataset, item, service, task ... in the project (404)",
