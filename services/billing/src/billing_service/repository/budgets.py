@@ -4,6 +4,7 @@ that changes the budget's state."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -91,7 +92,11 @@ class BudgetRows(RepositoryBase):
             transition,
         )
         metrics.budget_spent().labels(project_id).set(float(spent))
-        metrics.budget_total().labels(project_id).set(float(row["budget"]))
+        if row["budget"] is None:  # no budget: unlimited, nothing to be near of
+            with contextlib.suppress(KeyError):
+                metrics.budget_total().remove(project_id)
+        else:
+            metrics.budget_total().labels(project_id).set(float(row["budget"]))
         if transition is not None:
             budget: Decimal = row["budget"]
             data: BudgetExhausted | BudgetRestored
