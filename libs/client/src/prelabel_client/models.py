@@ -89,6 +89,44 @@ class ItemPage(Answer):
     page: int
     page_size: int
     has_next: bool
+    next_cursor: str | None = None
+    """Where the next page starts (``items.seek``); ``None`` when none follows."""
+    prev_cursor: str | None = None
+    """Where the previous page ends; ``None`` on the first page."""
+
+
+class Directory(Answer):
+    """A subdirectory of a dataset and the (visible) items in it and below it."""
+
+    dir: str
+    name: str
+    item_count: int
+    has_children: bool
+
+
+class DirectoryListing(Answer):
+    """A directory's subdirectories with their item counts."""
+
+    dataset_id: str
+    parent: str
+    item_count: int
+    """Items in ``parent`` and below it."""
+    direct_count: int
+    """Items in ``parent`` itself."""
+    children: list[Directory]
+    truncated: bool
+    """More subdirectories exist than the service lists at once."""
+
+
+class Thumbnail(Answer):
+    """An item's thumbnail (WebP), or ``not_modified`` when the ETag given is current."""
+
+    content: bytes
+    """The image; empty when ``not_modified``."""
+    content_type: str | None
+    etag: str | None
+    cache_control: str | None
+    not_modified: bool = False
 
 
 # --------------------------------------------------------------------------- model-serving
