@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,8 @@ from tests.contract.support import REPO, SERVICE_IDS, SERVICES, Service, load_ya
 pytestmark = pytest.mark.contract
 
 PROMETHEUS_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
+ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
+ALERT_TESTS = REPO / "deploy" / "prometheus" / "tests" / "alerts.test.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "prelabel.json"
 DATASOURCES = REPO / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 DASHBOARD_PROVIDERS = REPO / "deploy" / "grafana" / "provisioning" / "dashboards" / "prelabel.yml"
@@ -143,10 +144,25 @@ def test_scrape_targets_are_compose_services() -> None:
     assert hosts - {"127.0.0.1"} <= services
 
 
+def promtool_binary() -> str:
+    """promtool: installed by ``make test`` (the stack's ``up --test-tools``), else here the
+    same way; skipped only where it cannot be installed (not root, no apt-get)."""
+    from prelabel_stack.components.monitoring import PrometheusTools, promtool
+    from prelabel_stack.config import StackConfig
+
+    found = promtool()
+    if found is None:
+        try:
+            PrometheusTools(StackConfig.from_env()).ensure()
+        except Exception as exc:
+            pytest.skip(f"promtool is not installed and cannot be installed here: {exc}")
+        found = promtool()
+    assert found is not None
+    return found
+
+
 def test_promtool_accepts_the_prometheus_config() -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (Debian package prometheus)")
+    promtool = promtool_binary()
     checked = subprocess.run(
         [promtool, "check", "config", "--syntax-only", str(PROMETHEUS_CONFIG)],
         capture_output=True,
@@ -269,9 +285,7 @@ def test_prometheus_finds_the_worker_containers() -> None:
 
 
 def test_promtool_parses_every_dashboard_query(dashboard: dict[str, Any], tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (Debian package prometheus)")
+    promtool = promtool_binary()
     rules = []
     for i, expr in enumerate(queries(dashboard)):
         for variable, value in GRAFANA_VARIABLES.items():
@@ -286,5 +300,87 @@ def test_promtool_parses_every_dashboard_query(dashboard: dict[str, Any], tmp_pa
         text=True,
         timeout=60,
         check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [r for g in load_yaml(ALERTS)["groups"] for r in g["rules"] if "alert" in r]
+
+
+def test_prometheus_loads_the_alerting_rules() -> None:
+    config = load_yaml(PROMETHEUS_CONFIG)
+    assert config["rule_files"] == [ALERTS.name]
+    prometheus = load_yaml(COMPOSE)["services"]["prometheus"]
+    assert (
+        f"./deploy/prometheus/{ALERTS.name}:/etc/prometheus/{ALERTS.name}:ro"
+        in (prometheus["volumes"])
+    )
+    assert load_yaml(ALERT_TESTS)["rule_files"] == [f"../{ALERTS.name}"]
+
+
+def test_the_agreed_alerts_exist() -> None:
+    names = {r["alert"] for r in alert_rules()}
+    assert {
+        "PrelabelTargetDown",
+        "PrelabelDeadLettersArriving",
+        "PrelabelDeadLettersGrowing",
+        "PrelabelBudgetNearlySpent",
+        "PrelabelBudgetExhausted",
+        "PrelabelBacklogAtZeroReplicas",
+        "PrelabelQueueGrowingWithoutConsumer",
+        "PrelabelScaleFromZeroSlow",
+        "PrelabelExecutionsFailing",
+    } <= names
+    for rule in alert_rules():
+        assert rule["labels"]["severity"] in {"page", "ticket"}, rule["alert"]
+        assert rule["annotations"]["summary"], rule["alert"]
+
+
+def test_alerts_query_only_exported_metrics() -> None:
+    exposed = set().union(*(exposed_names(s) for s in SERVICES)) | own_metric_names()
+    for rule in alert_rules():
+        expr = rule["expr"]
+        patterns = re.findall(r'__name__=~"([^"]+)"', expr)
+        literal = re.sub(r'__name__=~"[^"]+"', "", expr)
+        for name in re.findall(r"\b(prelabel_\w+)", literal):
+            assert name in exposed, f"{rule['alert']}: {name} is not exported"
+        for pattern in patterns:
+            assert {n for n in exposed if re.fullmatch(pattern, n)}, (rule["alert"], pattern)
+
+
+def test_every_alert_has_unit_tests_that_fire_and_stay_quiet() -> None:
+    fired: set[str] = set()
+    quiet: set[str] = set()
+    for case in load_yaml(ALERT_TESTS)["tests"]:
+        for check in case.get("alert_rule_test", []):
+            (fired if check.get("exp_alerts") else quiet).add(check["alertname"])
+    names = {r["alert"] for r in alert_rules()}
+    assert sorted(names - fired) == [], "alerts no test sees firing"
+    assert sorted(names - quiet) == [], "alerts no test sees quiet"
+
+
+def test_promtool_checks_the_alerting_rules() -> None:
+    checked = subprocess.run(
+        [promtool_binary(), "check", "rules", str(ALERTS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_promtool_rule_unit_tests_pass() -> None:
+    checked = subprocess.run(
+        [promtool_binary(), "test", "rules", str(ALERT_TESTS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ALERT_TESTS.parent,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
