@@ -25,6 +25,7 @@ from playwright.async_api import BrowserContext, Page, expect
 
 from prelabel_client.errors import ValidationError
 from prelabel_client.models import Scaling
+from prelabel_client.sync import SyncPrelabel
 from tests.integration.console.conftest import ConsoleStack
 from tests.integration.model_serving.conftest import held_out_digits
 
@@ -225,6 +226,107 @@ def _task_total(stack: ConsoleStack, world: World, count: int) -> Callable[[], A
     return check
 
 
+async def test_grid_shows_thumbnails_and_the_directory_tree_narrows_it(
+    context: BrowserContext, console_stack: ConsoleStack, world: World, shots: Path
+) -> None:
+    page = await context.new_page()
+    await _sign_in(page, console_stack.api_key)
+    await page.goto(f"/datasets/{world.dataset_id}")
+    thumbs = page.locator("li.tile img.thumb")
+    await expect(thumbs).to_have_count(6)
+    for n in range(6):
+        await expect(thumbs.nth(n)).to_have_attribute("loading", "lazy")
+
+    # Every tile's image arrives and decodes (the console's thumbnail route, WebP).
+    # (Polled with evaluate: wait_for_function evaluates strings, which the CSP forbids.)
+    async def decoded() -> bool:
+        widths = await page.evaluate(
+            "Array.from(document.querySelectorAll('img.thumb'), (i) => i.complete ? i.naturalWidth : 0)"
+        )
+        return len(widths) == 6 and all(width > 0 for width in widths)
+
+    await _until("every thumbnail to load", decoded, timeout_s=30)
+    src = await thumbs.first.get_attribute("src")
+    assert src is not None
+    assert "/thumbnail?size=256" in src
+    assert console_stack.api_key not in await page.content()
+    first = await context.request.get(src)
+    assert first.status == 200
+    assert first.headers["content-type"] == "image/webp"
+    assert first.headers["cache-control"].startswith("private, max-age=")
+    etag = first.headers["etag"]
+    cached = await context.request.get(src, headers={"If-None-Match": etag})
+    assert cached.status == 304
+    assert cached.headers["etag"] == etag
+
+    # The tree: both directories with their counts; a click narrows the grid to one.
+    tree = page.locator("#dir-tree")
+    await expect(tree.locator('a[data-dir="/part0/**"] .count')).to_have_text("3")
+    await expect(tree.locator('a[data-dir="/part1/**"] .count')).to_have_text("3")
+    await expect(tree.locator('a[data-dir=""] .count')).to_have_text("6")
+    await tree.locator('a[data-dir="/part1/**"]').click()
+    await expect(page.locator("li.tile")).to_have_count(3)
+    await expect(page.locator("#dir")).to_have_value("/part1/**")
+    await expect(page).to_have_url(re.compile(r"dir=%2Fpart1%2F(\*\*|%2A%2A)"))
+    await expect(page.locator("#dir-tree a.current")).to_have_attribute("data-dir", "/part1/**")
+    names = await page.locator("li.tile a.name").all_inner_texts()
+    assert names == ["digit_1.png", "digit_3.png", "digit_5.png"]
+    await page.screenshot(path=shots / "browser-tree.png", full_page=True)
+
+    # With a DQL filter the tree narrows it further: both conditions hold.
+    await tree.locator('a[data-dir=""]').click()
+    await expect(page.locator("li.tile")).to_have_count(6)
+    await page.fill("#dql", '{"name": {"$in": ["digit_0.png", "digit_1.png"]}}')
+    await page.click("#apply-filter")
+    await expect(page.locator("li.tile")).to_have_count(2)
+    await page.locator('#dir-tree a[data-dir="/part1/**"]').click()
+    await expect(page.locator("li.tile a.name")).to_have_text(["digit_1.png"])
+    await expect(page.locator("#dql")).to_have_value(
+        '{"name": {"$in": ["digit_0.png", "digit_1.png"]}}'
+    )
+
+    # The same through the SDK's blocking client (directories, thumbnails).
+    def sync_calls() -> tuple[list[tuple[str, int]], bool]:
+        with SyncPrelabel(console_stack.services.endpoints, console_stack.api_key) as client:
+            listing = client.datasets.directories(world.dataset_id)
+            thumbnail = client.items.thumbnail(world.item_ids[0], 128)
+            again = client.items.thumbnail(world.item_ids[0], 128, if_none_match=thumbnail.etag)
+            return [(c.dir, c.item_count) for c in listing.children], again.not_modified
+
+    assert await asyncio.to_thread(sync_calls) == ([("/part0", 3), ("/part1", 3)], True)
+
+
+async def test_grid_pages_by_cursor(
+    context: BrowserContext, console_stack: ConsoleStack, shots: Path
+) -> None:
+    client = console_stack.client
+    dataset = await client.datasets.create("many")
+    await asyncio.gather(
+        *(client.items.upload(dataset.id, f"note {n}".encode(), f"n{n:02d}.txt") for n in range(30))
+    )
+    page = await context.new_page()
+    await _sign_in(page, console_stack.api_key)
+    await page.goto(f"/datasets/{dataset.id}")
+    await expect(page.locator("li.tile")).to_have_count(24)  # the stack's page size
+    await expect(page.locator("#prev-page")).to_have_count(0)
+    await page.click("#next-page")
+    await expect(page.locator("li.tile")).to_have_count(6)
+    await expect(page.locator("#grid-total")).to_contain_text("30 items match · page 2")
+    await expect(page).to_have_url(re.compile(r"cursor="))
+    await expect(page.locator("#next-page")).to_have_count(0)
+    await expect(page.locator("li.tile a.name").first).to_have_text("n24.txt")
+    await page.screenshot(path=shots / "browser-page-2.png", full_page=True)
+    await page.click("#prev-page")
+    await expect(page.locator("li.tile")).to_have_count(24)
+    await expect(page.locator("li.tile a.name").first).to_have_text("n00.txt")
+    await expect(page.locator("#grid-total")).to_contain_text("page 1")
+    # An address with a cursor reloads the same page.
+    await page.click("#next-page")
+    await expect(page.locator("li.tile")).to_have_count(6)
+    await page.reload()
+    await expect(page.locator("li.tile a.name").first).to_have_text("n24.txt")
+
+
 async def test_pages_need_a_session_and_forms_a_csrf_token(
     context: BrowserContext, console_stack: ConsoleStack, world: World
 ) -> None:
@@ -238,6 +340,11 @@ async def test_pages_need_a_session_and_forms_a_csrf_token(
     assert partial.status == 401
     image = await http.get(f"/items/{world.drawn_item}/image", max_redirects=0)
     assert image.status == 303
+    for path in (
+        f"/items/{world.drawn_item}/thumbnail",
+        f"/datasets/{world.dataset_id}/tree",
+    ):
+        assert (await http.get(path, max_redirects=0)).status == 303, path
 
     page = await context.new_page()
     await _sign_in(page, console_stack.api_key)

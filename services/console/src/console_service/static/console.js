@@ -24,7 +24,11 @@
       event.preventDefault();
       const query = new URLSearchParams(new FormData(form)).toString();
       const target = document.querySelector(form.dataset.swap);
-      await swap(target, `${form.dataset.partial}?${query}`);
+      const also = form.dataset.also ? document.querySelector(form.dataset.also) : null;
+      await Promise.all([
+        swap(target, `${form.dataset.partial}?${query}`),
+        also ? swap(also, `${form.dataset.alsoPartial}?${query}`) : null,
+      ]);
       history.replaceState(null, "", `${form.action}?${query}`);
       document.querySelectorAll("[data-mirror]").forEach((input) => {
         const source = document.querySelector(input.dataset.mirror);
@@ -75,6 +79,33 @@
         history.replaceState(null, "", link.getAttribute("href"));
         updateCount();
       });
+    });
+  }
+
+  // The directory tree: a click puts the directory (and below) in the "dir" box and
+  // applies the filter form, so the grid narrows with the DQL filter kept.
+  function wireTree() {
+    document.addEventListener("click", (event) => {
+      const link = event.target.closest("#dir-tree a[data-dir]");
+      const form = document.getElementById("filter-form");
+      const box = document.getElementById("dir");
+      if (!link || !form || !box || event.ctrlKey || event.metaKey || event.shiftKey) return;
+      event.preventDefault();
+      box.value = link.dataset.dir;
+      form.requestSubmit();
+    });
+  }
+
+  // A thumbnail the service could not make (an undecodable image) shows as a file tile.
+  function wireThumbnails(root) {
+    root.querySelectorAll("img.thumb").forEach((image) => {
+      const fallback = () => {
+        const tile = document.createElement("span");
+        tile.className = "file";
+        tile.textContent = "no preview";
+        image.replaceWith(tile);
+      };
+      image.addEventListener("error", fallback, { once: true });
     });
   }
 
@@ -174,11 +205,13 @@
     root.querySelectorAll("form[data-swap]").forEach(wireFilterForm);
     root.querySelectorAll("[data-poll]").forEach(wirePoll);
     wireGrid(root);
+    wireThumbnails(root);
     wireCanvas(root);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
     wire(document);
+    wireTree();
     wireKeys();
     wireDrawing();
     const selectPage = document.getElementById("select-page");
