@@ -15,6 +15,15 @@ printed.
 
 ``make test`` runs the reduced version (``PRELABEL_CHAOS_ITEMS``, default 60 per
 dataset); ``make chaos`` runs 1,000 per dataset.
+
+Runs (``PRELABEL_CHAOS_RUNS``, comma-separated; ``make test`` runs ``all``, ``make chaos``
+every one of them): ``services`` kills each service and the workers; ``rabbitmq``
+restarts the broker (``rabbitmqctl stop_app`` ... ``start_app``: every connection drops);
+``postgresql`` restarts the database server (``pg_ctlcluster restart -m fast``); ``triton``
+kills Triton with SIGKILL and starts it again seconds later (every loaded model is gone);
+``all`` does all of these in one run, in a random order. The broker, the database server
+and Triton are the machine's own, shared with anything else running: run the chaos suite
+alone.
 """
 
 from __future__ import annotations
@@ -40,6 +49,9 @@ from rich.table import Table
 from prelabel_client import Prelabel
 from prelabel_client.errors import ApiError, ServiceUnreachableError
 from prelabel_client.models import Operation, Scaling, TriggerSpec
+from prelabel_stack.components.servers import Triton
+from prelabel_stack.components.system import PostgreSQL, RabbitMQ
+from prelabel_stack.config import StackConfig
 from prelabel_stack.isolated import FIVE, IsolatedStack, isolated_stack
 from tests.integration.model_serving.conftest import held_out_digits
 
@@ -49,6 +61,14 @@ QUIESCE_S = float(os.environ.get("PRELABEL_CHAOS_QUIESCE_S", "420"))
 SEED = int(os.environ.get("PRELABEL_CHAOS_SEED", str(int(time.time()))))
 # Short delayed retries: an outage of a few seconds is ridden out, not dead-lettered.
 RETRY_DELAYS = "[0.5, 1, 2, 4, 8, 15, 30, 30, 30]"
+INFRASTRUCTURE = ("rabbitmq", "postgresql", "triton")
+RUNS: dict[str, tuple[str, ...]] = {
+    "services": (*FIVE, "workers"),
+    **{name: (name,) for name in INFRASTRUCTURE},
+    "all": (*FIVE, "workers", *INFRASTRUCTURE),
+}
+"""The faults of each run, by victim."""
+SELECTED = [r.strip() for r in os.environ.get("PRELABEL_CHAOS_RUNS", "all").split(",") if r]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(QUIESCE_S + 600)]
 
@@ -112,24 +132,49 @@ def _workers(prefix: str) -> list[psutil.Process]:
     return found
 
 
-async def faults(stack: IsolatedStack, flow: Flow, done: asyncio.Event, rng: random.Random) -> None:
-    """Kill each service once, and the workers, at random moments while items flow."""
-    victims = [*FIVE, "workers"]
-    rng.shuffle(victims)
-    for victim in victims:
+async def fault(stack: IsolatedStack, victim: str, rng: random.Random) -> str:
+    """Inflict one fault on ``victim`` and recover from it; what was done, for the table."""
+    shared = StackConfig.from_env()  # the broker, database server and Triton of the machine
+    if victim == "workers":
+        killed = _workers(stack.prefix)
+        for process in killed:
+            with contextlib.suppress(psutil.Error):
+                process.send_signal(signal.SIGKILL)
+        return f"kill -9 {len(killed)} worker(s)"
+    if victim == "rabbitmq":
+        outage = rng.uniform(1.0, 4.0)
+        await asyncio.to_thread(RabbitMQ(shared).restart, outage)
+        return f"restart rabbitmq ({outage:.1f}s down)"
+    if victim == "postgresql":
+        started = time.monotonic()
+        await asyncio.to_thread(PostgreSQL(shared).restart)
+        return f"restart postgresql ({time.monotonic() - started:.1f}s)"
+    if victim == "triton":
+        triton = Triton(shared)
+        pid = triton.tracked_pid()
+        if pid is None:
+            raise RuntimeError("Triton is not running from the stack (scripts/stack.py up)")
+        os.kill(pid, signal.SIGKILL)
+        outage = rng.uniform(2.0, 7.0)
+        await asyncio.sleep(outage)
+        await asyncio.to_thread(triton.launch)
+        await asyncio.to_thread(triton.wait_ready)
+        return f"kill -9 triton ({pid}, {outage:.1f}s down)"
+    pid = await stack.kill(victim)
+    await asyncio.sleep(rng.uniform(0.5, 2.0))
+    await stack.restart(victim)
+    return f"kill -9 {victim} ({pid})"
+
+
+async def faults(
+    stack: IsolatedStack, victims: tuple[str, ...], flow: Flow, rng: random.Random
+) -> None:
+    """Each fault once, in a random order, at random moments while items flow."""
+    order = list(victims)
+    rng.shuffle(order)
+    for victim in order:
         await asyncio.sleep(rng.uniform(1.0, 4.0))
-        if victim == "workers":
-            killed = _workers(stack.prefix)
-            for process in killed:
-                with contextlib.suppress(psutil.Error):
-                    process.send_signal(signal.SIGKILL)
-            flow.faults.append(f"kill -9 {len(killed)} worker(s)")
-            continue
-        pid = await stack.kill(victim)
-        flow.faults.append(f"kill -9 {victim} ({pid})")
-        await asyncio.sleep(rng.uniform(0.5, 2.0))
-        await stack.restart(victim)
-    done.set()
+        flow.faults.append(await fault(stack, victim, rng))
 
 
 async def count(
@@ -217,7 +262,10 @@ def dead_letters(prefix: str) -> int:
     return total
 
 
-async def test_kill_9_of_every_service_and_the_workers_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("run", SELECTED)
+async def test_faults_while_items_flow_lose_nothing(run: str, tmp_path: Path) -> None:
+    if run not in RUNS:
+        pytest.fail(f"PRELABEL_CHAOS_RUNS names {run!r}; runs are {', '.join(RUNS)}")
     rng = random.Random(SEED)
     digits = [data for _, data in held_out_digits(min(ITEMS, 200))]
     settings = {"retry_delays": RETRY_DELAYS}
@@ -253,8 +301,7 @@ async def test_kill_9_of_every_service_and_the_workers_loses_nothing(tmp_path: P
         await client.pipelines.start(pipeline.id)
 
         flow = Flow()
-        faults_done = asyncio.Event()
-        chaos = asyncio.create_task(faults(stack, flow, faults_done, rng))
+        chaos = asyncio.create_task(faults(stack, RUNS[run], flow, rng))
         work = [(triggered.id, flow.trigger_items, n) for n in range(ITEMS)]
         work += [(piped.id, flow.pipeline_items, n) for n in range(ITEMS)]
         rng.shuffle(work)
@@ -292,7 +339,7 @@ async def test_kill_9_of_every_service_and_the_workers_loses_nothing(tmp_path: P
     for column in ("run", "faults", "items", *counts, "DLQ"):
         table.add_column(column)
     table.add_row(
-        "kill -9 each",
+        run,
         "; ".join(flow.faults),
         str(len(flow.trigger_items) + len(flow.pipeline_items)),
         *map(str, counts.values()),
@@ -300,7 +347,7 @@ async def test_kill_9_of_every_service_and_the_workers_loses_nothing(tmp_path: P
     )
     Console(width=200).print(table)
     assert flow.failed_uploads == 0
-    assert len(flow.faults) == len(FIVE) + 1
+    assert len(flow.faults) == len(RUNS[run])
     assert {k: v for k, v in counts.items() if k != "billed seconds"} == dict.fromkeys(
         [k for k in counts if k != "billed seconds"], 0
     )
