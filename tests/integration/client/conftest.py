@@ -128,6 +128,8 @@ class ServedDataset:
         return {
             "PRELABEL_URL": self.proxy.url,
             "PRELABEL_API_KEY": self.api_key,
+            # No config file: a user's profile (its per-service URLs) must not leak in.
+            "PRELABEL_CONFIG": "/nonexistent/prelabel/config.json",
             "PRELABEL_AMQP_URL": s.amqp,
             "PRELABEL_TOPOLOGY_PREFIX": s.topology_prefix,
             "PRELABEL_S3_ENDPOINT_URL": s.s3_endpoint_url,

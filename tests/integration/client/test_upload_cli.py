@@ -1,4 +1,5 @@
-"""The ``prelabel`` CLI and SDK against a real dataset service (PostgreSQL, S3, RabbitMQ)."""
+"""The ``prelabel`` CLI and SDK against a real dataset service (PostgreSQL, S3, RabbitMQ),
+through nginx (``PRELABEL_URL``)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ async def test_thousand_jpegs_upload_over_http_then_a_rerun_skips_them_all(
     assert re.search(rf"uploaded\s*│\s*{MANY}\s*│", first.stdout), first.stdout
     async with svc.client() as client:
         dataset = await client.dataset_by_name("photos")
+        # Every file went through nginx (PRELABEL_URL), one request each.
+        posted = f"POST /api/dataset/datasets/{dataset.id}/items "
+        assert sum(line.startswith(posted) for line in svc.proxy.requests()) == MANY
         items = await _all_items(client, dataset.id)
         by_filename = {item.filename: item for item in items}
         # Every file is an item, in its folder's remote dir, with the local file's content.
