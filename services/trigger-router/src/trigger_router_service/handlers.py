@@ -36,6 +36,7 @@ from common.contracts import (
     ItemUpdated,
     PredictionCompleted,
     PredictionFailed,
+    PredictionStarted,
     ReplicaStarted,
     ReplicaStopped,
     ServiceDeployed,
@@ -172,18 +173,22 @@ RETRIED_LATER = Handled("retried_later")
 
 
 async def on_prediction_outcome(
-    event: CloudEvent[PredictionCompleted | PredictionFailed],
+    event: CloudEvent[PredictionStarted | PredictionCompleted | PredictionFailed],
     repo: Repository,
     pipelines: PipelineEngine | None = None,
     retry: RetryPolicy | None = None,
 ) -> Handled:
     """Close the execution as ``success`` or ``failed``; a pipeline's predict node moves on.
     A retryable failure with attempts left schedules the next attempt instead (backoff).
+    ``prediction.started.v1`` (same queue: ``prediction.*.v1``) marks the batch's
+    executions ``in-progress`` (:func:`prediction_started`).
 
     The ledger's update and the pipeline's step share one transaction; the step runs even
     when the execution was already closed (it is idempotent: a redelivery changes nothing).
     """
     data = event.data
+    if isinstance(data, PredictionStarted):
+        return await prediction_started(data, repo)
     engine = pipelines or PipelineEngine(repo)
     if isinstance(data, PredictionCompleted):
         # One transaction: the ledger's success and the pipeline's next step commit together.
@@ -208,6 +213,17 @@ async def on_prediction_outcome(
         metrics.EXECUTIONS.labels("failed").inc()
     changed = await engine.prediction_failed(data) or changed
     return HANDLED if changed else DUPLICATE
+
+
+async def prediction_started(data: PredictionStarted, repo: Repository) -> Handled:
+    """A replica started on a batch: its executions are ``in-progress`` with the replica and
+    the time. Never backwards: only queued (or waiting-for-budget) executions of the named
+    attempt move, so a started event after the outcome, a cancel or a retry changes
+    nothing, and neither does a redelivery (``duplicate``)."""
+    moved = await repo.prediction_started(data)
+    if moved:
+        metrics.EXECUTIONS.labels(ExecutionStatus.IN_PROGRESS.value).inc(moved)
+    return HANDLED if moved else DUPLICATE
 
 
 async def on_task_item_added(
@@ -285,7 +301,7 @@ HANDLERS: tuple[tuple[Handler, str, str, tuple[type[Contract], ...]], ...] = (
         on_prediction_outcome,
         MODEL_SERVING,
         "prediction.*.v1",
-        (PredictionCompleted, PredictionFailed),
+        (PredictionStarted, PredictionCompleted, PredictionFailed),
     ),
     (on_replica_event, MODEL_SERVING, "replica.*.v1", (ReplicaStarted, ReplicaStopped)),
     (on_service_event, MODEL_SERVING, "service.*.v1", (ServiceDeployed, ServiceUndeployed)),

@@ -84,7 +84,8 @@ async def get_batch(batch_id: str, project: Project, repository: Repo) -> Batch:
 
 @router.post("/batches/{batch_id}/cancel", tags=["batches"])
 async def cancel_batch(batch_id: str, project: Project, repository: Repo) -> Batch:
-    """Cancel every execution of the batch that has not started."""
+    """Cancel every execution of the batch that has not finished (each announced as
+    `execution.cancelled.v1`, as a single cancel is)."""
     batch, cancelled = await repository.cancel_batch(project, batch_id)
     if cancelled:
         metrics.EXECUTIONS.labels("cancelled").inc(cancelled)

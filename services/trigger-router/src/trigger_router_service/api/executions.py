@@ -99,15 +99,15 @@ async def rerun_execution(execution_id: str, project: Project, repository: Repo)
 async def cancel_execution(
     execution_id: str,
     project: Project,
-    repository: Repo,
     engine: Annotated[PipelineEngine, Depends(pipelines)],
 ) -> Execution:
-    """Cancel an execution that has not finished: a late outcome is discarded (it
-    neither turns it ``success`` nor moves its pipeline on); a pipeline's predict node
-    fails with the reason."""
-    execution = await repository.cancel(project, execution_id)
+    """Cancel an execution that has not finished (409 once it has). Model-serving and the
+    annotation service hear of it (`execution.cancelled.v1`): a worker that has not started
+    on its request skips it, and its annotations are not kept (unless a person already
+    reviewed them). A late outcome is discarded: it neither turns the execution `success`
+    nor moves its pipeline on; a pipeline's predict node fails with the reason."""
+    execution = await engine.cancel_execution(project, execution_id)
     metrics.EXECUTIONS.labels("cancelled").inc()
-    await engine.execution_cancelled(execution_id)
     return execution
 
 

@@ -38,9 +38,20 @@ RERUNNABLE_STATUSES = frozenset({ExecutionStatus.FAILED, ExecutionStatus.CANCELL
 """States a rerun may start from."""
 
 CANCELLABLE_STATUSES = frozenset(
-    {ExecutionStatus.CREATED, ExecutionStatus.QUEUED, ExecutionStatus.WAITING_FOR_BUDGET}
+    {
+        ExecutionStatus.CREATED,
+        ExecutionStatus.QUEUED,
+        ExecutionStatus.IN_PROGRESS,
+        ExecutionStatus.WAITING_FOR_BUDGET,
+    }
 )
-"""States a cancel may stop (a replica may still run a queued one: its outcome is ignored)."""
+"""States a cancel may stop: every unfinished one. The cancel is announced
+(``execution.cancelled.v1``): workers skip the request if they have not started on it,
+the annotation service discards its annotations; an outcome that still comes is ignored."""
+
+STARTABLE_STATUSES = frozenset({ExecutionStatus.QUEUED, ExecutionStatus.WAITING_FOR_BUDGET})
+"""States ``prediction.started.v1`` moves to ``in-progress`` (a request published before
+the budget ran out may still be taken): never back from an outcome or a cancel."""
 
 UNFINISHED_STATUSES = frozenset(
     {

@@ -11,13 +11,14 @@ from typing import Any
 import asyncpg
 
 from common.contracts import (
+    ExecutionCancelled,
     ItemSnapshot,
     Origin,
     PredictRequest,
 )
 from common.envelope import CloudEvent, make_event
 from common.messaging import enqueue_many
-from common.topology import Topology
+from common.topology import TRIGGER_ROUTER, Topology
 from trigger_router_service.domain.executions import ExecutionStatus
 
 SOURCE = "/services/trigger-router"
@@ -74,6 +75,34 @@ def origin_of(row: Mapping[str, Any]) -> Origin | None:
     return None
 
 
+CANCELLED_COLUMNS = (
+    "id, project_id, service_id, item_id, attempts, error, finished_at, trigger_id, batch_id, "
+    "pipeline_id, pipeline_execution_id, node_id"
+)
+"""What :func:`cancelled_event` reads of an execution row (``RETURNING`` these)."""
+
+
+def cancelled_event(row: Mapping[str, Any]) -> CloudEvent[Any]:
+    """The ``execution.cancelled.v1`` of a row just moved to ``cancelled`` (its error is
+    the reason); the id is stable per attempt, so a retried transaction writes it once."""
+    return make_event(
+        ExecutionCancelled(
+            execution_id=row["id"],
+            project_id=row["project_id"],
+            service_id=row["service_id"],
+            item_id=row["item_id"],
+            attempt=row["attempts"],
+            reason=row["error"] or "cancelled",
+            cancelled_at=row["finished_at"],
+            origin=origin_of(row),
+        ),
+        source=SOURCE,
+        subject=row["item_id"],
+        correlationid=row["id"],
+        event_id=f"{row['id']}.{row['attempts']}.cancelled",
+    )
+
+
 def status_values(statuses: Iterable[ExecutionStatus]) -> list[str]:
     """A status set as a ``text[]`` parameter (``status = ANY($n::text[])``)."""
     return sorted(s.value for s in statuses)
@@ -104,6 +133,15 @@ class Store:
             self.topology.predict_exchange,
             exchange_type="direct",
             routing_keys=services,
+        )
+
+    async def _publish_cancels(
+        self, conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Announce executions just cancelled (rows with :data:`CANCELLED_COLUMNS`), in the
+        caller's transaction: workers skip their requests, annotations are discarded."""
+        await enqueue_many(
+            conn, [cancelled_event(r) for r in rows], self.topology.events_exchange(TRIGGER_ROUTER)
         )
 
     async def _wake(self, conn: asyncpg.Connection, services: Sequence[str]) -> None:

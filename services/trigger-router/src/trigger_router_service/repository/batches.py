@@ -19,7 +19,7 @@ from trigger_router_service.domain.executions import (
     ExecutionStatus,
     initial_status,
 )
-from trigger_router_service.repository.base import status_values
+from trigger_router_service.repository.base import CANCELLED_COLUMNS, status_values
 from trigger_router_service.repository.executions import (
     Executions,
     NewExecution,
@@ -156,16 +156,19 @@ class Batches(Executions):
         )
 
     async def cancel_batch(self, project_id: str, batch_id: str) -> tuple[Batch, int]:
-        """Cancel every execution of the batch that has not started; returns how many."""
+        """Cancel every unfinished execution of the batch and announce each
+        (``execution.cancelled.v1``, same transaction); returns how many."""
         await self.get_batch(project_id, batch_id)
-        rows = await self.pool.fetch(
-            """UPDATE executions SET status = 'cancelled', finished_at = now(),
-                   error = 'batch cancelled', updated_at = now()
-               WHERE project_id = $1 AND batch_id = $2
-                 AND status = ANY($3::text[])
-               RETURNING id""",
-            project_id,
-            batch_id,
-            status_values(CANCELLABLE_STATUSES),
-        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""UPDATE executions SET status = 'cancelled', finished_at = now(),
+                       error = 'batch cancelled', updated_at = now()
+                   WHERE project_id = $1 AND batch_id = $2
+                     AND status = ANY($3::text[])
+                   RETURNING {CANCELLED_COLUMNS}""",
+                project_id,
+                batch_id,
+                status_values(CANCELLABLE_STATUSES),
+            )
+            await self._publish_cancels(conn, rows)
         return await self.get_batch(project_id, batch_id), len(rows)

@@ -11,6 +11,7 @@ import asyncpg
 from common.contracts import (
     PredictionCompleted,
     PredictionFailed,
+    PredictionStarted,
 )
 from trigger_router_service.domain.errors import ConflictError, NotFoundError
 from trigger_router_service.domain.executions import (
@@ -18,6 +19,7 @@ from trigger_router_service.domain.executions import (
     CANCELLABLE_STATUSES,
     RERUNNABLE_STATUSES,
     RETRYABLE_FAILURE_STATUSES,
+    STARTABLE_STATUSES,
     SUCCESS_IGNORED_STATUSES,
     UNFINISHED_STATUSES,
     Execution,
@@ -196,6 +198,32 @@ class Executions(Store):
         cold = (data.finished_at - began).total_seconds() if began is not None else None
         return True, cold
 
+    async def prediction_started(self, data: PredictionStarted) -> int:
+        """Move the executions a replica started on to ``in-progress`` with its
+        ``started_at`` and ``replica_id``; how many moved (0 for a redelivery).
+
+        Only from ``queued`` or ``waiting-for-budget``, with the request published and the
+        named attempt still the current one: a started event that arrives after the outcome,
+        after a cancel or after the next attempt was scheduled changes nothing."""
+        rows = await self.pool.fetch(
+            """UPDATE executions e SET status = $1, started_at = $2, replica_id = $3,
+                   updated_at = now()
+               FROM unnest($4::text[], $5::int[]) AS u(id, attempt)
+               WHERE e.id = u.id AND e.attempts = u.attempt AND e.published
+                 AND e.project_id = $6 AND e.service_id = $7
+                 AND e.status = ANY($8::text[])
+               RETURNING e.id""",
+            ExecutionStatus.IN_PROGRESS.value,
+            data.started_at,
+            data.replica_id,
+            [e.execution_id for e in data.executions],
+            [e.attempt for e in data.executions],
+            data.project_id,
+            data.service_id,
+            status_values(STARTABLE_STATUSES),
+        )
+        return len(rows)
+
     async def retry_prediction(
         self, data: PredictionFailed, max_attempts: int, base_seconds: float, max_seconds: float
     ) -> bool:
@@ -372,28 +400,34 @@ class Executions(Store):
                 await self._wake(conn, [r["service_id"] for r in rows])
         return [_execution(r) for r in rows]
 
-    async def cancel(self, project_id: str, execution_id: str) -> Execution:
-        """Cancel an execution that has not started; a late outcome does not undo it."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                f"""UPDATE executions SET status = 'cancelled', finished_at = now(),
-                        error = 'cancelled by request', updated_at = now()
-                    WHERE project_id = $1 AND id = $2
-                      AND status = ANY($3::text[])
-                    RETURNING {EXECUTION_COLUMNS}""",
+    async def cancel(
+        self, project_id: str, execution_id: str, conn: asyncpg.Connection | None = None
+    ) -> Execution:
+        """Cancel an unfinished execution and announce it (``execution.cancelled.v1`` in the
+        same transaction): a worker skips its request, the annotation service discards its
+        annotations, and a late outcome does not undo it. 409 once it has finished. In
+        ``conn``'s transaction when given."""
+        if conn is None:
+            async with self.pool.acquire() as own, own.transaction():
+                return await self.cancel(project_id, execution_id, own)
+        row = await conn.fetchrow(
+            f"""UPDATE executions SET status = 'cancelled', finished_at = now(),
+                    error = 'cancelled by request', updated_at = now()
+                WHERE project_id = $1 AND id = $2
+                  AND status = ANY($3::text[])
+                RETURNING {EXECUTION_COLUMNS}""",
+            project_id,
+            execution_id,
+            status_values(CANCELLABLE_STATUSES),
+        )
+        if row is None:
+            current = await conn.fetchval(
+                "SELECT status FROM executions WHERE project_id = $1 AND id = $2",
                 project_id,
                 execution_id,
-                status_values(CANCELLABLE_STATUSES),
             )
-            if row is None:
-                current = await conn.fetchval(
-                    "SELECT status FROM executions WHERE project_id = $1 AND id = $2",
-                    project_id,
-                    execution_id,
-                )
-                if current is None:
-                    raise NotFoundError(f"execution {execution_id} not found")
-                raise ConflictError(
-                    f"execution {execution_id} is {current}; it cannot be cancelled"
-                )
+            if current is None:
+                raise NotFoundError(f"execution {execution_id} not found")
+            raise ConflictError(f"execution {execution_id} is {current}; it cannot be cancelled")
+        await self._publish_cancels(conn, [row])
         return _execution(row)

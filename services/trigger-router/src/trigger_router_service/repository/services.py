@@ -9,7 +9,7 @@ from common.contracts import (
 )
 from trigger_router_service.domain.executions import UNFINISHED_STATUSES
 from trigger_router_service.domain.services import ModelService
-from trigger_router_service.repository.base import Store, status_values
+from trigger_router_service.repository.base import CANCELLED_COLUMNS, Store, status_values
 from trigger_router_service.repository.triggers import fail_triggers_of
 
 
@@ -51,7 +51,8 @@ class Services(Store):
     async def service_undeployed(
         self, service_id: str, project_id: str, at: datetime
     ) -> tuple[bool, int, int]:
-        """Mark a service undeployed; fail its triggers and cancel its unfinished executions.
+        """Mark a service undeployed; fail its triggers and cancel its unfinished executions
+        (each announced: ``execution.cancelled.v1``, same transaction).
 
         Returns (applied, triggers failed, executions cancelled).
         """
@@ -71,15 +72,16 @@ class Services(Store):
                 return False, 0, 0
             failed = await fail_triggers_of(conn, service_id, "undeployed")
             cancelled = await conn.fetch(
-                """UPDATE executions SET status = 'cancelled', finished_at = now(),
+                f"""UPDATE executions SET status = 'cancelled', finished_at = now(),
                        error = 'model service ' || service_id || ' was undeployed',
                        updated_at = now()
                    WHERE service_id = $1
                      AND status = ANY($2::text[])
-                   RETURNING id""",
+                   RETURNING {CANCELLED_COLUMNS}""",
                 service_id,
                 status_values(UNFINISHED_STATUSES),
             )
+            await self._publish_cancels(conn, cancelled)
             return True, len(failed), len(cancelled)
 
     async def service_in_project(self, project_id: str, service_id: str) -> str | None:

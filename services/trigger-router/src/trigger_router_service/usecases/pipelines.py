@@ -35,6 +35,7 @@ from trigger_router_service.adapters.models import ModelClient
 from trigger_router_service.adapters.tasks import TaskClient
 from trigger_router_service.domain.errors import ConflictError, NotFoundError
 from trigger_router_service.domain.executions import (
+    Execution,
     ExecutionStatus,
     NewExecution,
     initial_status,
@@ -231,18 +232,32 @@ class PipelineEngine:
             await self._fail(conn, state, graph, node_id, data.reason)
         return True
 
-    async def execution_cancelled(self, execution_id: str) -> bool:
+    async def execution_cancelled(
+        self, execution_id: str, conn: asyncpg.Connection | None = None
+    ) -> bool:
         """A predict node's execution was cancelled: the node (and its pipeline
-        execution) fails with that reason. False when it is no pipeline's or not running."""
-        async with self.repo.transaction() as conn:
-            found = await self._locked(conn, execution_id)
-            if found is None:
-                return False
-            state, graph, node_id, _status = found
-            if state.nodes.get(node_id) is not NodeStatus.RUNNING:
-                return False
-            await self._fail(conn, state, graph, node_id, f"execution {execution_id} cancelled")
+        execution) fails with that reason, so no ``add_task_item.v1`` follows. False when it
+        is no pipeline's or not running. In ``conn``'s transaction when given (the cancel
+        commits with it)."""
+        if conn is None:
+            async with self.repo.transaction() as own:
+                return await self.execution_cancelled(execution_id, own)
+        found = await self._locked(conn, execution_id)
+        if found is None:
+            return False
+        state, graph, node_id, _status = found
+        if state.nodes.get(node_id) is not NodeStatus.RUNNING:
+            return False
+        await self._fail(conn, state, graph, node_id, f"execution {execution_id} cancelled")
         return True
+
+    async def cancel_execution(self, project_id: str, execution_id: str) -> Execution:
+        """Cancel an execution (announced with ``execution.cancelled.v1``) and fail its
+        pipeline's predict node, in one transaction."""
+        async with self.repo.transaction() as conn:
+            execution = await self.repo.cancel(project_id, execution_id, conn)
+            await self.execution_cancelled(execution_id, conn)
+        return execution
 
     async def task_item_added(self, data: TaskItemAdded) -> bool:
         """The annotation service added the item to the task node's task."""
