@@ -233,7 +233,7 @@ async def test_a_rerun_after_a_cancel_is_a_new_attempt(router: Router) -> None:
     assert request.body["data"]["attempt"] == 2
 
     async def moved() -> bool:
-        return (await _get(router, execution["id"]))["status"] == "in-progress"
+        return bool((await _get(router, execution["id"]))["status"] == "in-progress")
 
     await router.publish(MODEL_SERVING, started([execution], attempt=2))
     await wait_until(moved, timeout=10, message="attempt 2 in progress")
