@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from common.auth import KeyIntrospector
 from common.s3 import client_from_settings, ensure_bucket
 from common.service import ServiceRuntime, build_service_app
-from model_serving_service import api
+from model_serving_service import api, handlers
 from model_serving_service.adapters.queues import PredictQueues
 from model_serving_service.adapters.triton import ModelRepository, TritonControl, TritonInference
 from model_serving_service.deps import Deps
@@ -27,7 +27,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """Build the model-serving app: API, Triton clients, work-queue admin, janitor."""
+    """Build the model-serving app: API, Triton clients, work-queue admin, janitor, and the
+    handler that records cancelled executions for the workers."""
 
     async def setup(runtime: ServiceRuntime) -> Deps:
         control = TritonControl(
@@ -44,6 +45,16 @@ def create_app(settings: Settings) -> FastAPI:
         await queues.connect()
         runtime.resources.push_async_callback(queues.close)
         repo = Repository(runtime.pool, runtime.topology)
+        runtime.consumer_queues.extend(
+            handlers.register(
+                runtime.broker,
+                runtime.topology,
+                repo,
+                runtime.metrics,
+                prefetch=settings.handler_prefetch,
+                retention_seconds=settings.cancel_retention_seconds,
+            )
+        )
         usecases = ModelServing(
             settings=settings,
             repo=repo,

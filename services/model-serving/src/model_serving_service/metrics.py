@@ -11,7 +11,7 @@ SERVICE = "model-serving"
 PREDICTIONS = Counter(
     metric_name(SERVICE, "predictions_total"),
     "Predict requests settled by workers, by outcome (completed, failed, duplicate, "
-    "dead_lettered, requeued).",
+    "dead_lettered, requeued, cancelled: skipped because the execution was cancelled).",
     ["outcome"],
 )
 BATCH_SIZE = Histogram(

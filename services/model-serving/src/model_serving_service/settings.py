@@ -81,6 +81,18 @@ class Settings(BaseServiceSettings, S3SettingsMixin, AuthSettingsMixin):
         default=60.0, ge=0, description="How long an undeploy waits for the queue to empty."
     )
 
+    # ---------------------------------------------------------------- cancels
+    cancel_retention_seconds: float = Field(
+        default=14 * 24 * 3600.0,
+        gt=0,
+        description="How long a cancelled execution (execution.cancelled.v1) is remembered: "
+        "workers skip its requests until then; a request still queued after that is "
+        "predicted and its outcome ignored by the router.",
+    )
+    handler_prefetch: int = Field(
+        default=64, ge=1, description="Messages the service's event handlers hold at once."
+    )
+
     # ---------------------------------------------------------------- predict workers
     worker_service_id: str | None = Field(
         default=None, description="Model service a worker process serves (replicas only)."

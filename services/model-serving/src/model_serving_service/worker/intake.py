@@ -1,6 +1,17 @@
 """The worker's intake: the predict queue consumed by :class:`common.consumer.BatchConsumer`
 (linger batching, each request settled on its own), one batch at a time through the
-pipeline, each outcome recorded in the outbox before its request is settled."""
+pipeline, each outcome recorded in the outbox before its request is settled.
+
+Cancels: when a batch is taken, requests whose execution the trigger-router cancelled
+(``execution.cancelled.v1``, recorded by the service in ``cancelled_executions``, up to the
+cancelled attempt) are skipped: acked with no outcome and no Triton call (the router's
+ledger already says ``cancelled``). The others are announced in the same transaction with
+one ``prediction.started.v1`` (the router marks them ``in-progress``). A batch that waited
+for the model load asks again just before the model runs, so a cancel that arrived during
+a cold start still prevents the prediction; a cancel that arrives later does not stop a
+request already with Triton: its outcome is published and discarded downstream (the router
+ignores it, the annotation service does not keep its annotations).
+"""
 
 from __future__ import annotations
 
@@ -14,12 +25,19 @@ from common.contracts import ModelRef, PredictRequest
 from common.envelope import CloudEvent
 from common.messaging import PoisonMessageError, parse_event, retries_of
 from model_serving_service import metrics
-from model_serving_service.domain.outcomes import completed_event, failed_event
+from model_serving_service.domain.outcomes import completed_event, failed_event, started_events
 from model_serving_service.domain.requests import execution_key, is_last_delivery
 from model_serving_service.repository import Repository
 from model_serving_service.repository.models import Model
 from model_serving_service.repository.outcomes import Outcome as Recorded
-from model_serving_service.worker.pipeline import Completed, Failed, Pipeline, Request, Result
+from model_serving_service.worker.pipeline import (
+    Completed,
+    Failed,
+    Pipeline,
+    Request,
+    Result,
+    Skipped,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +97,42 @@ class Intake:
             settled[live.pop(request)] = DUPLICATE
         if not live:
             return
-        results = await self.pipeline.run(list(live))
+        cancelled = await self._begin(list(live))
+        for request in cancelled:
+            metrics.PREDICTIONS.labels("cancelled").inc()
+            settled[live.pop(request)] = HANDLED
+        if not live:
+            return
+        results = await self.pipeline.run(list(live), self._cancelled)
         for request, outcome in (await self._record(results)).items():
             settled[live[request]] = outcome
+
+    async def _begin(self, requests: list[Request]) -> set[Request]:
+        """The cancelled requests of a batch just taken; ``prediction.started.v1`` for the
+        rest (one transaction)."""
+
+        def started(cancelled: set[str]) -> list[CloudEvent[Any]]:
+            chosen = [r for r in requests if r.request.execution_id not in cancelled]
+            if not chosen:
+                return []
+            return started_events(
+                [r.request for r in chosen],
+                service_id=self.service_id,
+                replica_id=self.replica_id,
+                started_at=min(r.started_at for r in chosen),
+            )
+
+        ids = await self.repo.begin(
+            [(r.request.execution_id, r.request.attempt) for r in requests], started
+        )
+        return {r for r in requests if r.request.execution_id in ids}
+
+    async def _cancelled(self, requests: list[Request]) -> set[Request]:
+        """Which of ``requests`` were cancelled by now."""
+        ids = await self.repo.cancelled(
+            [(r.request.execution_id, r.request.attempt) for r in requests]
+        )
+        return {r for r in requests if r.request.execution_id in ids}
 
     def _parse(self, delivery: Delivery) -> Request | DeadLetter:
         try:
@@ -108,8 +159,11 @@ class Intake:
         decided: dict[Request, Failed | Completed] = {}
         gave_up: set[Request] = set()
         requeue: dict[Request, str] = {}
+        skipped: set[Request] = set()
         for request, result in _completed_first(results):
-            if isinstance(result, Completed | Failed):
+            if isinstance(result, Skipped):
+                skipped.add(request)
+            elif isinstance(result, Completed | Failed):
                 decided[request] = result
             elif is_last_delivery(request.delivery_count, self.delivery_limit):
                 final = f"{result.reason} (gave up after {self.delivery_limit + 1} deliveries)"
@@ -141,6 +195,9 @@ class Intake:
                 settle[request] = DeadLetter(result.reason)
             else:
                 settle[request] = HANDLED
+        for request in skipped:
+            metrics.PREDICTIONS.labels("cancelled").inc()
+            settle[request] = HANDLED
         for request, reason in requeue.items():
             log.debug("retrying request later", extra={"key": request.key, "reason": reason})
             metrics.PREDICTIONS.labels("requeued").inc()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -75,8 +76,18 @@ class Transient:
     reason: str
 
 
-Result = Completed | Failed | Transient
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Its execution was cancelled before the model ran: no outcome, no Triton call."""
+
+
+SKIPPED = Skipped()
+
+Result = Completed | Failed | Transient | Skipped
 """What became of one request in the pipeline."""
+
+Recheck = Callable[[list["Request"]], Awaitable[set["Request"]]]
+"""Which of these requests were cancelled meanwhile (asked again after a model load)."""
 
 
 @dataclass
@@ -112,8 +123,12 @@ class Pipeline:
         self.holds = holds
         self.state = state
 
-    async def run(self, batch: list[Request]) -> dict[Request, Result]:
-        """One result per request of ``batch``."""
+    async def run(
+        self, batch: list[Request], recheck: Recheck | None = None
+    ) -> dict[Request, Result]:
+        """One result per request of ``batch``. ``recheck`` is asked again which requests
+        were cancelled when the batch had to wait for the model load (a cold start):
+        those are :data:`SKIPPED` instead of predicted."""
         results: dict[Request, Result] = {}
         fetched = await asyncio.gather(*(self._fetch(r) for r in batch), return_exceptions=True)
         blobs: list[tuple[Request, bytes]] = []
@@ -141,7 +156,7 @@ class Pipeline:
                 request.prepared = got_prepared
                 ready.append(request)
         if ready:
-            await self._predict(ready, results)
+            await self._predict(ready, results, recheck)
         return results
 
     async def _fetch(self, request: Request) -> bytes:
@@ -157,9 +172,12 @@ class Pipeline:
             raise BadInputError(f"item is {system.size} bytes; the model accepts at most {limit}")
         return await self.blobs.get(system.blob_key)
 
-    async def _predict(self, items: list[Request], results: dict[Request, Result]) -> None:
+    async def _predict(
+        self, items: list[Request], results: dict[Request, Result], recheck: Recheck | None
+    ) -> None:
         remaining = min(r.deadline for r in items) - time.monotonic()
-        if not self.state.loaded.is_set():
+        waited = not self.state.loaded.is_set()
+        if waited:
             try:
                 async with asyncio.timeout(max(remaining, 0)):
                     await self.state.loaded.wait()
@@ -179,6 +197,13 @@ class Pipeline:
             reason = f"model {self.model.name} could not be loaded: {self.state.error}"
             results.update((r, Failed(reason, retryable=True)) for r in items)
             return
+        if waited and recheck is not None:
+            # Cancels that arrived during the cold start: not predicted after all.
+            cancelled = await recheck(items)
+            results.update((r, SKIPPED) for r in cancelled)
+            items = [r for r in items if r not in cancelled]
+            if not items:
+                return
         await self._infer(items, results)
 
     async def _infer(self, items: list[Request], results: dict[Request, Result]) -> None:
