@@ -40,6 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
                 repo,
                 runtime.metrics,
                 prefetch=settings.ingest_prefetch,
+                cancel_retention_seconds=settings.cancel_retention_seconds,
             )
         )
         return Deps(settings=settings, repo=repo, introspector=introspector, datasets=datasets)

@@ -1,6 +1,7 @@
 """Broker handlers of the annotation service: predictions become annotations; item
 events keep the item facts exports need (file name, width, height); a pipeline's
-``add_task_item.v1`` puts an item into a task.
+``add_task_item.v1`` puts an item into a task; ``execution.cancelled.v1`` from the router
+keeps a cancelled execution's prediction out (:mod:`annotation_service.usecases.cancels`).
 
 Predictions arrive by the thousand and are stored in batches, so their queue is consumed
 by a :class:`common.consumer.BatchConsumer` (:func:`consume_predictions`); the other
@@ -20,11 +21,13 @@ from faststream.rabbit import RabbitBroker, RabbitExchange
 
 from annotation_service.domain import AnnotationError
 from annotation_service.repository import Repository
+from annotation_service.usecases.cancels import cancel_execution
 from annotation_service.usecases.ingest import PredictionIngest, store_predictions
 from annotation_service.usecases.tasks import add_task_item
-from common.consumer import HANDLED, Handled
+from common.consumer import DUPLICATE, HANDLED, Handled
 from common.contracts import (
     AddTaskItem,
+    ExecutionCancelled,
     ItemCreated,
     ItemDeleted,
     ItemMetadataUpdated,
@@ -36,11 +39,12 @@ from common.messaging import commands_exchange, consumer_queue, events_exchange
 from common.observability import ServiceMetrics
 from common.service import ServiceRuntime
 from common.subscriber import Subscription, subscribe
-from common.topology import ANNOTATION, DATASET, MODEL_SERVING, Topology
+from common.topology import ANNOTATION, DATASET, MODEL_SERVING, TRIGGER_ROUTER, Topology
 
 log = logging.getLogger(__name__)
 
 ON_PREDICTION = "on_prediction_completed"
+DEFAULT_CANCEL_RETENTION_SECONDS = 14 * 24 * 3600.0
 ITEM_EVENTS = (ItemCreated, ItemUpdated, ItemMetadataUpdated, ItemDeleted)
 
 
@@ -57,6 +61,17 @@ async def on_item_event(
 async def on_add_task_item(event: CloudEvent[AddTaskItem], repo: Repository) -> Handled:
     """Put a pipeline's item into its task with the prediction's annotations."""
     return await add_task_item(repo, event)
+
+
+async def on_execution_cancelled(
+    event: CloudEvent[ExecutionCancelled],
+    repo: Repository,
+    retention_seconds: float = DEFAULT_CANCEL_RETENTION_SECONDS,
+) -> Handled:
+    """Keep a cancelled execution's prediction out: remember the cancel, take back what it
+    already stored unless a person reviewed it (see :mod:`~.usecases.cancels`)."""
+    new, discarded = await cancel_execution(repo, event.data, retention_seconds)
+    return HANDLED if new or discarded.annotations or discarded.task_items else DUPLICATE
 
 
 class Handler(Protocol):
@@ -90,6 +105,21 @@ def _subscriptions(topology: Topology) -> list[tuple[Handler, Subscription]]:
                 (AddTaskItem,),
             ),
         ),
+        (
+            on_execution_cancelled,
+            Subscription(
+                ANNOTATION,
+                "on_execution_cancelled",
+                consumer_queue(
+                    topology,
+                    ANNOTATION,
+                    "on_execution_cancelled",
+                    ExecutionCancelled.routing_key,
+                ),
+                events_exchange(topology, TRIGGER_ROUTER),
+                (ExecutionCancelled,),
+            ),
+        ),
     ]
 
 
@@ -107,15 +137,24 @@ def register(
     service_metrics: ServiceMetrics,
     *,
     prefetch: int,
+    cancel_retention_seconds: float = DEFAULT_CANCEL_RETENTION_SECONDS,
 ) -> list[str]:
     """Subscribe the typed handlers; return their queue names."""
+
+    def bound(handler: Handler) -> Any:
+        if handler is on_execution_cancelled:
+            return functools.partial(
+                on_execution_cancelled, repo=repo, retention_seconds=cancel_retention_seconds
+            )
+        return functools.partial(handler, repo=repo)
+
     return [
         subscribe(
             broker,
             topology,
             service_metrics,
             sub,
-            functools.partial(handler, repo=repo),
+            bound(handler),
             prefetch=prefetch,
             poison=(AnnotationError,),
         )

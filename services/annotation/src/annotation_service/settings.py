@@ -24,6 +24,12 @@ class Settings(BaseServiceSettings, AuthSettingsMixin):
     ingest_writers: int = Field(
         default=3, ge=1, description="Transactions storing predictions at once."
     )
+    cancel_retention_seconds: float = Field(
+        default=14 * 24 * 3600.0,
+        gt=0,
+        description="How long a cancelled execution (execution.cancelled.v1) is remembered: "
+        "a prediction of it arriving later stores nothing until then.",
+    )
     max_page_size: int = Field(default=1000, ge=1, description="Largest page of a list.")
     export_max_items: int = Field(
         default=100_000, ge=1, description="Most items one export may hold."

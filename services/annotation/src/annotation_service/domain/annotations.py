@@ -51,6 +51,8 @@ class NewAnnotation:
     model_version: str | None
     origin: Origin | None = None
     """Which way (trigger, batch, pipeline) produced a model annotation."""
+    attempt: int | None = None
+    """The attempt of the prediction that produced a model annotation, when known."""
 
     def original(self) -> dict[str, Any]:
         """What the model said, kept unchanged beside later human edits."""
@@ -75,6 +77,7 @@ class Predicted:
     model: ModelRef
     annotations: Sequence[PredictedAnnotation]
     origin: Origin | None
+    attempt: int | None = None
 
 
 def model_annotations(predicted: Predicted) -> list[NewAnnotation]:
@@ -108,6 +111,7 @@ def model_annotations(predicted: Predicted) -> list[NewAnnotation]:
                 model_id=predicted.model.model_id,
                 model_version=predicted.model.version,
                 origin=predicted.origin,
+                attempt=predicted.attempt,
             )
         )
     return rows
@@ -125,6 +129,7 @@ def annotations_from_prediction(prediction: PredictionCompleted) -> list[NewAnno
             prediction.model,
             prediction.annotations,
             prediction.origin,
+            prediction.attempt,
         )
     )
 

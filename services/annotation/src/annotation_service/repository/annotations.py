@@ -53,10 +53,10 @@ class Annotations(Store):
             """WITH p AS (
                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
                        $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                       $10::text[], $11::text[], $12::text[]) WITH ORDINALITY
+                       $10::text[], $11::text[], $12::text[], $21::int[]) WITH ORDINALITY
                        AS p(project_id, dataset_id, item_id, execution_id, service_id,
                             model_name, model_id, model_version, origin_way, origin_id,
-                            origin_pipeline_execution_id, origin_node_id, number)),
+                            origin_pipeline_execution_id, origin_node_id, attempt, number)),
                a AS (
                    SELECT * FROM unnest($13::text[], $14::int[], $15::text[], $16::text[],
                        $17::float8[], $18::text[], $19::int[]) WITH ORDINALITY
@@ -65,12 +65,12 @@ class Annotations(Store):
                    INSERT INTO annotations (id, project_id, dataset_id, item_id, type, label,
                        coordinates, confidence, text, source, execution_id, idx, service_id,
                        model_name, model_id, model_version, origin_way, origin_id,
-                       origin_pipeline_execution_id, origin_node_id)
+                       origin_pipeline_execution_id, origin_node_id, attempt)
                    SELECT a.id, p.project_id, p.dataset_id, p.item_id, a.type, a.label,
                        c.coordinates, a.confidence, a.text, 'model',
                        p.execution_id, a.idx, p.service_id, p.model_name, p.model_id,
                        p.model_version, p.origin_way, p.origin_id,
-                       p.origin_pipeline_execution_id, p.origin_node_id
+                       p.origin_pipeline_execution_id, p.origin_node_id, p.attempt
                    FROM a JOIN p USING (number)
                    JOIN jsonb_array_elements($20::text::jsonb) WITH ORDINALITY
                        AS c(coordinates, n) USING (n)
@@ -107,6 +107,7 @@ class Annotations(Store):
             # Row n takes element n; serialised here in one call (text, not the pool's
             # jsonb codec, which would encode it again).
             _encode_json([r.coordinates for _, r in numbered]),
+            [p.attempt for p in shared],
         )
         return {r["execution_id"] for r in inserted}
 

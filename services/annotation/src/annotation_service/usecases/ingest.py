@@ -3,7 +3,8 @@
 :class:`common.consumer.BatchConsumer` hands over the bodies of up to
 ``ingest_batch_max`` deliveries at once. Each is parsed and its geometry checked
 first, so a bad message is dead-lettered with its reason without failing the
-others; the rest are stored together (one multi-row insert for the annotations, one
+others; predictions of cancelled executions are acknowledged and store nothing; the rest
+are stored together (one multi-row insert for the annotations, one
 for the outbox). If that transaction fails, the predictions are stored one by one,
 so a single message that cannot be stored fails (and is redelivered) alone.
 """
@@ -23,19 +24,29 @@ from annotation_service.domain.events import added_event
 from annotation_service.metrics import annotations_stored
 from annotation_service.repository import Repository
 from common.batching import together_or_alone
-from common.consumer import DUPLICATE, HANDLED, DeadLetter, Outcome, Retry
+from common.consumer import DUPLICATE, HANDLED, DeadLetter, Handled, Outcome, Retry
 from common.contracts import PredictionCompleted, TaskItemAdded
 from common.envelope import CloudEvent
 from common.messaging import OutboxEvent, PoisonMessageError, parse_event
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DUPLICATE", "IngestResult", "Prediction", "PredictionIngest", "store_predictions"]
+__all__ = [
+    "DISCARDED",
+    "DUPLICATE",
+    "IngestResult",
+    "Prediction",
+    "PredictionIngest",
+    "store_predictions",
+]
 
 Prediction = tuple[CloudEvent[PredictionCompleted], list[NewAnnotation]]
 """A parsed prediction and the annotation rows it stores."""
 
 Store = Callable[[Sequence[Prediction]], Awaitable[list["IngestResult"]]]
+
+DISCARDED = Handled("cancelled")
+"""A prediction of a cancelled execution: acknowledged, nothing stored."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,11 @@ class IngestResult:
     """Annotations written by this delivery (0 for a redelivery)."""
     added_to_tasks: int
     """Task items created by this delivery."""
+    cancelled: bool = False
+    """Its execution was cancelled (``execution.cancelled.v1``): nothing stored."""
+
+
+CANCELLED = IngestResult(0, 0, cancelled=True)
 
 
 async def store_predictions(repo: Repository, batch: Sequence[Prediction]) -> list[IngestResult]:
@@ -54,39 +70,58 @@ async def store_predictions(repo: Repository, batch: Sequence[Prediction]) -> li
 
     Idempotent on (execution id, index): rows already there are skipped, and so
     are their events. Items join the tasks whose rules accept the prediction.
+
+    A prediction whose execution (at its attempt) was cancelled stores nothing and adds
+    no item to a task. The check holds the executions' shared advisory locks, which a
+    cancel takes exclusively (:class:`~annotation_service.repository.cancels.Cancels`):
+    a cancel committed first is seen here, and one that commits after this transaction
+    sees (and removes) what it stored.
     """
-    predictions = [event for event, _ in batch]
     async with repo.pool.acquire() as conn, conn.transaction():
-        inserted = await repo.insert_model_annotations(conn, [rows for _, rows in batch])
-        # A prediction's rows commit together, so an execution either stored all its
-        # rows now or none (a redelivery). Rows are credited to the first delivery in
-        # the batch that carries them: a duplicate inside one batch stores nothing,
-        # like a later redelivery.
-        stored_per_event: list[list[NewAnnotation]] = []
-        for event, rows in batch:
-            execution = event.data.execution_id
-            if rows and execution in inserted:
-                inserted.discard(execution)
-                stored_per_event.append(rows)
-            else:
-                stored_per_event.append([])
-        now = datetime.now(UTC)
-        events: list[OutboxEvent] = [
-            domain.created_event(rows, p.correlationid, now)
-            for p, rows in zip(predictions, stored_per_event, strict=True)
-            if rows
-        ]
-        added = await _auto_add(repo, conn, predictions)
-        events.extend(
-            added_event(
-                TaskItemAdded(
-                    task_id=task_id, project_id=p.data.project_id, item_id=p.data.item_id
-                ),
-                p.correlationid,
-            )
-            for task_id, p in added
+        await repo.lock_executions(conn, [e.data.execution_id for e, _ in batch], exclusive=False)
+        cancelled = await repo.cancelled_of(
+            conn, [(e.data.execution_id, e.data.attempt) for e, _ in batch]
         )
-        await repo.publish(conn, events)
+        live = [p for p in batch if p[0].data.execution_id not in cancelled]
+        stored = iter(await _store(repo, conn, live) if live else [])
+    return [
+        CANCELLED if event.data.execution_id in cancelled else next(stored) for event, _ in batch
+    ]
+
+
+async def _store(
+    repo: Repository, conn: asyncpg.Connection, batch: Sequence[Prediction]
+) -> list[IngestResult]:
+    """Store the predictions of ``batch`` in the caller's transaction."""
+    predictions = [event for event, _ in batch]
+    inserted = await repo.insert_model_annotations(conn, [rows for _, rows in batch])
+    # A prediction's rows commit together, so an execution either stored all its
+    # rows now or none (a redelivery). Rows are credited to the first delivery in
+    # the batch that carries them: a duplicate inside one batch stores nothing,
+    # like a later redelivery.
+    stored_per_event: list[list[NewAnnotation]] = []
+    for event, rows in batch:
+        execution = event.data.execution_id
+        if rows and execution in inserted:
+            inserted.discard(execution)
+            stored_per_event.append(rows)
+        else:
+            stored_per_event.append([])
+    now = datetime.now(UTC)
+    events: list[OutboxEvent] = [
+        domain.created_event(rows, p.correlationid, now)
+        for p, rows in zip(predictions, stored_per_event, strict=True)
+        if rows
+    ]
+    added = await _auto_add(repo, conn, predictions)
+    events.extend(
+        added_event(
+            TaskItemAdded(task_id=task_id, project_id=p.data.project_id, item_id=p.data.item_id),
+            p.correlationid,
+        )
+        for task_id, p in added
+    )
+    await repo.publish(conn, events)
     added_per_event: dict[int, int] = {}
     for _, p in added:
         added_per_event[id(p)] = added_per_event.get(id(p), 0) + 1
@@ -156,6 +191,9 @@ class PredictionIngest:
                 outcomes[index] = Retry(f"{type(result).__name__}: {result}")
                 continue
             stored += result.stored
+            if result.cancelled:
+                outcomes[index] = DISCARDED
+                continue
             duplicate = result.stored == 0 and len(event.data.annotations) > 0
             outcomes[index] = DUPLICATE if duplicate else HANDLED
         annotations_stored().inc(stored)
