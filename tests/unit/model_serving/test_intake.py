@@ -5,7 +5,7 @@ they are acknowledged, undecided ones requeued until their last delivery."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -53,12 +53,21 @@ MODEL = Model(
 class FakeRepo:
     """Claims in memory; records what the intake writes."""
 
-    def __init__(self, claimed: set[str]) -> None:
+    def __init__(self, claimed: set[str], cancelled: set[str] | None = None) -> None:
         self.done = set(claimed)
         self.recorded: list[Outcome] = []
+        self.cancelled = cancelled or set()
+        self.started: list[Any] = []
 
     async def claimed(self, keys: Sequence[str]) -> set[str]:
         return {k for k in keys if k in self.done}
+
+    async def begin(
+        self, requests: Sequence[tuple[str, int]], started: Callable[[set[str]], Sequence[Any]]
+    ) -> set[str]:
+        found = {e for e, _ in requests if e in self.cancelled}
+        self.started.extend(started(found))
+        return found
 
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> set[str]:
         fresh = {o.key for o in outcomes} - self.done
@@ -74,7 +83,7 @@ class FakePipeline:
         self.results = results
         self.seen: list[str] = []
 
-    async def run(self, batch: list[Request]) -> dict[Request, Result]:
+    async def run(self, batch: list[Request], recheck: Any = None) -> dict[Request, Result]:
         self.seen.extend(r.request.execution_id for r in batch)
         return {r: self.results[r.request.execution_id] for r in batch}
 
@@ -181,3 +190,19 @@ async def test_a_batch_that_fails_is_requeued_but_keeps_its_dead_letters() -> No
 
     assert isinstance(settled[0], DeadLetter)
     assert settled[1] == Retry("batch failed")
+
+
+async def test_requests_of_cancelled_executions_are_acked_unpredicted_and_not_started() -> None:
+    red = PredictedAnnotation(type="classification", label="red", confidence=0.9)
+    repo = FakeRepo(claimed=set(), cancelled={"exe_cancelled"})
+    pipeline = FakePipeline({"exe_ok": Completed([red])})
+
+    settled = await intake(repo, pipeline).handle([delivery("exe_cancelled"), delivery("exe_ok")])
+
+    assert settled == [HANDLED, HANDLED]
+    assert pipeline.seen == ["exe_ok"]
+    assert [o.key for o in repo.recorded] == ["exe_ok#1"]
+    [started] = repo.started
+    assert started.type == "prelabel.prediction.started.v1"
+    assert [e.execution_id for e in started.data.executions] == ["exe_ok"]
+    assert started.data.replica_id == "rep_1"
