@@ -12,9 +12,13 @@ from common.contracts import PredictionStarted, ServiceUndeployed, StartedExecut
 from common.testing.broker import EventProbe, probe_exchange
 from common.testing.waits import wait_until
 from common.topology import MODEL_SERVING, TRIGGER_ROUTER
+from tests.integration.trigger_router import test_pipelines as pipelines
 from tests.integration.trigger_router.conftest import Router, item_snapshot
 from tests.integration.trigger_router.test_batches import _dataset
 from tests.integration.trigger_router.test_executions import _route, _status_is, completed
+
+# The real annotation service the pipeline's task node is checked against (a fixture).
+from tests.integration.trigger_router.test_pipelines import annotation_url  # noqa: F401
 
 CANCELLED = "execution.cancelled.v1"
 OUTCOMES = "on_prediction_outcome"
@@ -237,3 +241,37 @@ async def test_a_rerun_after_a_cancel_is_a_new_attempt(router: Router) -> None:
 
     await router.publish(MODEL_SERVING, started([execution], attempt=2))
     await wait_until(moved, timeout=10, message="attempt 2 in progress")
+
+
+async def test_a_pipeline_predict_execution_cancelled_in_progress_is_announced_and_ends_its_run(
+    router: Router,
+    annotation_url: str,  # noqa: F811
+) -> None:
+    service = await router.deploy()
+    dataset_id = await pipelines.dataset(router)
+    task_id = await pipelines.task(annotation_url, router, dataset_id)
+    commands = await pipelines.commands_queue(router)
+    body = pipelines.confidence_pipeline(dataset_id, service, task_id)
+    pipeline_id = await pipelines.created_running(router, body)
+    await router.item_event(pipelines.item_in(router, dataset_id))
+    [request] = await router.predicts(service, 1)
+    execution = {"id": request.body["data"]["execution_id"], **request.body["data"]}
+    await router.publish(MODEL_SERVING, started([execution]))
+    await _status_is(router, execution["id"], "in-progress")
+
+    async with cancels(router) as probe:
+        response = await router.http.post(
+            f"/executions/{execution['id']}/cancel", headers=router.auth()
+        )
+        [message] = await probe.wait_for(1)
+    base = router.handled(OUTCOMES)
+    await router.publish(MODEL_SERVING, pipelines.completed(request, 0.97))  # ran anyway
+    await router.wait_handled(base + 1, handler=OUTCOMES)
+
+    assert response.status_code == 200, response.text
+    origin = message.body["data"]["origin"]
+    assert (origin["way"], origin["id"], origin["node_id"]) == ("pipeline", pipeline_id, "predict")
+    [run] = await pipelines.wait_runs(router, pipeline_id, 1, status="failed")
+    assert {n["node_id"]: n["status"] for n in run["nodes"]}["predict"] == "failed"
+    assert (await _get(router, execution["id"]))["status"] == "cancelled"
+    assert await router.queue_depth(commands) == 0  # no add_task_item.v1 for it
