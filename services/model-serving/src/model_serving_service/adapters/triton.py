@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import tritonclient.grpc.aio as triton_grpc
 import tritonclient.http.aio as triton_http
@@ -110,6 +111,12 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+HTTP_UNREACHABLE = (OSError, aiohttp.ClientError)
+"""What Triton's HTTP client raises when the server is away: a refused connection is an
+``OSError``, but a server that dies mid-request (``ServerDisconnectedError``, a cut
+payload) is an ``aiohttp.ClientError`` only."""
+
+
 class TritonControl:
     """Model control and health over Triton's HTTP API."""
 
@@ -133,8 +140,8 @@ class TritonControl:
             ready: bool = await self._client.is_model_ready(triton_name)
         except InferenceServerException as exc:
             raise TritonUnavailableError(_error_text(exc)) from exc
-        except OSError as exc:
-            raise TritonUnavailableError(f"Triton at {self.url}: {exc}") from exc
+        except HTTP_UNREACHABLE as exc:
+            raise TritonUnavailableError(f"Triton at {self.url}: {_error_text(exc)}") from exc
         return ready
 
     async def load(self, triton_name: str) -> None:
@@ -148,15 +155,18 @@ class TritonControl:
             ) from exc
         except InferenceServerException as exc:
             raise ModelLoadError(short_triton_reason(_error_text(exc))) from exc
-        except OSError as exc:
-            # Not the model's fault: the caller retries once Triton is back.
-            raise TritonUnavailableError(f"Triton at {self.url} is unreachable: {exc}") from exc
+        except HTTP_UNREACHABLE as exc:
+            # Not the model's fault (Triton refused the connection, or died while loading
+            # it): the caller retries once Triton is back.
+            raise TritonUnavailableError(
+                f"Triton at {self.url} is unreachable: {_error_text(exc)}"
+            ) from exc
 
     async def unload(self, triton_name: str) -> None:
         """Ask Triton to unload a model (it finishes requests in flight first)."""
         try:
             await self._client.unload_model(triton_name)
-        except (InferenceServerException, OSError) as exc:
+        except (InferenceServerException, *HTTP_UNREACHABLE) as exc:
             log.warning("unload failed", extra={"model": triton_name, "error": _error_text(exc)})
 
     async def loaded_models(self) -> set[str]:

@@ -54,6 +54,8 @@ EXIT_LOAD_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
 """The broker or the database stayed unreachable for ``worker_start_wait_seconds``."""
+EXIT_CRASHED = 4
+"""A background step (the model load, the heartbeat) failed in a way nobody expected."""
 
 UNREACHABLE = (
     OSError,
@@ -211,8 +213,10 @@ class Worker:
                 "batch_size": self.batch_size,
             },
         )
-        self._tasks.append(asyncio.create_task(self._load(), name="load-model"))
-        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
+        for step, name in ((self._load(), "load-model"), (self._heartbeat_loop(), "heartbeat")):
+            task = asyncio.create_task(step, name=name)
+            task.add_done_callback(self._on_task_done)
+            self._tasks.append(task)
         await consumer.start()
         self._consumer = consumer
 
@@ -262,6 +266,22 @@ class Worker:
         except ChannelNotFoundEntity as exc:
             raise WorkerStartError(f"work queue {queue} does not exist") from exc
         return consumer
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        """A background step that failed unexpectedly stops the replica with an error (its
+        deliveries go back to the queue, the router replaces it) instead of leaving it
+        alive, holding requests it will never serve."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error(
+            "replica step failed; stopping the replica",
+            exc_info=exc,
+            extra={"step": task.get_name(), "replica_id": self.replica_id},
+        )
+        self.state.error = f"{task.get_name()}: {type(exc).__name__}: {exc}"
+        self.state.loaded.set()
+        self.request_stop(EXIT_CRASHED)
 
     @property
     def held(self) -> int:
