@@ -5,8 +5,10 @@ that must measure or kill real processes without touching a running ``make up`` 
     async with isolated_stack("bench-e2e") as stack:
         ...  # stack.url is PRELABEL_URL; stack.kill("trigger-router"); stack.restart(...)
 
-Everything it made is removed afterwards: processes, database, bucket (queues and
-exchanges are the services' ephemeral topology).
+With ``own_triton=True`` it also runs a Triton of its own (free ports, its own model
+repository), so a test may kill it (``stack.kill("triton")``) without touching anyone
+else's models. Everything it made is removed afterwards: processes, database, bucket
+(queues and exchanges are the services' ephemeral topology).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from common.s3 import delete_bucket, s3_client
 from common.testing.servers import free_port
 from prelabel_stack.components.base import ProcessComponent, terminate_all
 from prelabel_stack.components.proxy import Nginx
+from prelabel_stack.components.servers import Triton
 from prelabel_stack.components.services import Service
 from prelabel_stack.config import CONSOLE, SERVICES, StackConfig
 
@@ -46,6 +49,8 @@ class IsolatedStack:
     prefix: str
     services: dict[str, Service] = field(default_factory=dict)
     nginx: Nginx | None = None
+    triton: Triton | None = None
+    """Its own Triton (``own_triton=True``), else None (the machine's is used)."""
 
     @property
     def url(self) -> str:
@@ -64,16 +69,26 @@ class IsolatedStack:
 
     @property
     def components(self) -> list[ProcessComponent]:
-        """Every process, services first."""
-        return [*self.services.values(), *([self.nginx] if self.nginx else [])]
+        """Every process: its own Triton first, then the services, then nginx."""
+        return [
+            *([self.triton] if self.triton else []),
+            *self.services.values(),
+            *([self.nginx] if self.nginx else []),
+        ]
+
+    def component(self, name: str) -> ProcessComponent:
+        """Service ``name``, or ``triton`` when the stack has its own."""
+        if name == "triton" and self.triton is not None:
+            return self.triton
+        return self.services[name]
 
     def pid(self, name: str) -> int | None:
-        """The pid of service ``name`` (None when it is not running)."""
-        return self.services[name].tracked_pid()
+        """The pid of service ``name`` (or ``triton``); None when it is not running."""
+        return self.component(name).tracked_pid()
 
     async def kill(self, name: str) -> int:
-        """``kill -9`` the service's own process (not its group: children it started, such
-        as the router's workers, live on as they would); return the pid killed."""
+        """``kill -9`` the service's (or its own Triton's) process, not its group: children
+        it started, such as the router's workers, live on as they would; return the pid."""
         pid = self.pid(name)
         if pid is None:
             raise RuntimeError(f"{name} is not running")
@@ -81,10 +96,10 @@ class IsolatedStack:
         return pid
 
     async def restart(self, name: str) -> None:
-        """Start service ``name`` again and wait until it is ready."""
-        service = self.services[name]
-        await asyncio.to_thread(service.launch)
-        await asyncio.to_thread(service.wait_ready)
+        """Start service ``name`` (or ``triton``) again and wait until it is ready."""
+        component = self.component(name)
+        await asyncio.to_thread(component.launch)
+        await asyncio.to_thread(component.wait_ready)
 
 
 @contextlib.asynccontextmanager
@@ -94,11 +109,13 @@ async def isolated_stack(
     root: Path,
     settings: Mapping[str, Any] | None = None,
     worker_settings: Mapping[str, str] | None = None,
+    own_triton: bool = False,
 ) -> AsyncIterator[IsolatedStack]:
     """Start the five services and nginx (see the module docstring) under ``root``.
 
     ``settings``: values by settings field for every service (the stack's win otherwise);
-    ``worker_settings``: extra ``MODEL_SERVING_*`` variables for the router's workers.
+    ``worker_settings``: extra ``MODEL_SERVING_*`` variables for the router's workers;
+    ``own_triton``: run a Triton of its own instead of using the machine's.
     """
     suffix = uuid.uuid4().hex[:10]
     base = StackConfig.from_env()
@@ -111,6 +128,14 @@ async def isolated_stack(
         admin_key=ADMIN_KEY,
         timeout_s=120.0,
     )
+    if own_triton:
+        config = dataclasses.replace(
+            config,
+            triton_http_port=free_port(),
+            triton_grpc_port=free_port(),
+            triton_metrics_port=free_port(),
+            model_repository=config.root / "triton" / "models",
+        )
     safe = label.replace("-", "_")
     stack = IsolatedStack(config, f"{safe}_{suffix}", f"{label}-{suffix}", f"{safe}{suffix}.")
     admin = await asyncpg.connect(base.database_url("postgres"))
@@ -131,6 +156,15 @@ async def isolated_stack(
         "MODEL_SERVING_DATABASE_URL": stack.dsn,
         "MODEL_SERVING_TOPOLOGY_PREFIX": stack.prefix,
         "MODEL_SERVING_S3_BUCKET": stack.bucket,
+        **(
+            {
+                "MODEL_SERVING_TRITON_HTTP_URL": config.triton_http_url,
+                "MODEL_SERVING_TRITON_GRPC_URL": config.triton_grpc_url,
+                "MODEL_SERVING_MODEL_REPOSITORY": str(config.model_repository),
+            }
+            if own_triton
+            else {}
+        ),
         **(worker_settings or {}),
     }
     saved = {k: os.environ.get(k) for k in worker}
@@ -141,6 +175,7 @@ async def isolated_stack(
         s.name: Service(config, s, settings=shared) for s in SERVICES if s.name in FIVE
     }
     stack.nginx = Nginx(config)
+    stack.triton = Triton(config) if own_triton else None
     started: list[ProcessComponent] = []
     try:
         for component in stack.components:

@@ -21,9 +21,9 @@ every one of them): ``services`` kills each service and the workers; ``rabbitmq`
 restarts the broker (``rabbitmqctl stop_app`` ... ``start_app``: every connection drops);
 ``postgresql`` restarts the database server (``pg_ctlcluster restart -m fast``); ``triton``
 kills Triton with SIGKILL and starts it again seconds later (every loaded model is gone);
-``all`` does all of these in one run, in a random order. The broker, the database server
-and Triton are the machine's own, shared with anything else running: run the chaos suite
-alone.
+``all`` does all of these in one run, in a random order. Triton is the stack's own; the
+broker and the database server are the machine's, shared with anything else running: run
+the ``rabbitmq``, ``postgresql`` and ``all`` plans alone.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ from rich.table import Table
 from prelabel_client import Prelabel
 from prelabel_client.errors import ApiError, ServiceUnreachableError
 from prelabel_client.models import Operation, Scaling, TriggerSpec
-from prelabel_stack.components.servers import Triton
 from prelabel_stack.components.system import PostgreSQL, RabbitMQ
 from prelabel_stack.config import StackConfig
 from prelabel_stack.isolated import FIVE, IsolatedStack, isolated_stack
@@ -134,7 +133,7 @@ def _workers(prefix: str) -> list[psutil.Process]:
 
 async def fault(stack: IsolatedStack, victim: str, rng: random.Random) -> str:
     """Inflict one fault on ``victim`` and recover from it; what was done, for the table."""
-    shared = StackConfig.from_env()  # the broker, database server and Triton of the machine
+    shared = StackConfig.from_env()  # the machine's broker and database server
     if victim == "workers":
         killed = _workers(stack.prefix)
         for process in killed:
@@ -149,16 +148,11 @@ async def fault(stack: IsolatedStack, victim: str, rng: random.Random) -> str:
         started = time.monotonic()
         await asyncio.to_thread(PostgreSQL(shared).restart)
         return f"restart postgresql ({time.monotonic() - started:.1f}s)"
-    if victim == "triton":
-        triton = Triton(shared)
-        pid = triton.tracked_pid()
-        if pid is None:
-            raise RuntimeError("Triton is not running from the stack (scripts/stack.py up)")
-        os.kill(pid, signal.SIGKILL)
+    if victim == "triton":  # the stack's own: no one else's models are lost
+        pid = await stack.kill("triton")
         outage = rng.uniform(2.0, 7.0)
         await asyncio.sleep(outage)
-        await asyncio.to_thread(triton.launch)
-        await asyncio.to_thread(triton.wait_ready)
+        await stack.restart("triton")
         return f"kill -9 triton ({pid}, {outage:.1f}s down)"
     pid = await stack.kill(victim)
     await asyncio.sleep(rng.uniform(0.5, 2.0))
@@ -271,7 +265,9 @@ async def test_faults_while_items_flow_lose_nothing(run: str, tmp_path: Path) ->
     settings = {"retry_delays": RETRY_DELAYS}
     worker = {"MODEL_SERVING_RETRY_DELAYS": RETRY_DELAYS}
     async with (
-        isolated_stack("chaos", root=tmp_path, settings=settings, worker_settings=worker) as stack,
+        isolated_stack(
+            "chaos", root=tmp_path, settings=settings, worker_settings=worker, own_triton=True
+        ) as stack,
         project(stack) as client,
     ):
         triggered = await client.datasets.create("triggered")
