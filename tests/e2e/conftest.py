@@ -168,16 +168,22 @@ async def stack(
             )
             # What `make up` gives the router: model-serving's settings for its workers.
             worker_env = environment_of(ms)
-            # Annotation first: the router checks pipeline task nodes against its API.
-            annotation = create_annotation(
-                AnnotationSettings(**common, db_schema=schemas["an"], auth_url=dataset_url)
-            )
-            apps.append(annotation)
-            annotation_url = await running.enter_async_context(serve_app(annotation))
-            # Model-serving before the router too: it checks pipeline predict nodes there.
+            # Model-serving first: annotation checks a task's model services there, and the
+            # router its pipelines' predict nodes.
             model_serving = create_model_serving(ms)
             apps.append(model_serving)
             ms_url = await running.enter_async_context(serve_app(model_serving))
+            # Annotation before the router: the router checks pipeline task nodes there.
+            annotation = create_annotation(
+                AnnotationSettings(
+                    **common,
+                    db_schema=schemas["an"],
+                    auth_url=dataset_url,
+                    model_serving_url=ms_url,
+                )
+            )
+            apps.append(annotation)
+            annotation_url = await running.enter_async_context(serve_app(annotation))
             router = create_router(
                 RouterSettings(
                     **common,

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from annotation_service import api, handlers
-from annotation_service.adapters.datasets import Datasets
+from annotation_service.adapters.datasets import Datasets, ModelServices
 from annotation_service.deps import Deps
 from annotation_service.repository import Repository
 from annotation_service.settings import Settings
@@ -26,6 +26,10 @@ def create_app(settings: Settings) -> FastAPI:
         runtime.resources.push_async_callback(introspector.close)
         datasets = Datasets(settings.auth_url)
         runtime.resources.push_async_callback(datasets.close)
+        services = None
+        if settings.model_serving_url:
+            services = ModelServices(settings.model_serving_url)
+            runtime.resources.push_async_callback(services.close)
         handlers.consume_predictions(
             runtime,
             repo,
@@ -43,7 +47,13 @@ def create_app(settings: Settings) -> FastAPI:
                 cancel_retention_seconds=settings.cancel_retention_seconds,
             )
         )
-        return Deps(settings=settings, repo=repo, introspector=introspector, datasets=datasets)
+        return Deps(
+            settings=settings,
+            repo=repo,
+            introspector=introspector,
+            datasets=datasets,
+            services=services,
+        )
 
     return build_service_app(
         "annotation",

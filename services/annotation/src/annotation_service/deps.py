@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from annotation_service.adapters.datasets import Datasets
+from annotation_service.adapters.datasets import Datasets, ModelServices
 from annotation_service.repository import Repository
 from annotation_service.settings import Settings
 from common.auth import KeyIntrospector
@@ -19,6 +19,8 @@ class Deps:
     repo: Repository
     introspector: KeyIntrospector
     datasets: Datasets
+    services: ModelServices | None
+    """None when ``model_serving_url`` is unset (the check is skipped)."""
 
 
 deps = dependencies(Deps)

@@ -30,6 +30,11 @@ class Settings(BaseServiceSettings, AuthSettingsMixin):
         description="How long a cancelled execution (execution.cancelled.v1) is remembered: "
         "a prediction of it arriving later stores nothing until then.",
     )
+    model_serving_url: str | None = Field(
+        default=None,
+        description="Model-serving base URL: a task's auto_add_from_services must be the "
+        "caller's model services (unset: that check is skipped).",
+    )
     max_page_size: int = Field(default=1000, ge=1, description="Largest page of a list.")
     export_max_items: int = Field(
         default=100_000, ge=1, description="Most items one export may hold."

@@ -1,8 +1,9 @@
-"""Whether a dataset is the caller's, asked of the dataset service that owns datasets.
+"""Whether an object another service owns is the caller's, asked of that service.
 
-A task or an export names a dataset by id; the annotation service never reads the
-dataset service's tables, so it asks ``GET /datasets/{id}`` with the caller's own key:
-another project's dataset answers 404 there, and so here.
+A task or an export names a dataset by id, and a task may name the model services whose
+predictions it takes; the annotation service never reads other services' tables, so it
+asks ``GET /datasets/{id}`` (dataset service) or ``GET /services/{id}`` (model-serving)
+with the caller's own key: another project's object answers 404 there, and so here.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from fastapi import HTTPException
 from annotation_service.domain import NotFoundError
 
 
-class Datasets:
-    """Client of the dataset service's ``GET /datasets/{id}``."""
+class OwnedObjects:
+    """Client of another service's ``GET <path>/{id}``, answering whether it is the key's."""
+
+    noun = "object"
+    path = "/"
 
     def __init__(self, base_url: str, *, transport: httpx.AsyncBaseTransport | None = None):
         self._client = httpx.AsyncClient(base_url=base_url, transport=transport, timeout=5.0)
@@ -25,17 +29,31 @@ class Datasets:
         """Close the HTTP client."""
         await self._client.aclose()
 
-    async def check(self, api_key: str, dataset_id: str) -> None:
-        """Return when ``dataset_id`` is the key's project's; else raise a 404."""
+    async def check(self, api_key: str, object_id: str) -> None:
+        """Return when ``object_id`` is the key's project's; else raise a 404."""
         try:
             answer = await self._client.get(
-                f"/datasets/{quote(dataset_id, safe='')}",
+                f"{self.path}/{quote(object_id, safe='')}",
                 headers={"Authorization": f"Bearer {api_key}"},
             )
         except httpx.HTTPError as exc:
-            raise HTTPException(503, f"cannot check the dataset: {exc}") from exc
+            raise HTTPException(503, f"cannot check the {self.noun}: {exc}") from exc
         if answer.status_code == 200:
             return
         if answer.status_code in (404, 422):
-            raise NotFoundError("dataset", dataset_id)
-        raise HTTPException(503, f"the dataset check answered {answer.status_code}")
+            raise NotFoundError(self.noun, object_id)
+        raise HTTPException(503, f"the {self.noun} check answered {answer.status_code}")
+
+
+class Datasets(OwnedObjects):
+    """The dataset service's ``GET /datasets/{id}``."""
+
+    noun = "dataset"
+    path = "/datasets"
+
+
+class ModelServices(OwnedObjects):
+    """Model-serving's ``GET /services/{id}``."""
+
+    noun = "model service"
+    path = "/services"

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 
-from annotation_service.adapters.datasets import Datasets
+from annotation_service.adapters.datasets import Datasets, ModelServices
 from annotation_service.deps import Deps, deps
 from annotation_service.repository import Repository
 from annotation_service.settings import Settings
@@ -34,6 +34,11 @@ def datasets_of(request: Request) -> Datasets:
     return runtime_of(request.app).deps_as(Deps).datasets
 
 
+def services_of(request: Request) -> ModelServices | None:
+    """Model-serving's client (is a model service the caller's?), None when not configured."""
+    return runtime_of(request.app).deps_as(Deps).services
+
+
 def caller_key(authorization: Annotated[str | None, Header()] = None) -> str:
     """The caller's API key (checked by :data:`Project`), to ask other services with."""
     return bearer_token(authorization)
@@ -42,6 +47,7 @@ def caller_key(authorization: Annotated[str | None, Header()] = None) -> str:
 Project = Annotated[str, Depends(project_dependency(introspector))]
 CallerKey = Annotated[str, Depends(caller_key)]
 DatasetClient = Annotated[Datasets, Depends(datasets_of)]
+ServiceClient = Annotated[ModelServices | None, Depends(services_of)]
 Repo = Annotated[Repository, Depends(repo)]
 ServiceSettings = Annotated[Settings, Depends(settings_of)]
 Limit = Annotated[int, Query(ge=1, le=10_000)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -14,6 +15,7 @@ from annotation_service.api.dependencies import (
     Offset,
     Project,
     Repo,
+    ServiceClient,
 )
 from annotation_service.api.schemas import TaskIn, TaskItemsIn, acceptance_view
 from annotation_service.usecases import tasks
@@ -23,17 +25,21 @@ router = APIRouter(tags=["tasks"])
 
 @router.post("/tasks", status_code=201)
 async def create_task(
-    body: TaskIn, project: Project, repository: Repo, key: CallerKey, datasets: DatasetClient
+    body: TaskIn,
+    project: Project,
+    repository: Repo,
+    key: CallerKey,
+    datasets: DatasetClient,
+    services: ServiceClient,
 ) -> dict[str, Any]:
-    """Create a labeling task on one of the project's datasets (another project's: 404)."""
+    """Create a labeling task on one of the project's datasets, fed from the project's model
+    services (another project's dataset or service: 404)."""
+    from_services = list(dict.fromkeys(body.auto_add_from_services))
     await datasets.check(key, body.dataset_id)
+    if services is not None:
+        await asyncio.gather(*(services.check(key, s) for s in from_services))
     return await repository.create_task(
-        project,
-        body.name,
-        body.dataset_id,
-        body.pipeline_id,
-        body.auto_add,
-        list(dict.fromkeys(body.auto_add_from_services)),
+        project, body.name, body.dataset_id, body.pipeline_id, body.auto_add, from_services
     )
 
 
