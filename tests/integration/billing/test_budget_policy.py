@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 from tests.conftest import AuthService
@@ -58,3 +59,23 @@ async def test_the_admin_key_sets_any_budget_and_a_project_key_is_not_it(
     # The project's own key cannot raise its budget further (it is past the maximum).
     more = await svc.http.post("/budget/top-up", json={"amount": 1}, headers=svc.auth(other_key))
     assert more.status_code == 403, more.text
+
+
+async def test_concurrent_top_ups_cannot_pass_the_maximum_together(
+    billing_service: BillingService,
+) -> None:
+    """Each top-up alone stays under the bound; together they would pass it: the bound is
+    checked under the budget row's lock, so only as many as fit are accepted."""
+    svc = billing_service
+    start = await svc.http.put("/budget", json={"amount": "0"}, headers=svc.auth())
+    assert start.status_code == 200, start.text
+    answers = await asyncio.gather(
+        *(
+            svc.http.post("/budget/top-up", json={"amount": "3000"}, headers=svc.auth())
+            for _ in range(8)
+        )
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200] * 3 + [403] * 5, [a.text for a in answers]
+    budget = await svc.http.get("/budget", headers=svc.auth())
+    assert Decimal(budget.json()["budget"]) == Decimal("9000")

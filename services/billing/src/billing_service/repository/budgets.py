@@ -12,7 +12,7 @@ from decimal import Decimal
 import asyncpg
 
 from billing_service import metrics
-from billing_service.domain.budgets import Transition, budget_transition
+from billing_service.domain.budgets import Transition, budget_transition, check_self_service
 from billing_service.domain.errors import BillingError
 from billing_service.domain.meters import ZERO
 from billing_service.domain.usage import spent as spent_of
@@ -130,10 +130,20 @@ class BudgetRows(RepositoryBase):
         )
 
     async def change_budget(
-        self, project_id: str, kind: str, amount: Decimal | None, now: datetime
+        self,
+        project_id: str,
+        kind: str,
+        amount: Decimal | None,
+        now: datetime,
+        *,
+        max_budget: Decimal | None = None,
     ) -> tuple[BudgetView, Transition | None]:
         """Set the budget (``set``, ``None`` = unlimited) or add to it (``top-up``), then
-        charge, so a restored (or newly exhausted) budget is announced at once."""
+        charge, so a restored (or newly exhausted) budget is announced at once.
+
+        ``max_budget`` (a project key's change): the budget after the change may not pass
+        it, checked under the budget row's lock, so concurrent top-ups cannot together
+        pass the bound each stays under alone."""
         async with self.pool.acquire() as conn, conn.transaction():
             await self._ensure_budget(conn, project_id)
             current = await conn.fetchval(
@@ -148,6 +158,7 @@ class BudgetRows(RepositoryBase):
                 new_budget: Decimal | None = current + amount
             else:
                 new_budget = amount
+            check_self_service(new_budget, max_budget)
             await conn.execute(
                 "UPDATE budgets SET budget = $2, updated_at = now() WHERE project_id = $1",
                 project_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from billing_service.domain.budgets import check_self_service, parse_amount
+from billing_service.domain.budgets import parse_amount
 from billing_service.repository import BudgetView, Repository
 
 
@@ -24,8 +24,9 @@ async def set_budget(
     """Set the budget (``None``: unlimited); a project key's (``max_budget`` given) may
     not exceed ``max_budget`` nor be unlimited."""
     checked = parse_amount(amount) if amount is not None else None
-    check_self_service(checked, max_budget)
-    view, _ = await repo.change_budget(project_id, "set", checked, datetime.now(UTC))
+    view, _ = await repo.change_budget(
+        project_id, "set", checked, datetime.now(UTC), max_budget=max_budget
+    )
     return view
 
 
@@ -35,9 +36,7 @@ async def top_up(
     """Add a positive amount to the budget; a project key's top-up (``max_budget`` given)
     may not take it past ``max_budget``."""
     checked = parse_amount(amount, allow_zero=False)
-    if max_budget is not None:
-        current = (await repo.budget(project_id, datetime.now(UTC))).budget
-        if current is not None:
-            check_self_service(current + checked, max_budget)
-    view, _ = await repo.change_budget(project_id, "top-up", checked, datetime.now(UTC))
+    view, _ = await repo.change_budget(
+        project_id, "top-up", checked, datetime.now(UTC), max_budget=max_budget
+    )
     return view
