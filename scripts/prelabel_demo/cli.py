@@ -65,6 +65,13 @@ def main(
     console.print("\n[bold]Explore[/] (copy and paste):")
     for line in explore_commands(endpoints, result):
         console.print(f"  {line}", highlight=False, soft_wrap=True)
+    if endpoints.proxy_url:
+        console.print(
+            f"\n[bold]In a browser[/]: {endpoints.proxy_url}/ (the console: sign in with the "
+            "API key above; Datasets, Models, Pipelines, Review, Billing)",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(f"\n[green]demo finished in {time.monotonic() - started:.0f}s[/]")
     if failed:
         console.print(f"[red]{failed} executions failed[/]")
