@@ -48,13 +48,18 @@ test-unit: install ## Unit tests only (no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 compose-test: install ## Build the images, start docker-compose.yml with podman, predict through nginx, tear down
+	$(PY) scripts/container_tools.py
 	PRELABEL_DEPLOY_TESTS=1 $(PY) -m pytest -p no:cacheprovider tests/integration/deploy/test_compose_stack.py $(PYTEST_ARGS)
 
 test-deploy: compose-test ## What CI runs for the deployment (same as compose-test)
 
-compose-down: ## Stop the compose stack and the worker containers its router started
-	-docker rm -f $$(docker ps -aq --filter label=io.prelabel.role=predict-worker)
-	docker compose down
+compose-down: ## Stop the compose stack and the worker containers its router started (Docker); with Podman, the test's stack
+	@if docker info >/dev/null 2>&1; then \
+	  ids=$$(docker ps -aq --filter label=io.prelabel.role=predict-worker); \
+	  if [ -n "$$ids" ]; then docker rm -f $$ids; fi; \
+	  if docker compose version >/dev/null 2>&1; then docker compose down; else docker-compose down; fi; \
+	fi
+	@if command -v podman >/dev/null 2>&1 && [ -x $(PY) ]; then $(PY) -m tests.integration.deploy.compose_stack down; fi
 
 chaos: install ## Fault suite at full size: 1,000 items per way; kill -9 of each service and the workers, broker, database and Triton restarts, each alone and all in one run
 	$(STACK) up --no-services

@@ -41,9 +41,19 @@ format=()
 if [ "$ENGINE" = podman ]; then format=(--format docker); fi
 CA=/etc/ssl/certs/ca-certificates.crt
 if [ "$ENGINE" = podman ] && [ -f "$CA" ]; then mounts=(-v "$CA:$CA:ro"); fi
+# Every image and build stage carries LABEL: a rebuild leaves the image it replaces (and
+# that image's build stage) untagged, and the prune below removes exactly those, so
+# repeated builds do not fill the disk. The build stage is tagged (<name>:<tag>-build)
+# to stay out of that prune: it is the layer cache the next build reuses.
+LABEL=io.prelabel.build=1
 for name in "${names[@]}"; do
   file=${IMAGES[$name]:-${CI_IMAGES[$name]:-}}
   if [ -z "$file" ]; then echo "unknown image $name" >&2; exit 2; fi
   echo "== prelabel/$name:$TAG ($file)"
-  $ENGINE build "${mounts[@]}" "${format[@]}" --build-arg BASE="$BASE" -f "$file" -t "prelabel/$name:$TAG" .
+  build=("$ENGINE" build "${mounts[@]}" "${format[@]}" --label "$LABEL" --build-arg BASE="$BASE" -f "$file")
+  if grep -q -E '^FROM .* AS build$' "$file"; then
+    "${build[@]}" --target build -t "prelabel/$name:$TAG-build" .
+  fi
+  "${build[@]}" -t "prelabel/$name:$TAG" .
 done
+$ENGINE image prune -f --filter "label=$LABEL" >/dev/null

@@ -5,6 +5,13 @@ docker-compose (v1) drives it with ``DOCKER_HOST``. Podman 4.3 runs no healthche
 without systemd, so while compose waits for ``service_healthy`` a thread runs
 ``podman healthcheck run`` on the stack's containers. The trigger-router gets the same
 socket to start worker containers (its ``docker`` scaler backend).
+
+The stack runs as its own compose project, ``prelabel-ci`` (containers, volumes, the
+network and the workers' stack label), so it never touches a ``prelabel`` stack on the
+same machine, and every published port is a free one on 127.0.0.1, so it never collides
+with the local process stack. ``remove_stack`` takes it all away with podman alone (no
+socket): teardown runs it, so does the start of the next run after a killed one, and
+``make compose-down`` (``python -m tests.integration.deploy.compose_stack down``).
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import socket as sockets
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -25,7 +34,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[3]
 CONTAINERS_CONF = REPO / "deploy" / "compose" / "containers.conf"
 COMPOSE_FILES = [REPO / "docker-compose.yml", REPO / "deploy" / "compose" / "docker-compose.ci.yml"]
-PROJECT = "prelabel"
+PROJECT = "prelabel-ci"
+"""The compose project, network and workers' stack label of the test's stack."""
+SERVICE_PID_FILE = REPO / ".stack" / "compose-ci" / "podman-service.pid"
+"""The pid of the ``podman system service`` a run started: a killed run's is stopped next."""
 SERVICES = [
     "rabbitmq", "postgres", "seaweedfs", "triton", "dataset", "trigger-router",
     "model-serving", "annotation", "billing", "console", "nginx", "prometheus",
@@ -38,6 +50,8 @@ HOST_PORTS = [
 ]  # fmt: skip
 """Published ports, moved to free ones: the local stack may hold the defaults."""
 WORKER_LABEL = "io.prelabel.role=predict-worker"
+PROJECT_LABEL = "com.docker.compose.project"
+STACK_LABEL = "io.prelabel.stack"
 
 
 def free_port() -> int:
@@ -48,9 +62,89 @@ def free_port() -> int:
         return port
 
 
+def port_is_free(port: int) -> bool:
+    """Whether nothing holds port on 127.0.0.1 (or on every interface)."""
+    with sockets.socket() as sock:
+        sock.setsockopt(sockets.SOL_SOCKET, sockets.SO_REUSEADDR, 1)  # TIME_WAIT is free
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def missing_tools() -> list[str]:
     """The tools this harness needs that are not installed."""
     return [t for t in ("podman", "docker-compose", "mmdebstrap") if shutil.which(t) is None]
+
+
+def podman_env(socket: Path | None = None) -> dict[str, str]:
+    """The environment for podman and docker-compose."""
+    env = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF), "COMPOSE_HTTP_TIMEOUT": "600"}
+    if socket is not None:
+        env["DOCKER_HOST"] = f"unix://{socket}"
+    return env
+
+
+def _podman(env: dict[str, str], *args: str) -> list[str]:
+    done = subprocess.run(["podman", *args], env=env, text=True, capture_output=True, check=False)
+    return [line for line in done.stdout.split() if line]
+
+
+def leftovers(project: str = PROJECT) -> list[str]:
+    """What of the project is still there: containers (workers included), its network,
+    its volumes."""
+    env = podman_env()
+    found = [
+        *(f"container {n}" for n in _podman(
+            env, "ps", "-a", "--filter", f"label={PROJECT_LABEL}={project}",
+            "--format", "{{.Names}}")),
+        *(f"worker {n}" for n in _podman(
+            env, "ps", "-a", "--filter", f"label={STACK_LABEL}={project}",
+            "--filter", f"label={WORKER_LABEL}", "--format", "{{.Names}}")),
+        *(f"volume {n}" for n in _podman(
+            env, "volume", "ls", "-q", "--filter", f"label={PROJECT_LABEL}={project}")),
+    ]  # fmt: skip
+    if project in _podman(env, "network", "ls", "--format", "{{.Name}}"):
+        found.append(f"network {project}")
+    return found
+
+
+def _stop_service_left_by_a_killed_run() -> None:
+    try:
+        pid = int(SERVICE_PID_FILE.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if cmdline[:3] == [b"podman", b"system", b"service"]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    SERVICE_PID_FILE.unlink(missing_ok=True)
+
+
+def remove_stack(project: str = PROJECT) -> list[str]:
+    """Remove the project's containers, the workers its router started, its network and
+    volumes (podman only, no API socket), and a ``podman system service`` a killed run
+    left; what is still there afterwards (nothing, normally)."""
+    env = podman_env()
+    if shutil.which("podman") is None:
+        return []
+    # The router first, so that it starts no worker while they go.
+    for label in (f"{PROJECT_LABEL}={project}", f"{STACK_LABEL}={project}"):
+        ids = _podman(env, "ps", "-aq", "--filter", f"label={label}")
+        if ids:
+            subprocess.run(["podman", "rm", "-f", "-t", "5", *ids], env=env,
+                           capture_output=True, check=False)  # fmt: skip
+    if project in _podman(env, "network", "ls", "--format", "{{.Name}}"):
+        subprocess.run(["podman", "network", "rm", "-f", project], env=env,
+                       capture_output=True, check=False)  # fmt: skip
+    volumes = _podman(env, "volume", "ls", "-q", "--filter", f"label={PROJECT_LABEL}={project}")
+    if volumes:
+        subprocess.run(["podman", "volume", "rm", "-f", *volumes], env=env,
+                       capture_output=True, check=False)  # fmt: skip
+    if project == PROJECT:
+        _stop_service_left_by_a_killed_run()
+    return leftovers(project)
 
 
 @dataclass
@@ -86,18 +180,22 @@ class ComposeStack:
 
     def workers(self) -> list[str]:
         """Names of the worker containers the router started, running or not."""
-        out = self.podman("ps", "-a", "--filter", f"label={WORKER_LABEL}", "--format", "{{.Names}}")
+        out = self.podman(
+            "ps", "-a", "--filter", f"label={WORKER_LABEL}", "--filter",
+            f"label={STACK_LABEL}={PROJECT}", "--format", "{{.Names}}",
+        )  # fmt: skip
         return [line for line in out.stdout.split() if line]
 
-
-def podman_env(socket: Path) -> dict[str, str]:
-    """The environment for podman and docker-compose."""
-    return {
-        **os.environ,
-        "CONTAINERS_CONF": str(CONTAINERS_CONF),
-        "DOCKER_HOST": f"unix://{socket}",
-        "COMPOSE_HTTP_TIMEOUT": "600",
-    }
+    def report(self) -> str:
+        """The containers' states and the last log lines of each: printed when the stack
+        does not come up."""
+        lines = [self.podman("ps", "-a", "--filter", f"label={PROJECT_LABEL}={PROJECT}",
+                             check=False).stdout]  # fmt: skip
+        for name in _podman(self.env, "ps", "-a", "--filter", f"label={PROJECT_LABEL}={PROJECT}",
+                            "--format", "{{.Names}}"):  # fmt: skip
+            logs = self.podman("logs", "--tail", "15", name, check=False)
+            lines.append(f"--- {name}\n{logs.stdout}{logs.stderr}")
+        return "\n".join(lines)
 
 
 def build_images(env: dict[str, str]) -> None:
@@ -110,7 +208,7 @@ def build_images(env: dict[str, str]) -> None:
 def _run_healthchecks(env: dict[str, str], stop: threading.Event) -> None:
     while not stop.is_set():
         names = subprocess.run(
-            ["podman", "ps", "--filter", f"label=com.docker.compose.project={PROJECT}",
+            ["podman", "ps", "--filter", f"label={PROJECT_LABEL}={PROJECT}",
              "--format", "{{.Names}}"],
             env=env, text=True, capture_output=True, check=False,
         ).stdout.split()  # fmt: skip
@@ -135,25 +233,12 @@ def _wait_for(url: str, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer 200 within {timeout} s: {last!r}")
 
 
-@contextlib.contextmanager
-def compose_stack(
-    workdir: Path, *, build: bool = True, keep: bool = False
-) -> Iterator[ComposeStack]:
-    """Build the images, start the stack, yield it once the proxy answers, tear it down
-    (workers, containers, volumes) unless ``keep``."""
-    socket = workdir / "podman.sock"
-    env = podman_env(socket)
-    service = subprocess.Popen(
-        ["podman", "system", "service", "--time=0", f"unix://{socket}"], env=env
-    )
-    stop = threading.Event()
-    checker = threading.Thread(target=_run_healthchecks, args=(env, stop), daemon=True)
-    admin_key = f"adm_{secrets.token_urlsafe(24)}"
-    env_file = workdir / "compose.env"
-    ports = {name: free_port() for name in HOST_PORTS}
-    env_file.write_text(
+def _env_file(path: Path, ports: dict[str, int], admin_key: str, socket: Path) -> None:
+    path.write_text(
         "\n".join(
             [
+                f"PRELABEL_STACK={PROJECT}",
+                "PRELABEL_PROXY_ADDRESS=127.0.0.1",
                 *(f"{name}={port}" for name, port in ports.items()),
                 f"DATASET_ADMIN_KEY={admin_key}",
                 f"PRELABEL_RABBITMQ_PASSWORD={secrets.token_hex(12)}",
@@ -167,7 +252,31 @@ def compose_stack(
         )
         + "\n"
     )
-    stack = ComposeStack(admin_key, env, env_file, ports)
+
+
+@contextlib.contextmanager
+def compose_stack(
+    workdir: Path, *, build: bool = True, keep: bool = False
+) -> Iterator[ComposeStack]:
+    """Build the images, start the stack, yield it once the proxy answers, tear it down
+    (workers, containers, network, volumes) unless ``keep``; the teardown fails when
+    anything of the stack, or one of its ports, is left."""
+    remove_stack()  # what a killed run left
+    socket = workdir / "podman.sock"
+    env = podman_env(socket)
+    SERVICE_PID_FILE.parent.mkdir(parents=True, exist_ok=True)
+    # Its log (Podman 4.3 logs a systemd error per healthcheck) to a file, not the test's.
+    service_log = (workdir / "podman-service.log").open("wb")
+    service = subprocess.Popen(
+        ["podman", "system", "service", "--time=0", f"unix://{socket}"],
+        env=env, stdout=service_log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    SERVICE_PID_FILE.write_text(f"{service.pid}\n")
+    stop = threading.Event()
+    checker = threading.Thread(target=_run_healthchecks, args=(env, stop), daemon=True)
+    admin_key = f"adm_{secrets.token_urlsafe(24)}"
+    env_file = workdir / "compose.env"
+    stack = ComposeStack(admin_key, env, env_file, {})
     try:
         deadline = time.monotonic() + 30
         while not socket.exists():
@@ -178,15 +287,45 @@ def compose_stack(
         socket.chmod(0o660)
         if build:
             build_images(env)
+        # Ports chosen once the (minutes long) build is done, just before they are bound.
+        stack.ports.update({name: free_port() for name in HOST_PORTS})
+        _env_file(env_file, stack.ports, admin_key, socket)
         checker.start()
-        stack.compose("up", "-d", "--no-build", *SERVICES)
-        _wait_for(f"{stack.proxy_url}/healthz", timeout=600)
+        try:
+            stack.compose("up", "-d", "--no-build", *SERVICES)
+            _wait_for(f"{stack.proxy_url}/healthz", timeout=600)
+        except (RuntimeError, TimeoutError):
+            print(stack.report(), file=sys.stderr)
+            raise
         yield stack
     finally:
         stop.set()
         if not keep:
             for name in stack.workers():
                 stack.podman("rm", "-f", "-t", "5", name, check=False)
-            stack.compose("down", "-v", "-t", "10", check=False)
+            if env_file.exists():
+                stack.compose("down", "-v", "-t", "10", check=False)
+            left = remove_stack()
             service.terminate()
             service.wait(30)
+            SERVICE_PID_FILE.unlink(missing_ok=True)
+            service_log.close()
+            taken = [f"port {p}" for p in stack.ports.values() if not port_is_free(p)]
+            if left or taken:
+                raise RuntimeError(f"the compose stack left {', '.join(left + taken)}")
+
+
+def main(argv: list[str]) -> int:
+    """``down [project ...]``: remove the test's stack (default ``prelabel-ci``)."""
+    if not argv or argv[0] != "down":
+        print("usage: python -m tests.integration.deploy.compose_stack down [project ...]")
+        return 2
+    left = [item for project in (argv[1:] or [PROJECT]) for item in remove_stack(project)]
+    if left:
+        print(f"still there: {', '.join(left)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
