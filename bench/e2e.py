@@ -25,7 +25,7 @@ items are uploaded through the proxy with the SDK at a fixed concurrency.
   documents: the model dominates, target ratio >= 0.9.
 
 Sizes: ``PRELABEL_BENCH_E2E_ITEMS`` (default 2000), ``PRELABEL_BENCH_E2E_OCR_ITEMS``
-(200), ``PRELABEL_BENCH_E2E_CONCURRENCY`` (16).
+(200; 0 skips the OCR run), ``PRELABEL_BENCH_E2E_CONCURRENCY`` (16).
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ class E2EBenchSettings(BaseSettings):
 
     items: int = 2000
     ocr_items: int = 200
+    """Rendered documents through ``ocr-text``; 0 skips that run."""
     concurrency: int = 16
 
 
@@ -458,4 +459,5 @@ async def run() -> None:
     async with isolated_stack("bench-e2e", root=BenchSettings().bench_dir) as stack:
         await measure(stack, "e2e.digits", "digits-classifier", digits, settings, 0.5,
                       _latencies("e2e.digits"))  # fmt: skip
-        await measure(stack, "e2e.ocr", "ocr-text", documents, settings, 0.9)
+        if documents:
+            await measure(stack, "e2e.ocr", "ocr-text", documents, settings, 0.9)
