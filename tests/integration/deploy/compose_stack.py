@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -233,6 +234,46 @@ def _wait_for(url: str, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer 200 within {timeout} s: {last!r}")
 
 
+KEY_CHECKS = {
+    "trigger-router": "/executions", "model-serving": "/models",
+    "annotation": "/tasks", "billing": "/budget",
+}  # fmt: skip
+"""A route per service that checks the caller's key with the dataset service."""
+
+
+def _status(url: str, headers: dict[str, str] | None = None) -> int | str:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError as exc:
+        return repr(exc)
+
+
+def _wait_until_wired(proxy_url: str, timeout: float) -> None:
+    """Every service ready (``/readyz``: database, broker, its own dependencies) and
+    reaching the dataset service for key checks (an unknown key answered 401, not 503),
+    through the proxy: the stack is up, not only its processes."""
+    wanted: dict[str, tuple[dict[str, str], int]] = {
+        f"{proxy_url}/api/{name}/readyz": ({}, 200)
+        for name in ("dataset", *KEY_CHECKS)
+    } | {
+        f"{proxy_url}/api/{name}{path}": ({"Authorization": "Bearer pk_not-a-key"}, 401)
+        for name, path in KEY_CHECKS.items()
+    }  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while True:
+        answers = {url: _status(url, headers) for url, (headers, _) in wanted.items()}
+        pending = {url: got for url, got in answers.items() if got != wanted[url][1]}
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the stack is not wired within {timeout} s: {pending}")
+        time.sleep(1)
+
+
 def _env_file(path: Path, ports: dict[str, int], admin_key: str, socket: Path) -> None:
     path.write_text(
         "\n".join(
@@ -294,6 +335,7 @@ def compose_stack(
         try:
             stack.compose("up", "-d", "--no-build", *SERVICES)
             _wait_for(f"{stack.proxy_url}/healthz", timeout=600)
+            _wait_until_wired(stack.proxy_url, timeout=120)
         except (RuntimeError, TimeoutError):
             print(stack.report(), file=sys.stderr)
             raise
