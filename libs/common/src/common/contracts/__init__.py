@@ -17,6 +17,7 @@ from common.contracts.annotation import (
 from common.contracts.base import Contract
 from common.contracts.billing import BudgetExhausted, BudgetRestored
 from common.contracts.dataset import (
+    INLINE_BLOB_CEILING_BYTES,
     IngestItem,
     ItemCreated,
     ItemDeleted,
@@ -24,6 +25,9 @@ from common.contracts.dataset import (
     ItemSnapshot,
     ItemUpdated,
     SystemMetadata,
+    encode_inline_blob,
+    inline_blob_size,
+    verified_inline_blob,
 )
 from common.contracts.model_serving import (
     ModelRef,
@@ -81,6 +85,7 @@ def routing_key_of(contract: type[object]) -> str:
 
 __all__ = [
     "ALL_CONTRACTS",
+    "INLINE_BLOB_CEILING_BYTES",
     "REGISTRY",
     "AddTaskItem",
     "AnnotationsCreated",
@@ -112,5 +117,8 @@ __all__ = [
     "TaskItemAdded",
     "TaskItemReviewed",
     "Way",
+    "encode_inline_blob",
+    "inline_blob_size",
     "routing_key_of",
+    "verified_inline_blob",
 ]

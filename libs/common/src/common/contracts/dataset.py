@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -10,6 +13,37 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from common.contracts.base import Contract
 from common.topology import DATASET
+
+INLINE_BLOB_CEILING_BYTES = 1024 * 1024
+"""The most bytes an inline blob (``ItemCreated.blob_base64``, ``PredictRequest.blob_base64``)
+may ever carry: the upper bound of the thresholds that choose it
+(``DATASET_INLINE_BLOB_MAX_BYTES``, ``TRIGGER_ROUTER_INLINE_BLOB_MAX_BYTES``), so an item
+event stays far below the broker's message size limit."""
+
+
+def encode_inline_blob(data: bytes) -> str:
+    """``data`` as an inline blob field: standard base64 with padding (RFC 4648)."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def inline_blob_size(text: str) -> int:
+    """How many bytes the inline blob ``text`` (padded base64) decodes to, without decoding
+    it: what a threshold is checked against."""
+    padding = 2 if text.endswith("==") else 1 if text.endswith("=") else 0
+    return 3 * (len(text) // 4) - padding
+
+
+def verified_inline_blob(text: str | None, sha256: str | None) -> bytes | None:
+    """The bytes of an inline blob when they are the item's content (their SHA-256 is
+    ``sha256``, the item's ``metadata.system.sha256``); ``None`` when there is none, it is
+    not base64, or it does not match: the reader then reads the blob from S3."""
+    if not text or not sha256:
+        return None
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return data if hashlib.sha256(data).hexdigest() == sha256 else None
 
 
 class SystemMetadata(BaseModel):
@@ -93,6 +127,13 @@ class ItemCreated(Contract):
 
     item: ItemSnapshot
     """The new item."""
+    blob_base64: str | None = None
+    """The item's blob, base64 (RFC 4648, padded), when it is at most the dataset service's
+    ``DATASET_INLINE_BLOB_MAX_BYTES`` (default 65536; 0: never; never above 1048576);
+    absent otherwise. A copy for consumers that would read the blob right away (the
+    trigger-router passes it on in ``predict_item.v1``, so a worker skips its S3 read):
+    ``metadata.system.blob_key`` in S3 stays the source of truth, and a reader uses these
+    bytes only when their SHA-256 equals ``metadata.system.sha256``."""
 
 
 class ItemUpdated(Contract):

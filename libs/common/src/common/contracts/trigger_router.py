@@ -53,6 +53,13 @@ class PredictRequest(Contract):
     """1 for the first try, higher for reruns."""
     origin: Origin | None = None
     """Which way created the execution (absent from older routers)."""
+    blob_base64: str | None = None
+    """The item's blob, base64 (RFC 4648, padded), copied from the ``item.created.v1``
+    that created the execution when it is at most the router's
+    ``TRIGGER_ROUTER_INLINE_BLOB_MAX_BYTES`` (default 65536; 0: never); absent otherwise
+    (reruns, batches, pipelines, larger blobs). The worker predicts from these bytes
+    without reading S3 when their SHA-256 equals ``item.metadata.system.sha256``, and
+    reads the blob from S3 (the source of truth) when it does not."""
 
 
 class ServiceScaled(Contract):
