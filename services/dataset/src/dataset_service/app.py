@@ -30,7 +30,12 @@ def create_app(settings: Settings) -> FastAPI:
         runtime.resources.push_async_callback(blobs.close)
         repo = Repository(runtime.pool, runtime.topology)
         item_blobs = ItemBlobs(s3, blobs, settings.s3_bucket)
-        store = ItemStore(repo, item_blobs, settings.max_upload_bytes)
+        store = ItemStore(
+            repo,
+            item_blobs,
+            settings.max_upload_bytes,
+            inline_blob_max_bytes=settings.inline_blob_max_bytes,
+        )
         thumbnails = Thumbnails(
             item_blobs,
             max_pixels=settings.thumbnail_max_pixels,

@@ -16,6 +16,7 @@ from common.contracts import (
     ItemMetadataUpdated,
     ItemSnapshot,
     ItemUpdated,
+    encode_inline_blob,
 )
 from common.dql import Node, SortKey
 from common.envelope import make_event
@@ -65,6 +66,8 @@ class NewItem:
     """Id of the upload request or ingest command that makes it (idempotency)."""
     origin_digest: str | None = None
     """Digest of what that request asked for: the same id with other data is refused."""
+    inline_blob: bytes | None = None
+    """The blob's bytes, to carry inside the ``item.created.v1`` (small blobs only)."""
 
 
 class Items(Store):
@@ -101,7 +104,19 @@ class Items(Store):
             )
             for new in batch
         ]
-        events = [make_event(ItemCreated(item=i), source=SOURCE, subject=i.id) for i in items]
+        events = [
+            make_event(
+                ItemCreated(
+                    item=i,
+                    blob_base64=None
+                    if new.inline_blob is None
+                    else encode_inline_blob(new.inline_blob),
+                ),
+                source=SOURCE,
+                subject=i.id,
+            )
+            for i, new in zip(items, batch, strict=True)
+        ]
         try:
             rows = await self.pool.fetch(
                 f"""WITH new AS (

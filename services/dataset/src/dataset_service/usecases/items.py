@@ -108,6 +108,8 @@ class ItemStore:
     repo: Repository
     blobs: ItemBlobs
     max_upload_bytes: int
+    inline_blob_max_bytes: int = 0
+    """Blobs at most this large are carried inside their ``item.created.v1`` (0: never)."""
     _inserter: Coalescer[Stored, tuple[ItemSnapshot, bool]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -162,6 +164,7 @@ class ItemStore:
             metadata=metadata,
             origin_id=origin_id,
             origin_digest=origin_digest,
+            inline_blob=data if facts.size <= self.inline_blob_max_bytes else None,
         )
         return Stored(new, key, facts.sha256, wrote_blob, lease)
 
