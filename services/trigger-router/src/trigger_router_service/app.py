@@ -76,6 +76,7 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
             ItemRouting(repo, pipelines),
             prefetch=settings.routing_prefetch,
             max_batch=settings.routing_batch,
+            inline_blob_max_bytes=settings.inline_blob_max_bytes,
         )
         runtime.consumer_queues.extend(
             handlers.register(

@@ -89,15 +89,17 @@ class ItemEvents:
     character) is poison too.
     """
 
-    def __init__(self, routing: ItemRouting) -> None:
+    def __init__(self, routing: ItemRouting, *, inline_blob_max_bytes: int = 0) -> None:
         self._routing = routing
+        self._inline_blob_max_bytes = inline_blob_max_bytes
 
     async def __call__(self, bodies: Sequence[bytes]) -> list[Outcome]:
         outcomes: list[Outcome] = [HANDLED] * len(bodies)
         parsed: list[tuple[int, ItemEvent]] = []
         for index, body in enumerate(bodies):
             try:
-                parsed.append((index, item_event(parse_event(body, *ITEM_CONTRACTS))))
+                envelope = parse_event(body, *ITEM_CONTRACTS)
+                parsed.append((index, item_event(envelope, self._inline_blob_max_bytes)))
             except PoisonMessageError as exc:
                 outcomes[index] = DeadLetter(str(exc))
             except RouterError as exc:
@@ -143,15 +145,21 @@ def _record(outcome: RouteOutcome, events: Sequence[ItemEvent]) -> None:
 
 
 def consume_item_events(
-    runtime: ServiceRuntime, routing: ItemRouting, *, prefetch: int, max_batch: int
+    runtime: ServiceRuntime,
+    routing: ItemRouting,
+    *,
+    prefetch: int,
+    max_batch: int,
+    inline_blob_max_bytes: int = 0,
 ) -> BatchConsumer:
     """Consume ``trigger_router.on_item_event`` (bound to the four item event keys) in
-    batches, started and stopped with the service; return the consumer."""
+    batches, started and stopped with the service; return the consumer. Inline blobs of
+    ``item.created.v1`` at most ``inline_blob_max_bytes`` go on into predict requests."""
     keys = tuple(ACTION_BY_ROUTING_KEY)
     return runtime.consume_in_batches(
         consumer_queue(runtime.topology, TRIGGER_ROUTER, ON_ITEM_EVENT, keys[0]),
         events_exchange(runtime.topology, DATASET),
-        ItemEvents(routing),
+        ItemEvents(routing, inline_blob_max_bytes=inline_blob_max_bytes),
         handler_name=ON_ITEM_EVENT,
         prefetch=prefetch,
         max_batch=max_batch,

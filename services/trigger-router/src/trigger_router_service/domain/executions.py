@@ -144,4 +144,6 @@ class NewExecution:
     pipeline_id: str | None = None
     pipeline_execution_id: str | None = None
     node_id: str | None = None
+    blob_base64: str | None = None
+    """The item's blob, inline, for its first predict request (never stored)."""
     id: str = field(default_factory=lambda: new_id("exe"))

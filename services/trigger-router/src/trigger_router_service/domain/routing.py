@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from common.contracts import ItemSnapshot
+from common.contracts import ItemCreated, ItemSnapshot, inline_blob_size
 from common.dql import Node
 from common.envelope import CloudEvent
 from trigger_router_service.domain.errors import RouterError
@@ -32,6 +32,9 @@ class ItemEvent:
     action: Action
     item: ItemSnapshot
     time: datetime
+    blob_base64: str | None = None
+    """The item's blob as the event carried it inline (``item.created.v1``, small blobs),
+    within the router's threshold; passed on in the predict requests it creates."""
 
 
 @dataclass
@@ -68,12 +71,16 @@ class TriggerRow:
     """``None`` when the router never heard of the service."""
 
 
-def item_event(event: CloudEvent[Any]) -> ItemEvent:
-    """An item event envelope (already validated) as the router routes it."""
+def item_event(event: CloudEvent[Any], inline_blob_max_bytes: int = 0) -> ItemEvent:
+    """An item event envelope (already validated) as the router routes it; an inline blob
+    longer than ``inline_blob_max_bytes`` is dropped (0: every one; the worker reads S3)."""
     action = ACTION_BY_ROUTING_KEY.get(event.routing_key)
     if action is None:
         raise RouterError(f"{event.type} is not an item event the router handles")
-    return ItemEvent(event.id, action, event.data.item, event.time)
+    blob = event.data.blob_base64 if isinstance(event.data, ItemCreated) else None
+    if blob is not None and inline_blob_size(blob) > inline_blob_max_bytes:
+        blob = None
+    return ItemEvent(event.id, action, event.data.item, event.time, blob)
 
 
 def fresh_events(
@@ -166,6 +173,7 @@ def trigger_executions(
                     event_id=event.event_id,
                     action=event.action.value,
                     once=trigger.mode is ExecutionMode.ONCE,
+                    blob_base64=event.blob_base64,
                 )
             )
     return new

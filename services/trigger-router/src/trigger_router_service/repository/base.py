@@ -37,9 +37,11 @@ def predict_request(
     trigger_id: str | None,
     attempt: int,
     origin: Origin | None = None,
+    blob_base64: str | None = None,
 ) -> CloudEvent[Any]:
     """The envelope of one execution's predict request; its id is stable per attempt,
-    so a retried transaction cannot publish the same attempt twice."""
+    so a retried transaction cannot publish the same attempt twice. ``blob_base64``: the
+    item's blob inline (from its ``item.created.v1``), so the worker skips its S3 read."""
     snapshot = item if isinstance(item, ItemSnapshot) else ItemSnapshot.model_validate(item)
     return make_event(
         PredictRequest(
@@ -50,6 +52,7 @@ def predict_request(
             trigger_id=trigger_id,
             attempt=attempt,
             origin=origin,
+            blob_base64=blob_base64,
         ),
         source=SOURCE,
         subject=snapshot.id,

@@ -131,6 +131,7 @@ class Executions(Store):
                     r["trigger_id"],
                     1,
                     origin_of(r),
+                    by_id[r["id"]].blob_base64,
                 )
                 for r in queued
             ],
