@@ -19,6 +19,17 @@ BATCH_SIZE = Histogram(
     "Items per Triton call made by workers.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+INLINE_BLOBS = Counter(
+    metric_name(SERVICE, "inline_blobs_total"),
+    "Predict requests that carried their item's blob inline, by result (used: predicted "
+    "from those bytes without an S3 read; mismatch: not the item's content by SHA-256, "
+    "read from S3 instead).",
+    ["result"],
+)
+BLOB_READS = Counter(
+    metric_name(SERVICE, "blob_reads_total"),
+    "Item blobs workers read from S3 (requests without a usable inline blob).",
+)
 TRITON_SECONDS = Histogram(
     metric_name(SERVICE, "triton_infer_duration_seconds"),
     "Duration of one Triton inference call (one batch).",

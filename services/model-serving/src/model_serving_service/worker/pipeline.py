@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from common.blobs import BlobMissingError, BlobStore
-from common.contracts import PredictedAnnotation, PredictRequest
+from common.contracts import PredictedAnnotation, PredictRequest, verified_inline_blob
 from common.envelope import CloudEvent
 from model_serving_service import metrics
 from model_serving_service.adapters.triton import (
@@ -160,7 +160,8 @@ class Pipeline:
         return results
 
     async def _fetch(self, request: Request) -> bytes:
-        """The item's bytes, after the checks that need no bytes (type, size)."""
+        """The item's bytes, after the checks that need no bytes (type, size): the ones
+        the request carries inline when they are the item's content (SHA-256), else S3's."""
         system = request.request.item.system
         if not system.blob_key:
             raise BadInputError("item has no blob (metadata.system.blob_key is missing)")
@@ -170,6 +171,15 @@ class Pipeline:
         limit = self.settings.max_image_bytes
         if system.size is not None and system.size > limit:
             raise BadInputError(f"item is {system.size} bytes; the model accepts at most {limit}")
+        inline = request.request.blob_base64
+        if inline is not None:
+            data = verified_inline_blob(inline, system.sha256)
+            if data is not None and len(data) <= limit:
+                metrics.INLINE_BLOBS.labels("used").inc()
+                return data
+            # Not the item's content (or none to check it against): S3 decides.
+            metrics.INLINE_BLOBS.labels("mismatch").inc()
+        metrics.BLOB_READS.inc()
         return await self.blobs.get(system.blob_key)
 
     async def _predict(
