@@ -23,7 +23,7 @@ from pydantic import ValidationError as PydanticValidationError
 from rich.markup import escape
 
 from prelabel_client.cli import config as config_file
-from prelabel_client.cli.output import err_console
+from prelabel_client.cli.output import Format, emit, err_console
 from prelabel_client.errors import ApiError, ClientError, ExitCode, ServiceUnreachableError
 from prelabel_client.sdk import Prelabel
 from prelabel_client.settings import ClientSettings
@@ -147,6 +147,19 @@ class State:
     def guarded(self, body: Callable[[], T]) -> T:
         """``body()``, failures turned into one line and an exit status."""
         return guard(self.debug, body)
+
+
+def show(
+    ctx: typer.Context,
+    output: Format,
+    work: Callable[[Prelabel], Awaitable[T]],
+    render: Callable[[T], Any],
+) -> T:
+    """Run ``work`` with a client and print its answer: as ``render(answer)`` shows it (a
+    table or a line) or as JSON/YAML; the answer is returned."""
+    answer = State.of(ctx).call(work)
+    emit(output, answer, lambda: render(answer))
+    return answer
 
 
 def _settings_error(exc: PydanticValidationError) -> ClientError:

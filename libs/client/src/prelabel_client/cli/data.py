@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from prelabel_client.cli.context import State, fail
+from prelabel_client.cli.context import State, fail, show
 from prelabel_client.cli.output import Column, Format, OutputOption, emit, fields, info, table
 from prelabel_client.client import MAX_PAGE_SIZE
 from prelabel_client.errors import ClientError, ExitCode
@@ -129,12 +129,12 @@ def datasets_list(ctx: typer.Context, output: OutputOption = Format.table) -> No
 
     Example: prelabel datasets list -o json
     """
-
-    async def work(client: Prelabel) -> builtins.list[Dataset]:
-        return await client.datasets.list()
-
-    found = State.of(ctx).call(work)
-    emit(output, found, lambda: table("datasets", DATASET_COLUMNS, found))
+    show(
+        ctx,
+        output,
+        lambda c: c.datasets.list(),
+        lambda found: table("datasets", DATASET_COLUMNS, found),
+    )
 
 
 @datasets_app.command("get")
@@ -145,12 +145,12 @@ def datasets_get(
 
     Example: prelabel datasets get photos
     """
-
-    async def work(client: Prelabel) -> Dataset:
-        return await client.datasets.resolve(dataset)
-
-    found = State.of(ctx).call(work)
-    emit(output, found, lambda: fields(f"dataset {found.name}", list(found)))
+    show(
+        ctx,
+        output,
+        lambda c: c.datasets.resolve(dataset),
+        lambda found: fields(f"dataset {found.name}", list(found)),
+    )
 
 
 @datasets_app.command("create")
@@ -164,12 +164,12 @@ def datasets_create(
 
     Example: prelabel datasets create photos --description "street cameras"
     """
-
-    async def work(client: Prelabel) -> Dataset:
-        return await client.datasets.create(name, description)
-
-    created = State.of(ctx).call(work)
-    emit(output, created, lambda: f"created dataset [bold]{created.name}[/bold] ({created.id})")
+    show(
+        ctx,
+        output,
+        lambda c: c.datasets.create(name, description),
+        lambda created: f"created dataset [bold]{created.name}[/bold] ({created.id})",
+    )
 
 
 @datasets_app.command("delete")
@@ -243,15 +243,11 @@ def items_get(
 
     Example: prelabel items get itm_01H... -o yaml
     """
-
-    async def work(client: Prelabel) -> Item:
-        return await client.items.get(item_id)
-
-    item = State.of(ctx).call(work)
-    emit(
+    show(
+        ctx,
         output,
-        item,
-        lambda: fields(
+        lambda c: c.items.get(item_id),
+        lambda item: fields(
             f"item {item.filename}", [(k, getattr(item, k)) for k in type(item).model_fields]
         ),
     )

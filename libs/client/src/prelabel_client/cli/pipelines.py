@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
-from prelabel_client.cli.context import State, fail
+from prelabel_client.cli.context import State, fail, show
 from prelabel_client.cli.data import filter_of
 from prelabel_client.cli.output import Column, Format, OutputOption, emit, fields, table
 from prelabel_client.cli.serving import read_document
-from prelabel_client.models import Pipeline, PipelineExecutionPage, PipelineRun
+from prelabel_client.models import Pipeline, PipelineExecutionPage
 from prelabel_client.sdk import Prelabel
 
 pipelines_app = typer.Typer(
@@ -85,12 +85,12 @@ def pipelines_list(ctx: typer.Context, output: OutputOption = Format.table) -> N
 
     Example: prelabel pipelines list -o json
     """
-
-    async def work(client: Prelabel) -> builtins.list[Pipeline]:
-        return await client.pipelines.list()
-
-    found = State.of(ctx).call(work)
-    emit(output, found, lambda: table("pipelines", PIPELINE_COLUMNS, found))
+    show(
+        ctx,
+        output,
+        lambda c: c.pipelines.list(),
+        lambda found: table("pipelines", PIPELINE_COLUMNS, found),
+    )
 
 
 @pipelines_app.command("status")
@@ -101,12 +101,12 @@ def pipelines_status(
 
     Example: prelabel pipelines status pip_01H...
     """
-
-    async def work(client: Prelabel) -> Pipeline:
-        return await client.pipelines.get(pipeline_id)
-
-    pipeline = State.of(ctx).call(work)
-    emit(output, pipeline, lambda: _status_table(pipeline))
+    show(
+        ctx,
+        output,
+        lambda c: c.pipelines.get(pipeline_id),
+        _status_table,
+    )
 
 
 def _switch(ctx: typer.Context, pipeline_id: str, start: bool, output: Format) -> None:
@@ -115,8 +115,7 @@ def _switch(ctx: typer.Context, pipeline_id: str, start: bool, output: Format) -
             return await client.pipelines.start(pipeline_id)
         return await client.pipelines.stop(pipeline_id)
 
-    pipeline = State.of(ctx).call(work)
-    emit(output, pipeline, lambda: f"pipeline {pipeline.name}: {pipeline.status}")
+    show(ctx, output, work, lambda pipeline: f"pipeline {pipeline.name}: {pipeline.status}")
 
 
 @pipelines_app.command("start")
@@ -159,11 +158,12 @@ def pipelines_run(
         raise fail("give item ids or --filter")
     query = filter_of(filter_text) if filter_text is not None else None
 
-    async def work(client: Prelabel) -> PipelineRun:
-        return await client.pipelines.run(pipeline_id, item_ids=item_ids or None, filter=query)
-
-    run = State.of(ctx).call(work)
-    emit(output, run, lambda: f"run {run.run_id}: {run.entered} of {run.items} items entered")
+    show(
+        ctx,
+        output,
+        lambda c: c.pipelines.run(pipeline_id, item_ids=item_ids or None, filter=query),
+        lambda run: f"run {run.run_id}: {run.entered} of {run.items} items entered",
+    )
 
 
 @pipelines_app.command("executions")

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from prelabel_client.cli.context import State, fail
+from prelabel_client.cli.context import State, fail, show
 from prelabel_client.cli.output import (
     Column,
     Format,
@@ -136,8 +136,7 @@ def tasks_create(
             name, found.id, auto_add=auto_add, auto_add_from_services=from_service or ()
         )
 
-    task = State.of(ctx).call(work)
-    emit(output, task, lambda: f"created task [bold]{task.name}[/bold] ({task.id})")
+    show(ctx, output, work, lambda task: f"created task [bold]{task.name}[/bold] ({task.id})")
 
 
 @tasks_app.command("list")
@@ -146,12 +145,7 @@ def tasks_list(ctx: typer.Context, output: OutputOption = Format.table) -> None:
 
     Example: prelabel tasks list
     """
-
-    async def work(client: Prelabel) -> builtins.list[Task]:
-        return await client.tasks.list()
-
-    found = State.of(ctx).call(work)
-    emit(output, found, lambda: table("tasks", TASK_COLUMNS, found))
+    show(ctx, output, lambda c: c.tasks.list(), lambda found: table("tasks", TASK_COLUMNS, found))
 
 
 @tasks_app.command("progress")
@@ -162,12 +156,12 @@ def tasks_progress(
 
     Example: prelabel tasks progress tsk_01H... -o json
     """
-
-    async def work(client: Prelabel) -> TaskProgress:
-        return await client.tasks.progress(task_id)
-
-    progress = State.of(ctx).call(work)
-    emit(output, progress, lambda: _progress_table(task_id, progress))
+    show(
+        ctx,
+        output,
+        lambda c: c.tasks.progress(task_id),
+        lambda progress: _progress_table(task_id, progress),
+    )
 
 
 @tasks_app.command("items")
@@ -229,8 +223,7 @@ def _review(
             for item_id in item_ids
         ]
 
-    done = State.of(ctx).call(work)
-    emit(output, done, lambda: table(f"{action}d", TASK_ITEM_COLUMNS, done))
+    show(ctx, output, work, lambda done: table(f"{action}d", TASK_ITEM_COLUMNS, done))
 
 
 @tasks_app.command("approve")
@@ -353,8 +346,7 @@ def billing_budget(
             return await client.billing.set_budget(amount)
         return await client.billing.budget()
 
-    budget = State.of(ctx).call(work)
-    emit(output, budget, lambda: _budget_table(budget))
+    show(ctx, output, work, _budget_table)
 
 
 @billing_app.command("top-up")
@@ -369,11 +361,7 @@ def billing_top_up(
     """
     value = _amount(amount)
 
-    async def work(client: Prelabel) -> Budget:
-        return await client.billing.top_up(value)
-
-    budget = State.of(ctx).call(work)
-    emit(output, budget, lambda: _budget_table(budget))
+    show(ctx, output, lambda c: c.billing.top_up(value), _budget_table)
 
 
 @billing_app.command("usage")

@@ -20,7 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from prelabel_client.cli.context import INTERRUPTED, State, fail
+from prelabel_client.cli.context import INTERRUPTED, State, fail, show
 from prelabel_client.cli.data import filter_of
 from prelabel_client.cli.output import (
     Column,
@@ -319,12 +319,12 @@ def executions_get(
 
     Example: prelabel executions get exe_01H...
     """
-
-    async def work(client: Prelabel) -> Execution:
-        return await client.executions.get(execution_id)
-
-    found = State.of(ctx).call(work)
-    emit(output, found, lambda: fields(f"execution {found.id}", list(found)))
+    show(
+        ctx,
+        output,
+        lambda c: c.executions.get(execution_id),
+        lambda found: fields(f"execution {found.id}", list(found)),
+    )
 
 
 @executions_app.command("watch")
@@ -412,8 +412,7 @@ def executions_rerun(
             ids.append((await client.executions.rerun(execution_id)).id)
         return {"rerun": len(ids), "execution_ids": ids}
 
-    result = State.of(ctx).call(work)
-    emit(output, result, lambda: f"rerunning {result['rerun']} execution(s)")
+    show(ctx, output, work, lambda result: f"rerunning {result['rerun']} execution(s)")
 
 
 @executions_app.command("cancel")
@@ -432,5 +431,4 @@ def executions_cancel(
     async def work(client: Prelabel) -> builtins.list[Execution]:
         return [await client.executions.cancel(e) for e in execution_ids]
 
-    found = State.of(ctx).call(work)
-    emit(output, found, lambda: table("cancelled", EXECUTION_COLUMNS, found))
+    show(ctx, output, work, lambda found: table("cancelled", EXECUTION_COLUMNS, found))

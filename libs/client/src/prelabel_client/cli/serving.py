@@ -10,15 +10,12 @@ from typing import Annotated, Any, cast
 import typer
 import yaml
 
-from prelabel_client.cli.context import State, fail
+from prelabel_client.cli.context import State, fail, show
 from prelabel_client.cli.data import filter_of
 from prelabel_client.cli.output import Column, Format, OutputOption, emit, fields, info, table
 from prelabel_client.models import (
     Action,
-    CatalogEntry,
-    DeadLetter,
     InstallOptions,
-    Model,
     ModelService,
     Operation,
     Scaling,
@@ -37,6 +34,8 @@ triggers_app = typer.Typer(
 )
 
 ServiceArg = Annotated[str, typer.Argument(help="Model service id.", show_default=False)]
+ModelArg = Annotated[str, typer.Argument(help="Model id.")]
+TriggerArg = Annotated[str, typer.Argument(help="Trigger id.")]
 
 CATALOG_COLUMNS: builtins.list[Column] = [
     ("name", lambda c: c.name),
@@ -62,6 +61,11 @@ SERVICE_COLUMNS: builtins.list[Column] = [
     ("replicas", lambda s: f"{s.min_replicas}..{s.max_replicas}"),
     ("queue/replica", lambda s: s.queue_per_replica),
     ("instance", lambda s: s.instance_type),
+]
+DEAD_LETTER_COLUMNS: builtins.list[Column] = [
+    ("execution", lambda d: d.execution_id),
+    ("item", lambda d: d.item_id),
+    ("reason", lambda d: d.reason),
 ]
 TRIGGER_COLUMNS: builtins.list[Column] = [
     ("name", lambda t: t.name),
@@ -103,12 +107,7 @@ def models_catalog(ctx: typer.Context, output: OutputOption = Format.table) -> N
 
     Example: prelabel models catalog
     """
-
-    async def work(client: Prelabel) -> builtins.list[CatalogEntry]:
-        return await client.models.catalog()
-
-    found = State.of(ctx).call(work)
-    emit(output, found, lambda: table("catalog", CATALOG_COLUMNS, found))
+    show(ctx, output, lambda c: c.models.catalog(), lambda f: table("catalog", CATALOG_COLUMNS, f))
 
 
 @models_app.command("install")
@@ -138,12 +137,12 @@ def models_install(
         confidence_threshold=confidence_threshold,
         max_batch_size=max_batch_size,
     )
-
-    async def work(client: Prelabel) -> Model:
-        return await client.models.install(catalog_name, options)
-
-    model = State.of(ctx).call(work)
-    emit(output, model, lambda: f"installed model [bold]{model.name}[/bold] ({model.id})")
+    show(
+        ctx,
+        output,
+        lambda c: c.models.install(catalog_name, options),
+        lambda m: f"installed model [bold]{m.name}[/bold] ({m.id})",
+    )
 
 
 @models_app.command("push")
@@ -181,12 +180,12 @@ def models_push(
     document = read_document(spec, "--spec")
     if not isinstance(document, dict):
         raise fail("--spec must be a mapping (input, adapter, labels ...)")
-
-    async def work(client: Prelabel) -> Model:
-        return await client.models.push(directory, document, name=name, version=version)
-
-    model = State.of(ctx).call(work)
-    emit(output, model, lambda: f"pushed model [bold]{model.name}[/bold] ({model.id})")
+    show(
+        ctx,
+        output,
+        lambda c: c.models.push(directory, document, name=name, version=version),
+        lambda m: f"pushed model [bold]{m.name}[/bold] ({m.id})",
+    )
 
 
 @models_app.command("list")
@@ -195,45 +194,27 @@ def models_list(ctx: typer.Context, output: OutputOption = Format.table) -> None
 
     Example: prelabel models list -o yaml
     """
-
-    async def work(client: Prelabel) -> builtins.list[Model]:
-        return await client.models.list()
-
-    found = State.of(ctx).call(work)
-    emit(output, found, lambda: table("models", MODEL_COLUMNS, found))
+    show(ctx, output, lambda c: c.models.list(), lambda f: table("models", MODEL_COLUMNS, f))
 
 
 @models_app.command("get")
-def models_get(
-    ctx: typer.Context,
-    model_id: Annotated[str, typer.Argument(help="Model id.")],
-    output: OutputOption = Format.table,
-) -> None:
+def models_get(ctx: typer.Context, model_id: ModelArg, output: OutputOption = Format.table) -> None:
     """One model with its spec.
 
     Example: prelabel models get mdl_01H...
     """
-
-    async def work(client: Prelabel) -> Model:
-        return await client.models.get(model_id)
-
-    model = State.of(ctx).call(work)
-    emit(output, model, lambda: fields(f"model {model.name}", list(model)))
+    show(
+        ctx, output, lambda c: c.models.get(model_id), lambda m: fields(f"model {m.name}", list(m))
+    )
 
 
 @models_app.command("delete")
-def models_delete(
-    ctx: typer.Context, model_id: Annotated[str, typer.Argument(help="Model id.")]
-) -> None:
+def models_delete(ctx: typer.Context, model_id: ModelArg) -> None:
     """Remove a model no service uses (exit 6 while one does).
 
     Example: prelabel models delete mdl_01H...
     """
-
-    async def work(client: Prelabel) -> None:
-        await client.models.delete(model_id)
-
-    State.of(ctx).call(work)
+    State.of(ctx).call(lambda c: c.models.delete(model_id))
     info(f"deleted model {model_id}")
 
 
@@ -298,11 +279,8 @@ def services_deploy(
             service = await client.services.get(service.id)
         return service
 
-    service = State.of(ctx).call(work)
-    emit(
-        output,
-        service,
-        lambda: f"deployed service [bold]{service.name}[/bold] ({service.id}): {service.status}",
+    show(
+        ctx, output, work, lambda s: f"deployed service [bold]{s.name}[/bold] ({s.id}): {s.status}"
     )
 
 
@@ -312,12 +290,7 @@ def services_list(ctx: typer.Context, output: OutputOption = Format.table) -> No
 
     Example: prelabel services list
     """
-
-    async def work(client: Prelabel) -> builtins.list[ModelService]:
-        return await client.services.list()
-
-    found = State.of(ctx).call(work)
-    emit(output, found, lambda: table("services", SERVICE_COLUMNS, found))
+    show(ctx, output, lambda c: c.services.list(), lambda f: table("services", SERVICE_COLUMNS, f))
 
 
 @services_app.command("show")
@@ -396,17 +369,13 @@ def services_scale(
     scaling = _scaling(
         min_replicas, max_replicas, queue_per_replica, cooldown_seconds, concurrency, instance_type
     )
-
-    async def work(client: Prelabel) -> ModelService:
-        return await client.services.scale(service_id, scaling)
-
-    service = State.of(ctx).call(work)
-    emit(
+    show(
+        ctx,
         output,
-        service,
-        lambda: (
-            f"service {service.id}: {service.min_replicas}..{service.max_replicas} replicas, "
-            f"{service.queue_per_replica} per replica, cooldown {service.cooldown_seconds:g} s"
+        lambda c: c.services.scale(service_id, scaling),
+        lambda s: (
+            f"service {s.id}: {s.min_replicas}..{s.max_replicas} replicas, "
+            f"{s.queue_per_replica} per replica, cooldown {s.cooldown_seconds:g} s"
         ),
     )
 
@@ -419,12 +388,12 @@ def services_undeploy(
 
     Example: prelabel services undeploy svc_01H...
     """
-
-    async def work(client: Prelabel) -> ModelService:
-        return await client.services.undeploy(service_id)
-
-    service = State.of(ctx).call(work)
-    emit(output, service, lambda: f"service {service.id}: {service.status}")
+    show(
+        ctx,
+        output,
+        lambda c: c.services.undeploy(service_id),
+        lambda s: f"service {s.id}: {s.status}",
+    )
 
 
 @services_app.command("dead-letters")
@@ -438,17 +407,12 @@ def services_dead_letters(
 
     Example: prelabel services dead-letters svc_01H... --limit 5
     """
-
-    async def work(client: Prelabel) -> builtins.list[DeadLetter]:
-        return await client.services.dead_letters(service_id, limit)
-
-    found = State.of(ctx).call(work)
-    columns: builtins.list[Column] = [
-        ("execution", lambda d: d.execution_id),
-        ("item", lambda d: d.item_id),
-        ("reason", lambda d: d.reason),
-    ]
-    emit(output, found, lambda: table(f"dead letters of {service_id}", columns, found))
+    show(
+        ctx,
+        output,
+        lambda c: c.services.dead_letters(service_id, limit),
+        lambda f: table(f"dead letters of {service_id}", DEAD_LETTER_COLUMNS, f),
+    )
 
 
 # --------------------------------------------------------------------------- triggers
@@ -491,12 +455,12 @@ def triggers_create(
         filter=filter_of(filter_text),
         operation=Operation(service_id=service),
     )
-
-    async def work(client: Prelabel) -> Trigger:
-        return await client.triggers.create(name, spec, active=not inactive)
-
-    trigger = State.of(ctx).call(work)
-    emit(output, trigger, lambda: f"created trigger [bold]{trigger.name}[/bold] ({trigger.id})")
+    show(
+        ctx,
+        output,
+        lambda c: c.triggers.create(name, spec, active=not inactive),
+        lambda t: f"created trigger [bold]{t.name}[/bold] ({t.id})",
+    )
 
 
 @triggers_app.command("list")
@@ -509,30 +473,28 @@ def triggers_list(
 
     Example: prelabel triggers list -s svc_01H...
     """
-
-    async def work(client: Prelabel) -> builtins.list[Trigger]:
-        return await client.triggers.list(service)
-
-    found = State.of(ctx).call(work)
-    emit(output, found, lambda: table("triggers", TRIGGER_COLUMNS, found))
+    show(
+        ctx,
+        output,
+        lambda c: c.triggers.list(service),
+        lambda f: table("triggers", TRIGGER_COLUMNS, f),
+    )
 
 
 @triggers_app.command("get")
 def triggers_get(
-    ctx: typer.Context,
-    trigger_id: Annotated[str, typer.Argument(help="Trigger id.")],
-    output: OutputOption = Format.table,
+    ctx: typer.Context, trigger_id: TriggerArg, output: OutputOption = Format.table
 ) -> None:
     """One trigger.
 
     Example: prelabel triggers get trg_01H... -o yaml
     """
-
-    async def work(client: Prelabel) -> Trigger:
-        return await client.triggers.get(trigger_id)
-
-    trigger = State.of(ctx).call(work)
-    emit(output, trigger, lambda: table("trigger", TRIGGER_COLUMNS, [trigger]))
+    show(
+        ctx,
+        output,
+        lambda c: c.triggers.get(trigger_id),
+        lambda t: table("trigger", TRIGGER_COLUMNS, [t]),
+    )
 
 
 def _switch(ctx: typer.Context, trigger_id: str, verb: str, output: Format) -> None:
@@ -541,15 +503,12 @@ def _switch(ctx: typer.Context, trigger_id: str, verb: str, output: Format) -> N
             return await client.triggers.pause(trigger_id)
         return await client.triggers.resume(trigger_id)
 
-    trigger = State.of(ctx).call(work)
-    emit(output, trigger, lambda: f"trigger {trigger.name}: active={trigger.active}")
+    show(ctx, output, work, lambda t: f"trigger {t.name}: active={t.active}")
 
 
 @triggers_app.command("pause")
 def triggers_pause(
-    ctx: typer.Context,
-    trigger_id: Annotated[str, typer.Argument(help="Trigger id.")],
-    output: OutputOption = Format.table,
+    ctx: typer.Context, trigger_id: TriggerArg, output: OutputOption = Format.table
 ) -> None:
     """Stop a trigger from firing.
 
@@ -560,9 +519,7 @@ def triggers_pause(
 
 @triggers_app.command("resume")
 def triggers_resume(
-    ctx: typer.Context,
-    trigger_id: Annotated[str, typer.Argument(help="Trigger id.")],
-    output: OutputOption = Format.table,
+    ctx: typer.Context, trigger_id: TriggerArg, output: OutputOption = Format.table
 ) -> None:
     """Let a paused trigger fire again.
 
@@ -572,16 +529,10 @@ def triggers_resume(
 
 
 @triggers_app.command("delete")
-def triggers_delete(
-    ctx: typer.Context, trigger_id: Annotated[str, typer.Argument(help="Trigger id.")]
-) -> None:
+def triggers_delete(ctx: typer.Context, trigger_id: TriggerArg) -> None:
     """Delete a trigger (its executions stay).
 
     Example: prelabel triggers delete trg_01H...
     """
-
-    async def work(client: Prelabel) -> None:
-        await client.triggers.delete(trigger_id)
-
-    State.of(ctx).call(work)
+    State.of(ctx).call(lambda c: c.triggers.delete(trigger_id))
     info(f"deleted trigger {trigger_id}")
