@@ -25,13 +25,14 @@ from typing import Any
 
 import aio_pika
 import asyncpg
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from annotation_service import domain
 from annotation_service.app import create_app
 from annotation_service.settings import Settings
 from bench import results
 from bench._process import service_process
+from bench._servers import queue_depth
+from bench.settings import BenchSettings
 from common.contracts import ModelRef, PredictedAnnotation, PredictionCompleted
 from common.envelope import CloudEvent, make_event
 from common.service import runtime_of
@@ -70,15 +71,6 @@ COLUMNS = (
     "original",
     "created_by",
 )
-
-
-class AnnotationBenchSettings(BaseSettings):
-    """Servers the benchmark runs against (env prefix ``PRELABEL_``)."""
-
-    model_config = SettingsConfigDict(env_prefix="PRELABEL_", extra="ignore")
-
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    test_database_url: str = "postgresql://postgres@127.0.0.1:5432/prelabel_test"
 
 
 def predictions(count: int, boxes: int) -> list[CloudEvent[Any]]:
@@ -171,18 +163,8 @@ async def _publish_all(amqp_url: str, exchange: str, events: list[CloudEvent[Any
         await connection.close()
 
 
-async def _queue_depth(amqp_url: str, queue: str) -> int:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        declared = await channel.declare_queue(queue, passive=True)
-        return int(declared.declaration_result.message_count or 0)
-    finally:
-        await connection.close()
-
-
 async def measure_ingest(
-    settings: AnnotationBenchSettings, schema: str, prefix: str, events: list[CloudEvent[Any]]
+    settings: BenchSettings, schema: str, prefix: str, events: list[CloudEvent[Any]]
 ) -> tuple[int, float, float]:
     """Preload ``events`` and let the real service store them.
 
@@ -203,7 +185,7 @@ async def measure_ingest(
         queue = runtime_of(app).consumer_queues[0]
     await _publish_all(settings.amqp_url, f"{prefix}{MODEL_SERVING}.events", events)
     deadline = time.monotonic() + 10
-    while await _queue_depth(settings.amqp_url, queue) < len(events):
+    while await queue_depth(settings.amqp_url, queue) < len(events):
         if time.monotonic() > deadline:
             raise RuntimeError(f"{queue} did not fill up with {len(events)} messages")
         await asyncio.sleep(0.05)
@@ -294,7 +276,7 @@ async def measure_postgres(
 
 async def run() -> None:
     """Measure and record the ingestion rate against PostgreSQL's batched insert rate."""
-    settings = AnnotationBenchSettings()
+    settings = BenchSettings()
     tag = uuid.uuid4().hex[:10]
     schema, prefix = f"bench_ann_{tag}", f"bench{tag}."
     events = predictions(EVENTS, BOXES)

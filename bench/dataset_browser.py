@@ -34,7 +34,6 @@ Figures are medians of the rounds. Chromium is Debian's (the browser tests insta
 from __future__ import annotations
 
 import asyncio
-import csv
 import hashlib
 import io
 import json
@@ -51,6 +50,7 @@ from playwright.async_api import Browser, async_playwright
 
 from bench import results
 from bench._process import service_process
+from bench._servers import copy_items
 from bench.settings import BenchSettings
 from prelabel_client import Prelabel
 from prelabel_stack.isolated import ADMIN_KEY, isolated_stack
@@ -106,14 +106,7 @@ async def _seed_rows(dsn: str, project_id: str, dataset_id: str, count: int) -> 
     """``count`` item rows without blobs, in one COPY (no events: nothing reacts)."""
     conn = await asyncpg.connect(dsn, server_settings={"search_path": "dataset"})
     try:
-        buffer = io.StringIO()
-        csv.writer(buffer).writerows(_row(i, project_id, dataset_id) for i in range(count))
-        await conn.copy_to_table(
-            "items",
-            source=io.BytesIO(buffer.getvalue().encode()),
-            format="csv",
-            columns=["id", "project_id", "dataset_id", "name", "filename", "dir", "metadata"],
-        )
+        await copy_items(conn, (_row(i, project_id, dataset_id) for i in range(count)))
         await conn.execute("VACUUM ANALYZE items")
     finally:
         await conn.close()

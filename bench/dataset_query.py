@@ -8,9 +8,7 @@ index). A second figure compares p50 with the issue's 20 ms target.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import statistics
 import time
@@ -21,6 +19,7 @@ import asyncpg
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bench import results
+from bench._servers import copy_items
 from common.db import apply_migrations, create_pool
 from common.dql import parse_filter, parse_sort
 from common.messaging import COMMON_MIGRATIONS
@@ -97,15 +96,7 @@ async def run() -> None:
                 dataset,
                 project,
             )
-            # COPY in CSV: binary COPY has no encoder for the text-codec'd jsonb.
-            buffer = io.StringIO()
-            csv.writer(buffer).writerows(_row(i, dataset, project) for i in range(ITEMS))
-            await conn.copy_to_table(
-                "items",
-                source=io.BytesIO(buffer.getvalue().encode()),
-                format="csv",
-                columns=["id", "project_id", "dataset_id", "name", "filename", "dir", "metadata"],
-            )
+            await copy_items(conn, (_row(i, dataset, project) for i in range(ITEMS)))
             await conn.execute("ANALYZE items")
         repo = Repository(pool, Topology())
         await _timings(repo, project, dataset, 5)  # warm caches

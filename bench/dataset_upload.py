@@ -43,10 +43,10 @@ from typing import Any
 import asyncpg
 import httpx
 from PIL import Image
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bench import results
 from bench._process import service_process
+from bench.settings import BenchSettings
 from common.s3 import delete_bucket, ensure_bucket, s3_client
 from common.testing.broker import delete_names
 from common.testing.servers import free_port
@@ -75,19 +75,6 @@ RAW = "dataset.s3_put_raw"
 HTTP = "dataset.upload_http"
 BROKER = "dataset.upload_broker"
 PROXY = "dataset.upload_http_proxy"
-
-
-class UploadBenchSettings(BaseSettings):
-    """Where the stack is (``PRELABEL_*``, the names ``scripts/stack.py`` uses)."""
-
-    model_config = SettingsConfigDict(env_prefix="PRELABEL_", extra="ignore")
-
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    test_database_url: str = "postgresql://postgres@127.0.0.1:5432/prelabel_test"
-    s3_endpoint_url: str = "http://127.0.0.1:8333"
-    s3_access_key: str = "prelabel"
-    s3_secret_key: str = "prelabel-secret"
-    s3_region: str = "us-east-1"
 
 
 def jpeg_of_size(seed: int, size_kb: int = FILE_KB) -> bytes:
@@ -198,7 +185,7 @@ async def upload(
 
 async def run() -> None:
     """Measure and record the raw S3 put rate and the upload rates."""
-    settings = UploadBenchSettings()
+    settings = BenchSettings()
     run_id = uuid.uuid4().hex[:12]
     schema, bucket, prefix = f"bench_{run_id}", f"bench-{run_id}", f"bench{run_id}."
     topology = Topology(prefix)

@@ -36,9 +36,8 @@ import hashlib
 import io
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -46,9 +45,9 @@ import asyncpg
 import numpy as np
 import tritonclient.grpc.aio as triton_grpc
 from PIL import Image, ImageDraw, ImageFont
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bench import results
+from bench.settings import BenchSettings
 from common.blobs import BlobStore
 from common.contracts import ItemSnapshot, PredictRequest
 from common.envelope import make_event, utcnow
@@ -68,7 +67,6 @@ from model_serving_service.worker.replica import MIGRATIONS, Worker
 ORDER = 60
 TIMEOUT_S = 600.0
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 UNIT = "predictions/s"
 
 DIGITS_BATCH = 32
@@ -92,21 +90,6 @@ DIGITS_S3_LOOP = "model_serving.digits_s3_loop"
 DIGITS_WORKER_VS_S3_LOOP = "model_serving.digits_worker_vs_s3_loop"
 OCR_DIRECT = "model_serving.ocr_direct"
 OCR_WORKER = "model_serving.ocr_worker"
-
-
-class ModelServingBenchSettings(BaseSettings):
-    """Where the stack is (``PRELABEL_*``, the names ``scripts/stack.py`` uses)."""
-
-    model_config = SettingsConfigDict(env_prefix="PRELABEL_", extra="ignore")
-
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    test_database_url: str = "postgresql://postgres@127.0.0.1:5432/prelabel_test"
-    s3_endpoint_url: str = "http://127.0.0.1:8333"
-    s3_access_key: str = "prelabel"
-    s3_secret_key: str = "prelabel-secret"
-    triton_http_url: str = "127.0.0.1:8000"
-    triton_grpc_url: str = "127.0.0.1:8001"
-    triton_model_repository: Path = REPO_ROOT / ".stack" / "triton" / "models"
 
 
 @dataclass
@@ -152,24 +135,11 @@ def text_images(count: int) -> list[bytes]:
 
 
 @contextlib.asynccontextmanager
-async def environment(config: ModelServingBenchSettings) -> AsyncIterator[Env]:
+async def environment(config: BenchSettings) -> AsyncIterator[Env]:
     """A schema, bucket and topology prefix of its own, removed afterwards."""
     suffix = uuid.uuid4().hex[:10]
     schema, bucket, prefix = f"bench_{suffix}", f"bench-{suffix}", f"bench{suffix}."
-    settings = Settings(
-        amqp_url=config.amqp_url,
-        database_url=config.test_database_url,
-        db_schema=schema,
-        topology_prefix=prefix,
-        s3_endpoint_url=config.s3_endpoint_url,
-        s3_access_key=config.s3_access_key,
-        s3_secret_key=config.s3_secret_key,
-        s3_bucket=bucket,
-        triton_http_url=config.triton_http_url,
-        triton_grpc_url=config.triton_grpc_url,
-        model_repository=config.triton_model_repository,
-        outbox_poll_seconds=0.05,
-    )
+    settings = config.model_serving(schema=schema, prefix=prefix, bucket=bucket)
     from common.db import apply_migrations, create_pool
     from common.messaging import COMMON_MIGRATIONS
 
@@ -358,6 +328,21 @@ async def warm(env: Env, model: Model, blobs: list[bytes]) -> AsyncIterator[None
         yield
 
 
+async def _calls_per_second(
+    count: int, concurrency: int, one: Callable[[int], Awaitable[None]]
+) -> float:
+    """``one(0)`` ... ``one(count - 1)`` over ``concurrency`` loops; calls per second."""
+    counter = iter(range(count))
+
+    async def loop() -> None:
+        for index in counter:
+            await one(index)
+
+    started = time.monotonic()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    return count / (time.monotonic() - started)
+
+
 async def direct_rate(
     env: Env, model: Model, blobs: list[bytes], count: int, concurrency: int
 ) -> float:
@@ -370,19 +355,10 @@ async def direct_rate(
         tensor.set_data_from_numpy(np.array([[blobs[index % len(blobs)]]], dtype=object))
         await client.infer(model.triton_name, [tensor], outputs=outputs)
 
-    counter = iter(range(count))
-
-    async def loop() -> None:
-        for index in counter:
-            await one(index)
-
     try:
-        started = time.monotonic()
-        await asyncio.gather(*(loop() for _ in range(concurrency)))
-        elapsed = time.monotonic() - started
+        return await _calls_per_second(count, concurrency, one)
     finally:
         await client.close()
-    return count / elapsed
 
 
 async def s3_loop_rate(
@@ -409,25 +385,16 @@ async def s3_loop_rate(
         tensor.set_data_from_numpy(np.array([[data]], dtype=object))
         await client.infer(model.triton_name, [tensor], outputs=outputs)
 
-    counter = iter(range(count))
-
-    async def loop() -> None:
-        for index in counter:
-            await one(index)
-
     try:
-        started = time.monotonic()
-        await asyncio.gather(*(loop() for _ in range(concurrency)))
-        elapsed = time.monotonic() - started
+        return await _calls_per_second(count, concurrency, one)
     finally:
         await client.close()
         await blobs.close()
-    return count / elapsed
 
 
 async def run() -> None:
     """Measure and record the figures (see the module docstring)."""
-    config = ModelServingBenchSettings()
+    config = BenchSettings()
     async with environment(config) as env, outcome_sink(env):
         digits = digit_images(64)
         digit_items = await put_items(env, digits)

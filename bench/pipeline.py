@@ -31,8 +31,9 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from bench import results
+from bench._servers import queue_depth
+from bench.settings import BenchSettings
 from bench.trigger_router import (
-    RouterBenchSettings,
     _declare_predict_queue,
     _item,
     _preload,
@@ -144,16 +145,6 @@ async def _commands_queue(amqp_url: str, topology: Topology) -> str:
     return name
 
 
-async def _depth(amqp_url: str, queue: str) -> int:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        declared = await channel.declare_queue(queue, passive=True)
-        return int(declared.declaration_result.message_count or 0)
-    finally:
-        await connection.close()
-
-
 def _bodies(project_id: str, dataset_id: str, count: int) -> list[bytes]:
     return [
         make_event(
@@ -188,7 +179,7 @@ async def _through(
 
 async def run() -> None:
     """Trigger path and pipeline path through the same warm service, same run."""
-    config = RouterBenchSettings()
+    config = BenchSettings()
     suffix = uuid.uuid4().hex[:10]
     settings = _router_settings(config, f"bench_pl_{suffix}", f"benchpl{suffix}.")
     project_id = f"prj_bench_{suffix}"
@@ -238,7 +229,7 @@ async def run() -> None:
             return int(count)
 
         async def task_commands() -> int:
-            return await _depth(settings.amqp, commands)
+            return await queue_depth(settings.amqp, commands)
 
         exchange = topology.events_exchange("dataset")
         consumer = deps.item_consumer

@@ -33,15 +33,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bench import results
+from bench.settings import BenchSettings
 from common.consumer import BatchConsumer
 from common.contracts import ItemCreated, ItemSnapshot, ServiceDeployed
 from common.envelope import make_event, utcnow
@@ -61,7 +60,6 @@ from trigger_router_service.settings import Settings
 ORDER = 40
 TIMEOUT_S = 420.0
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 EVENTS = 5000
 RELAY_PREFETCH = 100
 THROUGHPUT_MAX_S = 60.0
@@ -79,27 +77,10 @@ COLD_FIRST = "trigger_router.cold_start_first_prediction"
 COLD_VS_KEDA = "trigger_router.cold_start_vs_keda"
 
 
-class RouterBenchSettings(BaseSettings):
-    """Where the stack is (``PRELABEL_*``, the names ``scripts/stack.py`` uses)."""
-
-    model_config = SettingsConfigDict(env_prefix="PRELABEL_", extra="ignore")
-
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    test_database_url: str = "postgresql://postgres@127.0.0.1:5432/prelabel_test"
-    s3_endpoint_url: str = "http://127.0.0.1:8333"
-    s3_access_key: str = "prelabel"
-    s3_secret_key: str = "prelabel-secret"
-    triton_http_url: str = "127.0.0.1:8000"
-    triton_grpc_url: str = "127.0.0.1:8001"
-    triton_model_repository: Path = REPO_ROOT / ".stack" / "triton" / "models"
-
-
 # --------------------------------------------------------------------------- helpers
 
 
-def _router_settings(
-    config: RouterBenchSettings, schema: str, prefix: str, **extra: Any
-) -> Settings:
+def _router_settings(config: BenchSettings, schema: str, prefix: str, **extra: Any) -> Settings:
     values: dict[str, Any] = {
         "amqp_url": config.amqp_url,
         "database_url": config.test_database_url,
@@ -299,7 +280,7 @@ async def _bare_relay(amqp_url: str, source: str, exchange: str, key: str, count
         await connection.close()
 
 
-async def routing_throughput(config: RouterBenchSettings) -> None:
+async def routing_throughput(config: BenchSettings) -> None:
     """Router vs bare relay on the same queues."""
     suffix = uuid.uuid4().hex[:10]
     settings = _router_settings(config, f"bench_tr_{suffix}", f"benchtr{suffix}.")
@@ -395,7 +376,7 @@ class RecordingScaler:
         return next((t for t, _, n in self.calls if t >= since and n > 0), None)
 
 
-async def wake_latency(config: RouterBenchSettings) -> None:
+async def wake_latency(config: BenchSettings) -> None:
     """Median time from an item event to the backend being asked for a replica."""
     suffix = uuid.uuid4().hex[:10]
     settings = _router_settings(
@@ -498,29 +479,15 @@ def _digit_png() -> bytes:
     return buffer.getvalue()
 
 
-async def cold_start(config: RouterBenchSettings) -> None:
+async def cold_start(config: BenchSettings) -> None:
     """A real worker process from 0: start, model load on Triton, first prediction."""
     from model_serving_service.app import create_app as create_model_serving
     from model_serving_service.domain.specs import SpecOverrides
-    from model_serving_service.settings import Settings as ModelServingSettings
 
     suffix = uuid.uuid4().hex[:10]
     prefix, bucket = f"benchcs{suffix}.", f"bench-cs-{suffix}"
     project_id = f"prj_bench_{suffix}"
-    ms_settings = ModelServingSettings(
-        amqp_url=config.amqp_url,
-        database_url=config.test_database_url,
-        db_schema=f"bench_ms_{suffix}",
-        topology_prefix=prefix,
-        s3_endpoint_url=config.s3_endpoint_url,
-        s3_access_key=config.s3_access_key,
-        s3_secret_key=config.s3_secret_key,
-        s3_bucket=bucket,
-        triton_http_url=config.triton_http_url,
-        triton_grpc_url=config.triton_grpc_url,
-        model_repository=config.triton_model_repository,
-        outbox_poll_seconds=0.05,
-    )
+    ms_settings = config.model_serving(schema=f"bench_ms_{suffix}", prefix=prefix, bucket=bucket)
     worker_env = environment_of(ms_settings)
     backend = TimedLocalScaler(
         module="model_serving_service.worker", extra_env=worker_env, prewarm=True
@@ -630,7 +597,7 @@ async def _until_async(condition: Any, timeout: float, what: str) -> None:
 
 
 async def _cleanup_cold_start(
-    config: RouterBenchSettings,
+    config: BenchSettings,
     ms_settings: Any,
     triton_names: list[str],
     prefix: str,
@@ -661,7 +628,7 @@ async def _cleanup_cold_start(
 
 async def run() -> None:
     """Routing throughput, router wake-up latency, and a real cold start."""
-    config = RouterBenchSettings()
+    config = BenchSettings()
     await routing_throughput(config)
     await wake_latency(config)
     await cold_start(config)
