@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -211,6 +212,8 @@ async def dead_letter(
         headers={**(headers or {}), DEAD_LETTER_REASON_HEADER: reason[:1000]},
         persist=True,
         content_type="application/json",
+        # When it died: what a listing of dead letters shows (common.dead_letters).
+        timestamp=datetime.now(UTC),
     )
 
 

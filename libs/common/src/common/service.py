@@ -25,6 +25,7 @@ from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
 
 from common.consumer import BatchConsumer, BatchHandler
 from common.db import apply_migrations, create_pool
+from common.dead_letters import DeadLetters
 from common.docs import install_offline_docs
 from common.errors import ServiceError
 from common.http_errors import check_parameters, install_error_handling
@@ -86,6 +87,9 @@ class ServiceRuntime:
     queues belong in ``consumer_queues`` too."""
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     """Closed on shutdown; ``setup`` enters its clients here."""
+    dead_letters: DeadLetters | None = None
+    """The dead letters of ``consumer_queues`` (built once ``setup`` returned): what
+    ``common.dead_letters.dead_letters_router`` lists and replays."""
 
     def deps_as(self, cls: type[D]) -> D:
         """The service's dependencies, checked to be a ``cls``."""
@@ -182,6 +186,14 @@ def build_service_app(
             if setup is not None:
                 runtime.deps = await setup(runtime)
             checks.update(runtime.checks)
+            runtime.dead_letters = DeadLetters(
+                settings.amqp,
+                topology,
+                name,
+                runtime.consumer_queues,
+                scan_limit=settings.dead_letter_scan_limit,
+            )
+            runtime.on_start("dead letters", runtime.dead_letters.start, runtime.dead_letters.close)
             await broker.connect()
             await declare_dead_letter(
                 broker, topology, name.replace("-", "_"), runtime.consumer_queues

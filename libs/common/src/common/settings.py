@@ -63,6 +63,15 @@ class BaseServiceSettings(BaseSettings):
             "never in production, where queued work must outlive a restart."
         ),
     )
+    dead_letter_scan_limit: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description=(
+            "Most dead letters (every project's) one GET /dead-letters or replay looks at; "
+            "the answer says when it stopped there (truncated)."
+        ),
+    )
     outbox_poll_seconds: float = Field(
         default=0.5, gt=0, description="Outbox relay poll interval when idle (NOTIFY wakes it)."
     )

@@ -10,9 +10,12 @@ answer 404.
 from fastapi import APIRouter
 
 from annotation_service.api import annotations, export, review, tasks
+from annotation_service.api.dependencies import Project
+from common.dead_letters import dead_letters_router
 
 router = APIRouter()
 router.include_router(annotations.router)
 router.include_router(tasks.router)
 router.include_router(review.router)
 router.include_router(export.router)
+router.include_router(dead_letters_router(Project))

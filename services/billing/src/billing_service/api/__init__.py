@@ -11,7 +11,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from billing_service.api import budget, usage
+from billing_service.api.dependencies import Project
+from common.dead_letters import dead_letters_router
 
 router = APIRouter()
 for part in (budget, usage):
     router.include_router(part.router)
+router.include_router(dead_letters_router(Project))
