@@ -653,3 +653,47 @@ class PipelineRun(Answer):
     run_id: str
     items: int
     entered: int
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+class QueuedDeadLetter(Answer):
+    """One dead letter of the project in one of a service's queues (``GET /dead-letters``);
+    its body's secret-named fields read ``"***"``."""
+
+    id: str
+    queue: str
+    reason: str | None = None
+    deaths: int = 1
+    retries: int = 0
+    dead_lettered_at: datetime | None = None
+    event_type: str | None = None
+    subject: str | None = None
+    correlation_id: str | None = None
+    replays: int = 0
+    body: dict[str, Any] | None = None
+    body_omitted: bool = False
+
+
+class DeadLetterPage(Answer):
+    """The project's dead letters of one service's queues, and how much was looked at."""
+
+    letters: list[QueuedDeadLetter]
+    queues: list[str]
+    scanned: int
+    scan_limit: int
+    truncated: bool
+    unattributed: int = 0
+
+
+class ReplayResult(Answer):
+    """What ``POST /dead-letters/replay`` put back on the queues."""
+
+    replayed: int
+    not_found: int
+    not_found_ids: list[str] = Field(default_factory=list)
+    failed: int = 0
+    scanned: int
+    scan_limit: int
+    truncated: bool

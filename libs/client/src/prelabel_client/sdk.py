@@ -50,6 +50,7 @@ from prelabel_client.models import (
     Correction,
     Dataset,
     DeadLetter,
+    DeadLetterPage,
     DirectoryListing,
     Execution,
     ExecutionPage,
@@ -66,6 +67,7 @@ from prelabel_client.models import (
     PipelineRun,
     PredictNow,
     Project,
+    ReplayResult,
     ReplicaUsage,
     RerunResult,
     ReviewAction,
@@ -1028,6 +1030,52 @@ class Billing:
         return BurnRate.model_validate(await self._http.json("GET", "/burn-rate"))
 
 
+# --------------------------------------------------------------------------- dead letters
+
+
+class DeadLetters:
+    """Dead letters of each service's queues, the project's only: list and replay."""
+
+    def __init__(self, services: Mapping[Service, ServiceHttp]) -> None:
+        self._services = services
+
+    def _http(self, service: Service) -> ServiceHttp:
+        try:
+            return self._services[service]
+        except KeyError:
+            names = ", ".join(self._services)
+            raise ClientError(f"no service {service!r} (one of: {names})") from None
+
+    async def list(
+        self, service: Service, queue: str | None = None, *, limit: int = 50
+    ) -> DeadLetterPage:
+        """The project's dead letters of ``service``'s queues (or of one ``queue``: its name
+        or its handler's), left in place, secrets redacted; ``truncated`` when the service
+        stopped looking before the end."""
+        answer = await self._http(service).json(
+            "GET", "/dead-letters", params=_params(queue=queue, limit=limit)
+        )
+        return DeadLetterPage.model_validate(answer)
+
+    async def replay(
+        self,
+        service: Service,
+        ids: Sequence[str] | None = None,
+        *,
+        all: bool = False,
+        queue: str | None = None,
+    ) -> ReplayResult:
+        """Put the project's dead letters (``ids`` from :meth:`list`, or ``all`` of them, in
+        ``queue`` or every queue of ``service``) back on the queue each died in."""
+        if (ids is None or not builtins.list(ids)) == (not all):
+            raise ClientError("give either ids or all=True")
+        body: dict[str, Any] = {"all": True} if all else {"ids": builtins.list(ids or [])}
+        if queue is not None:
+            body["queue"] = queue
+        answer = await self._http(service).json("POST", "/dead-letters/replay", json=body)
+        return ReplayResult.model_validate(answer)
+
+
 # --------------------------------------------------------------------------- the facade
 
 
@@ -1091,6 +1139,15 @@ class Prelabel:
         self.annotations = Annotations(self._annotation)
         self.tasks = Tasks(self._annotation)
         self.billing = Billing(self._billing)
+        self.dead_letters = DeadLetters(
+            {
+                "dataset": self.dataset_client.api,
+                "trigger-router": self._router,
+                "model-serving": self._serving,
+                "annotation": self._annotation,
+                "billing": self._billing,
+            }
+        )
 
     @classmethod
     def from_settings(cls, settings: ClientSettings, **options: Any) -> Prelabel:

@@ -77,6 +77,7 @@ class SyncPrelabel:
         "annotations",
         "tasks",
         "billing",
+        "dead_letters",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -17,6 +17,7 @@ from prelabel_client.cli.data import (
     items_app,
     projects_app,
 )
+from prelabel_client.cli.dead_letters import dead_letters_app
 from prelabel_client.cli.output import Format, OutputOption, emit, fields, info, table
 from prelabel_client.cli.pipelines import pipelines_app
 from prelabel_client.cli.review import billing_app, tasks_app
@@ -53,6 +54,7 @@ app.add_typer(executions_app, name="executions")
 app.add_typer(tasks_app, name="tasks")
 app.command("export")(export)
 app.add_typer(billing_app, name="billing")
+app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(profiles_app, name="profiles")
 
 
