@@ -13,14 +13,22 @@ from typing import Any
 import httpx
 import pytest
 
+from common.contracts import PredictRequest
 from common.dead_letters import death_of, is_secret_name, redact, replay_headers
+from common.envelope import make_event
 from common.testing.broker import publish_raw
 from common.testing.waits import wait_until
 from common.topology import BILLING, DEAD_LETTER_REASON_HEADER, MODEL_SERVING, RETRIES_HEADER
 from tests.conftest import AuthService
 from tests.integration.billing.conftest import BillingService, billing_service, replica_started
+from tests.integration.model_serving.conftest import (
+    ModelServingService,
+    ms,
+    ms_overrides,
+    register_color_model,
+)
 
-__all__ = ["billing_service"]  # the fixture, imported from the billing tests
+__all__ = ["billing_service", "ms", "ms_overrides"]  # fixtures of the services' own tests
 
 HANDLER = "on_replica_started"
 
@@ -267,3 +275,63 @@ def test_every_service_serves_the_dead_letter_routes(module: str) -> None:
     paths = app.openapi()["paths"]
     assert set(paths["/dead-letters"]) == {"get"}
     assert set(paths["/dead-letters/replay"]) == {"post"}
+
+
+async def test_model_serving_lists_and_replays_its_services_predict_requests(
+    ms: ModelServingService,
+) -> None:
+    """The dead letters of a model service's work queue (``predict.<service_id>``) are its
+    project's: listed by the service id, replayed onto the work queue; another project
+    cannot name that queue, and ``/metrics`` names no service."""
+    model = await register_color_model(ms)
+    service = await ms.deploy(model["id"])
+    queue = ms.topology.predict_queue(service["id"])
+    item = await ms.put_item(b"words", "text/plain", name="a.txt")
+    request = make_event(
+        PredictRequest(
+            execution_id="exe_dead", service_id=service["id"], project_id=ms.project_id, item=item
+        ),
+        source="/services/trigger-router",
+    )
+    await publish_raw(
+        ms.settings.amqp,
+        ms.topology.dead_letter_exchange(MODEL_SERVING),
+        ms.topology.dead_letter_queue(queue),
+        request.to_json_bytes(),
+        exchange_type="direct",
+        headers={DEAD_LETTER_REASON_HEADER: "gave up after 11 delayed retries: Triton is down"},
+    )
+
+    async def listed() -> list[dict[str, Any]]:
+        response = await ms.http.get(
+            "/dead-letters", params={"queue": service["id"]}, headers=ms.auth()
+        )
+        assert response.status_code == 200, response.text
+        letters: list[dict[str, Any]] = response.json()["letters"]
+        return letters
+
+    (letter,) = await wait_until(listed, message="the predict request listed")
+    assert (letter["id"], letter["queue"]) == (request.id, queue)
+    assert letter["reason"].endswith("Triton is down")
+    _, other_key = await ms.auth_service.new_project()
+    other = await ms.http.get(
+        "/dead-letters", params={"queue": service["id"]}, headers=ms.auth(other_key)
+    )
+    assert other.status_code == 404
+    everything = await ms.http.get("/dead-letters", headers=ms.auth(other_key))
+    assert everything.json()["letters"] == []
+
+    replayed = await ms.http.post(
+        "/dead-letters/replay", json={"ids": [request.id]}, headers=ms.auth()
+    )
+    assert replayed.json()["replayed"] == 1
+
+    async def queued() -> bool:
+        messages: int = (await ms.service(service["id"]))["queue"]["messages"]
+        return messages == 1
+
+    await wait_until(queued, message="the request back on the service's work queue")
+    assert await listed() == []
+    metrics = (await ms.http.get("/metrics")).text
+    assert 'prelabel_model_serving_dead_letters_replayed_total{queue="predict"}' in metrics
+    assert service["id"] not in metrics

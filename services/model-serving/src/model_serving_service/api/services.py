@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import filetype
 from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 
+from common.dead_letters import parse_envelope, redact
 from model_serving_service.adapters.queues import PredictQueues
 from model_serving_service.api.dependencies import ProjectId, UseCases, read_limited
 from model_serving_service.api.schemas import (
@@ -90,23 +91,31 @@ async def dead_letters(
     usecases: UseCases,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[DeadLetterOut]:
-    """Requests of the service that were dead-lettered, with the reason (left in place)."""
+    """Requests of the service that were dead-lettered, with the reason (left in place;
+    secret-named fields redacted). ``GET /dead-letters`` lists them too, with replay."""
     service = await usecases.get_service(project_id, service_id)
     out = []
     for letter in await usecases.queues.peek_dead_letters(service.id, limit):
         execution_id = item_id = None
+        envelope = parse_envelope(letter.body)
         try:
-            data: Any = json.loads(letter.body).get("data") or {}
+            data: Any = (envelope or {}).get("data") or {}
             execution_id = data.get("execution_id")
             item_id = (data.get("item") or {}).get("id")
-        except (ValueError, AttributeError):
+        except AttributeError:
             pass
+        # Secret-named fields redacted, as GET /dead-letters shows them.
+        body = (
+            json.dumps(redact(envelope))
+            if envelope is not None
+            else letter.body.decode("utf-8", errors="replace")
+        )
         out.append(
             DeadLetterOut(
                 reason=letter.reason,
                 execution_id=execution_id,
                 item_id=item_id,
-                body=letter.body.decode("utf-8", errors="replace")[:4000],
+                body=body[:4000],
             )
         )
     return out
