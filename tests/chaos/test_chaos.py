@@ -16,12 +16,13 @@ printed.
 ``make test`` runs the reduced version (``PRELABEL_CHAOS_ITEMS``, default 60 per
 dataset); ``make chaos`` runs 1,000 per dataset.
 
-Runs (``PRELABEL_CHAOS_RUNS``, comma-separated; ``make test`` runs ``all``, ``make chaos``
+Runs (``PRELABEL_CHAOS_RUNS``, comma-separated; ``make test`` runs ``ci``, ``make chaos``
 every one of them): ``services`` kills each service and the workers; ``rabbitmq``
 restarts the broker (``rabbitmqctl stop_app`` ... ``start_app``: every connection drops);
 ``postgresql`` restarts the database server (``pg_ctlcluster restart -m fast``); ``triton``
 kills Triton with SIGKILL and starts it again seconds later (every loaded model is gone);
-``all`` does all of these in one run, in a random order. Triton is the stack's own; the
+``all`` does all of these in one run, in a random order; ``ci`` is ``all`` but the broker
+restart. Triton is the stack's own; the
 broker and the database server are the machine's, shared with anything else running: run
 the ``rabbitmq``, ``postgresql`` and ``all`` plans alone.
 """
@@ -65,9 +66,13 @@ RUNS: dict[str, tuple[str, ...]] = {
     "services": (*FIVE, "workers"),
     **{name: (name,) for name in INFRASTRUCTURE},
     "all": (*FIVE, "workers", *INFRASTRUCTURE),
+    # make test: all but the broker restart. The broker is the machine's own and shared
+    # with the rest of the suite; a node restarted with stop_app/start_app hung here minutes
+    # later (it answered TCP, no AMQP handshake) and took every later test with it.
+    "ci": (*FIVE, "workers", "postgresql", "triton"),
 }
 """The faults of each run, by victim."""
-SELECTED = [r.strip() for r in os.environ.get("PRELABEL_CHAOS_RUNS", "all").split(",") if r]
+SELECTED = [r.strip() for r in os.environ.get("PRELABEL_CHAOS_RUNS", "ci").split(",") if r]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(QUIESCE_S + 600)]
 

@@ -124,6 +124,6 @@ async def handler_bus(
         await broker.stop()
         await delete_names(
             amqp_url,
-            [*queues, *(topology.dead_letter_queue(q) for q in queues)],
+            [name for q in queues for name in topology.queues_of(q, topology.retry_delays)],
             [*exchanges, dlx.name],
         )
