@@ -2,40 +2,26 @@
 
 Schemathesis's pytest tests are synchronous and call over HTTP with ``requests``, so the
 apps cannot share the test's event loop: :class:`ThreadedStack` runs them in an event
-loop on another thread (the wiring of ``tests/integration/client/stack.py``: fresh
-PostgreSQL schemas, one topology prefix, one bucket, keys checked at the dataset
-service) and gives two projects with keys. The router's autoscaler is off: fuzzed
-requests must not start model-serving workers on a two-core machine.
+loop on another thread (the wiring of ``tests/stack_builder.py``: fresh PostgreSQL
+schemas, one topology prefix, one bucket, keys checked at the dataset service) and
+gives two projects with keys. The router's autoscaler is off: fuzzed requests must not
+start model-serving workers on a two-core machine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import asyncpg
 import httpx
 
-from annotation_service.app import create_app as create_annotation
-from annotation_service.settings import Settings as AnnotationSettings
-from billing_service.app import create_app as create_billing
-from billing_service.settings import Settings as BillingSettings
-from common.s3 import delete_bucket, ensure_bucket, s3_client
 from common.settings import S3SettingsMixin
-from common.testing.servers import free_port, serve_app
-from dataset_service.app import create_app as create_dataset
-from dataset_service.settings import Settings as DatasetSettings
-from model_serving_service.app import create_app as create_model_serving
 from prelabel_client.endpoints import Service
-from tests.integration.model_serving.conftest import ms_settings
-from trigger_router_service.app import create_app as create_router
-from trigger_router_service.settings import Settings as RouterSettings
+from tests.stack_builder import Servers, five_services
 
 ADMIN_KEY = "fuzz-tests-admin-key"
 
@@ -83,13 +69,7 @@ class ThreadedStack:
         triton_url: str,
         triton_grpc_url: str,
     ) -> None:
-        self._options: dict[str, Any] = {
-            "database_url": database_url,
-            "amqp_url": amqp_url,
-            "s3_settings": s3_settings,
-            "triton_url": triton_url,
-            "triton_grpc_url": triton_grpc_url,
-        }
+        self._servers = Servers(database_url, amqp_url, s3_settings, triton_url, triton_grpc_url)
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -108,8 +88,16 @@ class ThreadedStack:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with _five_services(**self._options) as urls:
-            self._urls = urls
+        async with five_services(
+            self._servers,
+            admin_key=ADMIN_KEY,
+            label="fuzz",
+            outbox_poll_seconds=0.5,
+            ephemeral_topology=True,
+            # Fuzzed requests must not start model-serving workers on a two-core machine.
+            overrides={"trigger-router": {"autoscaler_enabled": False}},
+        ) as five:
+            self._urls = five.urls
             self._ready.set()
             await self._stop.wait()
 
@@ -148,88 +136,3 @@ def _new_project(dataset_url: str) -> Project:
         key = http.post(f"/projects/{project_id}/api-keys", json={"name": "fuzz"})
         key.raise_for_status()
     return Project(project_id, str(key.json()["key"]))
-
-
-@contextlib.asynccontextmanager
-async def _five_services(
-    *,
-    database_url: str,
-    amqp_url: str,
-    s3_settings: S3SettingsMixin,
-    triton_url: str,
-    triton_grpc_url: str,
-) -> AsyncIterator[dict[Service, str]]:
-    """Serve the five apps (fresh schemas, prefix, bucket; topology deleted at the end)."""
-    base = f"t_fuzz_{uuid.uuid4().hex[:10]}"
-    schemas = {name: f"{base}_{name}" for name in ("ds", "tr", "ms", "an", "bi")}
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    bucket = f"t-fuzz-{uuid.uuid4().hex[:16]}"
-    common: dict[str, Any] = {
-        "amqp_url": amqp_url,
-        "database_url": database_url,
-        "topology_prefix": prefix,
-        "outbox_poll_seconds": 0.5,
-        "ephemeral_topology": True,
-    }
-    s3: dict[str, Any] = {
-        "s3_endpoint_url": s3_settings.s3_endpoint_url,
-        "s3_access_key": s3_settings.s3_access_key,
-        "s3_secret_key": s3_settings.s3_secret_key,
-        "s3_bucket": bucket,
-    }
-    urls: dict[Service, str] = {}
-    async with s3_client(
-        s3_settings.s3_endpoint_url, s3_settings.s3_access_key, s3_settings.s3_secret_key
-    ) as blobs:
-        await ensure_bucket(blobs, bucket)
-        try:
-            async with contextlib.AsyncExitStack() as running:
-                dataset = create_dataset(
-                    DatasetSettings(**common, **s3, db_schema=schemas["ds"], admin_key=ADMIN_KEY)
-                )
-                urls["dataset"] = await running.enter_async_context(serve_app(dataset))
-                annotation_port = free_port()
-                router = create_router(
-                    RouterSettings(
-                        **common,
-                        db_schema=schemas["tr"],
-                        auth_url=urls["dataset"],
-                        annotation_url=f"http://127.0.0.1:{annotation_port}",
-                        autoscaler_enabled=False,
-                    )
-                )
-                model_serving = create_model_serving(
-                    ms_settings(
-                        database_url=database_url,
-                        amqp_url=amqp_url,
-                        s3=s3_settings,
-                        bucket=bucket,
-                        schema=schemas["ms"],
-                        prefix=prefix,
-                        auth_url=urls["dataset"],
-                        triton_http_url=triton_url,
-                        triton_grpc_url=triton_grpc_url,
-                        ephemeral_topology=True,
-                    )
-                )
-                annotation = create_annotation(
-                    AnnotationSettings(**common, db_schema=schemas["an"], auth_url=urls["dataset"])
-                )
-                billing = create_billing(
-                    BillingSettings(**common, db_schema=schemas["bi"], auth_url=urls["dataset"])
-                )
-                urls["annotation"] = await running.enter_async_context(
-                    serve_app(annotation, annotation_port)
-                )
-                urls["trigger-router"] = await running.enter_async_context(serve_app(router))
-                urls["model-serving"] = await running.enter_async_context(serve_app(model_serving))
-                urls["billing"] = await running.enter_async_context(serve_app(billing))
-                yield urls
-        finally:
-            conn = await asyncpg.connect(database_url)
-            try:
-                for schema in schemas.values():
-                    await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-            finally:
-                await conn.close()
-            await delete_bucket(blobs, bucket)
