@@ -25,14 +25,15 @@ from common.contracts import (
 )
 from common.contracts.trigger_router import Origin
 from common.envelope import CloudEvent, make_event
+from common.service import ServiceRuntime, runtime_of
 from common.testing.broker import EventProbe, publish_raw
+from common.testing.servers import app_in_process
 from common.topology import ANNOTATION, DATASET, MODEL_SERVING
 from tests.conftest import AuthService
-from tests.integration.in_process import ServiceUnderTest, base_settings, serve_in_process
 
 
 @dataclass
-class AnnotationService(ServiceUnderTest):
+class AnnotationService:
     """The running app, an HTTP client holding a project key and an event probe."""
 
     app: FastAPI
@@ -46,6 +47,13 @@ class AnnotationService(ServiceUnderTest):
     """A dataset of the project (made at the real dataset service: tasks and exports check)."""
     ds2: str = ""
     """Another dataset of the project."""
+
+    @property
+    def runtime(self) -> ServiceRuntime:
+        return runtime_of(self.app)
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.api_key}"}
 
     def exchange(self, producer: str) -> str:
         return f"{self.settings.topology_prefix}{producer}.events"
@@ -184,24 +192,24 @@ async def annotation_service(
     auth_service: AuthService,
 ) -> AsyncIterator[AnnotationService]:
     settings = Settings(
-        **base_settings(
-            database_url=database_url,
-            amqp_url=amqp_url,
-            schema=pg_schema,
-            prefix=topology_prefix,
-            auth_url=auth_service.url,
-        ),
+        amqp_url=amqp_url,  # type: ignore[arg-type]
+        database_url=database_url,  # type: ignore[arg-type]
+        db_schema=pg_schema,
+        topology_prefix=topology_prefix,
+        auth_url=auth_service.url,
+        outbox_poll_seconds=0.2,
         delivery_limit=3,
     )
     app = create_app(settings)
     project_id, api_key = await auth_service.new_project()
     datasets = [await _new_dataset(auth_service.url, api_key) for _ in range(2)]
-    async with serve_in_process(
+    async with app_in_process(
         app,
         amqp_url=amqp_url,
-        prefix=topology_prefix,
-        service=ANNOTATION,
+        events_exchange=f"{topology_prefix}{ANNOTATION}.events",
+        base_url="http://annotation",
         exchanges=[
+            f"{topology_prefix}{ANNOTATION}.dlx",
             f"{topology_prefix}{MODEL_SERVING}.events",
             f"{topology_prefix}{DATASET}.events",
             f"{topology_prefix}{ANNOTATION}.commands",

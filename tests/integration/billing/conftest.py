@@ -16,16 +16,17 @@ from billing_service.app import create_app
 from billing_service.settings import Settings
 from common.contracts import ReplicaStarted, ReplicaStopped
 from common.envelope import CloudEvent, make_event
+from common.service import ServiceRuntime, runtime_of
 from common.testing.broker import EventProbe, publish_raw
+from common.testing.servers import app_in_process
 from common.topology import ANNOTATION, BILLING, MODEL_SERVING
 from tests.conftest import AuthService
-from tests.integration.in_process import ServiceUnderTest, base_settings, serve_in_process
 
 RATES = {"cpu-small": "0.01", "gpu-t4": "0.1"}
 
 
 @dataclass
-class BillingService(ServiceUnderTest):
+class BillingService:
     """The running app, an HTTP client holding a project key and a budget-event probe."""
 
     app: FastAPI
@@ -35,6 +36,13 @@ class BillingService(ServiceUnderTest):
     project_id: str
     api_key: str
     events: EventProbe
+
+    @property
+    def runtime(self) -> ServiceRuntime:
+        return runtime_of(self.app)
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.api_key}"}
 
     async def publish(self, event: CloudEvent[Any], producer: str = MODEL_SERVING) -> None:
         """Publish an envelope on its producer's exchange (model-serving's by default), as
@@ -102,25 +110,25 @@ async def billing_service(
     auth_service: AuthService,
 ) -> AsyncIterator[BillingService]:
     settings = Settings(
-        **base_settings(
-            database_url=database_url,
-            amqp_url=amqp_url,
-            schema=pg_schema,
-            prefix=topology_prefix,
-            auth_url=auth_service.url,
-        ),
+        amqp_url=amqp_url,  # type: ignore[arg-type]
+        database_url=database_url,  # type: ignore[arg-type]
+        db_schema=pg_schema,
+        topology_prefix=topology_prefix,
+        auth_url=auth_service.url,
+        outbox_poll_seconds=0.2,
         rates=RATES,  # type: ignore[arg-type]
         charge_interval_seconds=0.2,
         admin_key=BILLING_ADMIN_KEY,  # type: ignore[arg-type]
     )
     app = create_app(settings)
     project_id, api_key = await auth_service.new_project()
-    async with serve_in_process(
+    async with app_in_process(
         app,
         amqp_url=amqp_url,
-        prefix=topology_prefix,
-        service=BILLING,
+        events_exchange=f"{topology_prefix}{BILLING}.events",
+        base_url="http://billing",
         exchanges=[
+            f"{topology_prefix}{BILLING}.dlx",
             f"{topology_prefix}{MODEL_SERVING}.events",
             f"{topology_prefix}{ANNOTATION}.events",
         ],

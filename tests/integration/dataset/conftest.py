@@ -12,18 +12,19 @@ from fastapi import FastAPI
 from PIL import Image
 
 from common.s3 import s3_client
+from common.service import ServiceRuntime, runtime_of
 from common.settings import S3SettingsMixin
 from common.testing.broker import EventProbe
+from common.testing.servers import app_in_process
 from common.topology import DATASET
 from dataset_service.app import create_app
 from dataset_service.settings import Settings
-from tests.integration.in_process import ServiceUnderTest, serve_in_process
 
 ADMIN_KEY = "test-admin-key"
 
 
 @dataclass
-class DatasetService(ServiceUnderTest):
+class DatasetService:
     """The running app, an HTTP client holding a project key, and an item-event probe."""
 
     app: FastAPI
@@ -32,6 +33,13 @@ class DatasetService(ServiceUnderTest):
     project_id: str
     api_key: str
     events: EventProbe
+
+    @property
+    def runtime(self) -> ServiceRuntime:
+        return runtime_of(self.app)
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.api_key}"}
 
     async def new_project(self, name: str) -> tuple[str, str]:
         """Create another project and a key for it."""
@@ -131,12 +139,12 @@ async def dataset_service(
     settings = dataset_settings_
     app = create_app(settings)
     prefix = settings.topology_prefix
-    async with serve_in_process(
+    async with app_in_process(
         app,
         amqp_url=amqp_url,
-        prefix=prefix,
-        service=DATASET,
-        exchanges=[f"{prefix}{DATASET}.commands"],
+        events_exchange=f"{prefix}{DATASET}.events",
+        base_url="http://dataset",
+        exchanges=[f"{prefix}{DATASET}.commands", f"{prefix}{DATASET}.dlx"],
     ) as (http, events):
         service = DatasetService(app, http, settings, "", "", events)
         service.project_id, service.api_key = await service.new_project("acme")

@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 from common.contracts import ItemSnapshot, PredictRequest
 from common.envelope import make_event, utcnow
 from common.s3 import blob_key, s3_client
+from common.service import ServiceRuntime, runtime_of
 from common.settings import S3SettingsMixin
 from common.testing.broker import EventProbe, delete_names, probe_exchange, publish_raw
 from common.testing.waits import wait_until
@@ -37,7 +38,6 @@ from model_serving_service.app import create_app
 from model_serving_service.settings import Settings
 from model_serving_service.worker.replica import Worker
 from tests.conftest import AuthService
-from tests.integration.in_process import ServiceUnderTest
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -88,7 +88,7 @@ def ms_settings(
 
 
 @dataclass
-class ModelServingService(ServiceUnderTest):
+class ModelServingService:
     """The running app, a client holding a project key, and a probe on its events."""
 
     app: FastAPI
@@ -101,12 +101,19 @@ class ModelServingService(ServiceUnderTest):
     auth_service: AuthService
 
     @property
+    def runtime(self) -> ServiceRuntime:
+        return runtime_of(self.app)
+
+    @property
     def topology(self) -> Topology:
         return Topology(
             self.settings.topology_prefix,
             self.settings.delivery_limit,
             tuple(self.settings.retry_delays),
         )
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.api_key}"}
 
     async def install(self, catalog_name: str, **options: Any) -> dict[str, Any]:
         response = await self.http.post(

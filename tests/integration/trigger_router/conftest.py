@@ -30,11 +30,11 @@ from common.contracts import (
     ServiceDeployed,
 )
 from common.envelope import CloudEvent, make_event
+from common.service import ServiceRuntime, runtime_of
 from common.testing.broker import delete_names, publish_raw
 from common.testing.waits import wait_until
 from common.topology import BILLING, DATASET, MODEL_SERVING, TRIGGER_ROUTER, Topology
 from tests.conftest import AuthService
-from tests.integration.in_process import ServiceUnderTest, base_settings
 from trigger_router_service.adapters.scalers import ScalerBackend
 from trigger_router_service.app import create_app
 from trigger_router_service.deps import Deps as RouterDeps
@@ -69,7 +69,7 @@ def item_snapshot(project_id: str, **overrides: Any) -> ItemSnapshot:
 
 
 @dataclass
-class Router(ServiceUnderTest):
+class Router:
     """One running router app plus helpers that play the other services."""
 
     app: FastAPI
@@ -82,8 +82,15 @@ class Router(ServiceUnderTest):
     declared_queues: list[str] = field(default_factory=list)
 
     @property
+    def runtime(self) -> ServiceRuntime:
+        return runtime_of(self.app)
+
+    @property
     def topology(self) -> Topology:
         return self.runtime.topology
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.api_key}"}
 
     # ------------------------------------------------------------ other services' parts
 
@@ -304,13 +311,12 @@ def router_settings(
     database_url: str, amqp_url: str, schema: str, prefix: str, auth_url: str, **overrides: Any
 ) -> Settings:
     values: dict[str, Any] = {
-        **base_settings(
-            database_url=database_url,
-            amqp_url=amqp_url,
-            schema=schema,
-            prefix=prefix,
-            auth_url=auth_url,
-        ),
+        "amqp_url": amqp_url,
+        "database_url": database_url,
+        "db_schema": schema,
+        "topology_prefix": prefix,
+        "auth_url": auth_url,
+        "outbox_poll_seconds": 0.2,
         "autoscaler_enabled": False,
         "reconcile_seconds": 0.25,
         "leader_retry_seconds": 0.25,
