@@ -11,6 +11,8 @@ PYTEST_ARGS ?=
 
 export PRELABEL_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/prelabel_test
 export PRELABEL_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
+# `make test`'s own RabbitMQ node (scripts/stack.py up --test-broker), started empty.
+export PRELABEL_TEST_AMQP_PORT ?= 5682
 export PRELABEL_TEST_S3_ENDPOINT_URL ?= http://127.0.0.1:8333
 export PRELABEL_TEST_TRITON_URL ?= 127.0.0.1:8000
 export PRELABEL_TEST_TRITON_GRPC_URL ?= 127.0.0.1:8001
@@ -41,8 +43,10 @@ demo: install ## Start everything and show what runs where
 	$(PY) scripts/demo.py
 
 test: install ## The whole suite: unit, contract and integration tests on the real servers
-	$(STACK) up --no-services --test-tools
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(STACK) up --no-services --test-tools --test-broker
+	PRELABEL_AMQP_PORT=$(PRELABEL_TEST_AMQP_PORT) \
+	PRELABEL_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:$(PRELABEL_TEST_AMQP_PORT)/ \
+	  $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install ## Unit tests only (no servers)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

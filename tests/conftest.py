@@ -21,6 +21,11 @@ from common.testing.servers import serve_app
 AUTH_ADMIN_KEY = "session-admin-key"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The chaos suite last: its database restart and its load then come after the rest."""
+    items.sort(key=lambda item: "tests/chaos/" in item.nodeid)
+
+
 @dataclass
 class AuthService:
     """A running dataset service used as the key authority."""

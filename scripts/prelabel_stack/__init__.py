@@ -1,6 +1,7 @@
 """The prelabel local stack as real processes on one machine (no Docker engine needed).
 
     .venv/bin/python scripts/stack.py up     [--services | --no-services] [--test-tools]
+                                             [--test-broker]
     .venv/bin/python scripts/stack.py status [--services | --no-services] [--json]
     .venv/bin/python scripts/stack.py down   [--services | --no-services]
 
@@ -28,6 +29,7 @@ for processes, and a marker file for RabbitMQ/PostgreSQL when ``up`` had to star
 Environment (defaults in brackets):
     PRELABEL_STACK_DIR [<repo>/.stack]
     PRELABEL_AMQP_PORT [5672]          PRELABEL_PG_PORT [5432]   PRELABEL_PG_CLUSTER [main]
+    PRELABEL_TEST_AMQP_PORT [5682]     (``up --test-broker``; distribution port + 20000)
     PRELABEL_S3_PORT [8333]            PRELABEL_SEAWEEDFS_MASTER_PORT [9333]
     PRELABEL_SEAWEEDFS_VOLUME_PORT [8080]  PRELABEL_SEAWEEDFS_FILER_PORT [8888]
     PRELABEL_S3_BUCKET [prelabel]      PRELABEL_S3_ACCESS_KEY [prelabel]
@@ -42,6 +44,10 @@ Environment (defaults in brackets):
 SeaweedFS also listens on each of its HTTP ports + 10000 (gRPC): keep those free too.
 Service settings already present in the environment (e.g. ``DATASET_DATABASE_URL``)
 win over the values ``up`` would give them.
+
+``up --test-broker`` (``make test``) also starts an empty RabbitMQ node of our own
+(``.stack/test-broker/``, node ``prelabel-test-broker-<port>@localhost``) that the suite
+runs on instead of the machine's broker; ``down`` stops it.
 
 ``up --test-tools`` (``make test``) also installs what tests use beside the servers:
 ``promtool`` and the ``prometheus`` binary (Debian's ``prometheus``, with apt-get as root,

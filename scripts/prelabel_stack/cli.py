@@ -40,10 +40,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="up: also install the tools the tests use (promtool, prometheus; `make test`)",
     )
+    parser.add_argument(
+        "--test-broker",
+        action="store_true",
+        help="up: also start an empty RabbitMQ node of our own for the tests "
+        "(PRELABEL_TEST_AMQP_PORT, default 5682; `make test`)",
+    )
     args = parser.parse_args(argv)
     try:
         config = StackConfig.from_env()
-        stack = Stack(config, with_services=args.services)
+        stack = Stack(
+            config,
+            with_services=args.services,
+            test_broker=args.command == "up" and args.test_broker,
+        )
         if args.command == "up":
             started = time.monotonic()
             for path in (config.logs_dir, config.pids_dir):

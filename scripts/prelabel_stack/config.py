@@ -108,6 +108,7 @@ class StackConfig:
 
     root: Path
     amqp_port: int
+    test_amqp_port: int
     pg_port: int
     pg_cluster: str
     s3_port: int
@@ -139,6 +140,7 @@ class StackConfig:
         return cls(
             root=root,
             amqp_port=_env_int("PRELABEL_AMQP_PORT", 5672),
+            test_amqp_port=_env_int("PRELABEL_TEST_AMQP_PORT", 5682),
             pg_port=_env_int("PRELABEL_PG_PORT", 5432),
             pg_cluster=os.environ.get("PRELABEL_PG_CLUSTER", "main"),
             s3_port=_env_int("PRELABEL_S3_PORT", 8333),

@@ -7,7 +7,8 @@ that must measure or kill real processes without touching a running ``make up`` 
 
 With ``own_triton=True`` it also runs a Triton of its own (free ports, its own model
 repository), so a test may kill it (``stack.kill("triton")``) without touching anyone
-else's models. Everything it made is removed afterwards: processes, database, bucket
+else's models; with ``own_broker=True`` a RabbitMQ node of its own, so a test may restart
+the broker (``stack.restart_broker(outage_s)``) without touching anyone else's connections. Everything it made is removed afterwards: processes, database, bucket
 (queues and exchanges are the services' ephemeral topology).
 """
 
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -31,7 +33,7 @@ from common.s3 import delete_bucket, s3_client
 from common.testing.servers import free_port
 from prelabel_stack.components.base import ProcessComponent, terminate_all
 from prelabel_stack.components.proxy import Nginx
-from prelabel_stack.components.servers import Triton
+from prelabel_stack.components.servers import OwnRabbitMQ, Triton
 from prelabel_stack.components.services import Service
 from prelabel_stack.config import CONSOLE, SERVICES, StackConfig
 
@@ -51,6 +53,8 @@ class IsolatedStack:
     nginx: Nginx | None = None
     triton: Triton | None = None
     """Its own Triton (``own_triton=True``), else None (the machine's is used)."""
+    broker: OwnRabbitMQ | None = None
+    """Its own RabbitMQ node (``own_broker=True``), else None (the configured one is used)."""
 
     @property
     def url(self) -> str:
@@ -69,17 +73,20 @@ class IsolatedStack:
 
     @property
     def components(self) -> list[ProcessComponent]:
-        """Every process: its own Triton first, then the services, then nginx."""
+        """Every process: its own broker and Triton first, then the services, then nginx."""
         return [
+            *([self.broker] if self.broker else []),
             *([self.triton] if self.triton else []),
             *self.services.values(),
             *([self.nginx] if self.nginx else []),
         ]
 
     def component(self, name: str) -> ProcessComponent:
-        """Service ``name``, or ``triton`` when the stack has its own."""
+        """Service ``name``, or ``triton`` / ``rabbitmq`` when the stack has its own."""
         if name == "triton" and self.triton is not None:
             return self.triton
+        if name == "rabbitmq" and self.broker is not None:
+            return self.broker
         return self.services[name]
 
     def pid(self, name: str) -> int | None:
@@ -94,6 +101,17 @@ class IsolatedStack:
             raise RuntimeError(f"{name} is not running")
         os.kill(pid, signal.SIGKILL)
         return pid
+
+    async def restart_broker(self, outage_s: float) -> None:
+        """Stop its own RabbitMQ node (every connection drops), wait ``outage_s``, start it
+        again on the same data (durable queues and their messages come back) and wait
+        until it takes logins."""
+        broker = self.broker
+        if broker is None:
+            raise RuntimeError("this stack uses a shared broker: start it with own_broker=True")
+        await asyncio.to_thread(broker.stop)
+        await asyncio.sleep(outage_s)
+        await self.restart(broker.name)
 
     async def restart(self, name: str) -> None:
         """Start service ``name`` (or ``triton``) again and wait until it is ready."""
@@ -110,12 +128,14 @@ async def isolated_stack(
     settings: Mapping[str, Any] | None = None,
     worker_settings: Mapping[str, str] | None = None,
     own_triton: bool = False,
+    own_broker: bool = False,
 ) -> AsyncIterator[IsolatedStack]:
     """Start the five services and nginx (see the module docstring) under ``root``.
 
     ``settings``: values by settings field for every service (the stack's win otherwise);
     ``worker_settings``: extra ``MODEL_SERVING_*`` variables for the router's workers;
-    ``own_triton``: run a Triton of its own instead of using the machine's.
+    ``own_triton``: run a Triton of its own instead of using the machine's;
+    ``own_broker``: run a RabbitMQ node of its own instead of using the configured one.
     """
     suffix = uuid.uuid4().hex[:10]
     base = StackConfig.from_env()
@@ -136,6 +156,8 @@ async def isolated_stack(
             triton_metrics_port=free_port(),
             model_repository=config.root / "triton" / "models",
         )
+    if own_broker:
+        config = dataclasses.replace(config, amqp_port=free_port())
     safe = label.replace("-", "_")
     stack = IsolatedStack(config, f"{safe}_{suffix}", f"{label}-{suffix}", f"{safe}{suffix}.")
     admin = await asyncpg.connect(base.database_url("postgres"))
@@ -176,18 +198,28 @@ async def isolated_stack(
     }
     stack.nginx = Nginx(config)
     stack.triton = Triton(config) if own_triton else None
+    if own_broker:
+        stack.broker = OwnRabbitMQ(
+            config, name="rabbitmq", port=config.amqp_port, dist_port=free_port()
+        )
     started: list[ProcessComponent] = []
     try:
-        for component in stack.components:
+        if stack.broker is not None:  # the services connect to it as they start
+            await asyncio.to_thread(stack.broker.launch)
+            await asyncio.to_thread(stack.broker.wait_ready)
+        rest = [c for c in stack.components if c is not stack.broker]
+        for component in rest:
             await asyncio.to_thread(component.launch)
             started.append(component)
-        for component in stack.components:
+        for component in rest:
             await asyncio.to_thread(component.wait_ready)
         yield stack
     finally:
         running = [(c, pid) for c in stack.components if (pid := c.tracked_pid()) is not None]
         await asyncio.to_thread(terminate_all, running)
         await asyncio.to_thread(_kill_orphaned_workers, stack.prefix)
+        if stack.broker is not None:
+            shutil.rmtree(stack.broker.home, ignore_errors=True)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

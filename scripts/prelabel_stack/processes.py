@@ -18,7 +18,7 @@ from prelabel_stack.rendering import console
 POLL_INTERVAL_S = 0.25
 # How long a process gets between SIGTERM and SIGKILL. SeaweedFS's master lingers
 # ~15 s after SIGTERM although its volumes are already closed, so it is not waited out.
-STOP_GRACE_S = {"seaweedfs": 8.0, "triton": 20.0}
+STOP_GRACE_S = {"seaweedfs": 8.0, "triton": 20.0, "test-broker": 30.0, "rabbitmq": 30.0}
 DEFAULT_STOP_GRACE_S = 15.0
 
 

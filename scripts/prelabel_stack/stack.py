@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from prelabel_stack.components.base import Component, ProcessComponent, Row, terminate_all
 from prelabel_stack.components.proxy import Nginx
-from prelabel_stack.components.servers import SeaweedFS, Triton
+from prelabel_stack.components.servers import OwnRabbitMQ, SeaweedFS, Triton
 from prelabel_stack.components.services import Service
 from prelabel_stack.components.system import PostgreSQL, RabbitMQ, SystemComponent
 from prelabel_stack.config import CONSOLE, SERVICES, StackConfig
@@ -19,6 +19,8 @@ class Stack:
 
     config: StackConfig
     with_services: bool
+    test_broker: bool = False
+    """Also a RabbitMQ node of our own for the test suite (``make test``), started empty."""
     system: list[SystemComponent] = field(init=False)
     servers: list[ProcessComponent] = field(init=False)
     services: list[ProcessComponent] = field(init=False)
@@ -28,6 +30,9 @@ class Stack:
         c = self.config
         self.system = [RabbitMQ(c), PostgreSQL(c)]
         self.servers = [SeaweedFS(c), Triton(c)]
+        broker = OwnRabbitMQ.for_tests(c)
+        if self.test_broker or broker.tracked_pid() is not None:
+            self.servers.append(broker)  # `down` stops the one a `make test` left running
         self.services = (
             [*(Service(c, s) for s in (*SERVICES, CONSOLE)), Nginx(c)] if self.with_services else []
         )
@@ -40,6 +45,13 @@ class Stack:
     def up(self) -> list[Row]:
         """Bring everything up; return the table rows with what was done."""
         actions: dict[str, str] = {}
+        for server in self.servers:
+            if self.test_broker and isinstance(server, OwnRabbitMQ):
+                # Empty at every `make test`: nothing a previous run left (queues,
+                # messages, a node a fault test restarted) carries over.
+                if (pid := server.tracked_pid()) is not None:
+                    terminate_all([(server, pid)])
+                server.reset()
         for system in self.system:
             launched = time.monotonic()
             actions[system.name] = system.launch()

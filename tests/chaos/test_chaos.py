@@ -18,13 +18,13 @@ dataset); ``make chaos`` runs 1,000 per dataset.
 
 Runs (``PRELABEL_CHAOS_RUNS``, comma-separated; ``make test`` runs ``ci``, ``make chaos``
 every one of them): ``services`` kills each service and the workers; ``rabbitmq``
-restarts the broker (``rabbitmqctl stop_app`` ... ``start_app``: every connection drops);
-``postgresql`` restarts the database server (``pg_ctlcluster restart -m fast``); ``triton``
-kills Triton with SIGKILL and starts it again seconds later (every loaded model is gone);
-``all`` does all of these in one run, in a random order; ``ci`` is ``all`` but the broker
-restart. Triton is the stack's own; the
-broker and the database server are the machine's, shared with anything else running: run
-the ``rabbitmq``, ``postgresql`` and ``all`` plans alone.
+restarts the broker (the node stops, every connection drops, and it starts again on its
+data seconds later); ``postgresql`` restarts the database server (``pg_ctlcluster restart
+-m fast``); ``triton`` kills Triton with SIGKILL and starts it again seconds later (every
+loaded model is gone); ``all`` does all of these in one run, in a random order; ``ci`` is
+``all``. The broker and Triton are the stack's own (``own_broker``, ``own_triton``); the
+database server is the machine's, shared with anything else running: while a
+``postgresql`` or ``all`` run is in flight, other clients of it see one restart.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from rich.table import Table
 from prelabel_client import Prelabel
 from prelabel_client.errors import ApiError, ServiceUnreachableError
 from prelabel_client.models import Operation, Scaling, TriggerSpec
-from prelabel_stack.components.system import PostgreSQL, RabbitMQ
+from prelabel_stack.components.system import PostgreSQL
 from prelabel_stack.config import StackConfig
 from prelabel_stack.isolated import FIVE, IsolatedStack, isolated_stack
 from tests.integration.model_serving.conftest import held_out_digits
@@ -66,10 +66,8 @@ RUNS: dict[str, tuple[str, ...]] = {
     "services": (*FIVE, "workers"),
     **{name: (name,) for name in INFRASTRUCTURE},
     "all": (*FIVE, "workers", *INFRASTRUCTURE),
-    # make test: all but the broker restart. The broker is the machine's own and shared
-    # with the rest of the suite; a node restarted with stop_app/start_app hung here minutes
-    # later (it answered TCP, no AMQP handshake) and took every later test with it.
-    "ci": (*FIVE, "workers", "postgresql", "triton"),
+    # make test: every fault; the broker restarted is the stack's own node.
+    "ci": (*FIVE, "workers", *INFRASTRUCTURE),
 }
 """The faults of each run, by victim."""
 SELECTED = [r.strip() for r in os.environ.get("PRELABEL_CHAOS_RUNS", "ci").split(",") if r]
@@ -138,7 +136,7 @@ def _workers(prefix: str) -> list[psutil.Process]:
 
 async def fault(stack: IsolatedStack, victim: str, rng: random.Random) -> str:
     """Inflict one fault on ``victim`` and recover from it; what was done, for the table."""
-    shared = StackConfig.from_env()  # the machine's broker and database server
+    shared = StackConfig.from_env()  # the machine's database server
     if victim == "workers":
         killed = _workers(stack.prefix)
         for process in killed:
@@ -147,7 +145,7 @@ async def fault(stack: IsolatedStack, victim: str, rng: random.Random) -> str:
         return f"kill -9 {len(killed)} worker(s)"
     if victim == "rabbitmq":
         outage = rng.uniform(1.0, 4.0)
-        await asyncio.to_thread(RabbitMQ(shared).restart, outage)
+        await stack.restart_broker(outage)
         return f"restart rabbitmq ({outage:.1f}s down)"
     if victim == "postgresql":
         started = time.monotonic()
@@ -244,10 +242,12 @@ async def count(
     }
 
 
-def dead_letters(prefix: str) -> int:
+def dead_letters(stack: IsolatedStack) -> int:
     """Messages in the stack's dead-letter queues (``rabbitmqctl``: no management plugin)."""
+    assert stack.broker is not None
     out = subprocess.run(
-        ["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name", "messages"],
+        stack.broker.ctl_command("list_queues", "-q", "--no-table-headers", "name", "messages"),
+        env={**os.environ, **stack.broker.ctl_env()},
         capture_output=True,
         text=True,
         timeout=60,
@@ -256,7 +256,7 @@ def dead_letters(prefix: str) -> int:
     total = 0
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[0].startswith(prefix) and parts[0].endswith(".dlq"):
+        if len(parts) == 2 and parts[0].startswith(stack.prefix) and parts[0].endswith(".dlq"):
             total += int(parts[1])
     return total
 
@@ -271,7 +271,12 @@ async def test_faults_while_items_flow_lose_nothing(run: str, tmp_path: Path) ->
     worker = {"MODEL_SERVING_RETRY_DELAYS": RETRY_DELAYS}
     async with (
         isolated_stack(
-            "chaos", root=tmp_path, settings=settings, worker_settings=worker, own_triton=True
+            "chaos",
+            root=tmp_path,
+            settings=settings,
+            worker_settings=worker,
+            own_triton=True,
+            own_broker=True,
         ) as stack,
         project(stack) as client,
     ):
@@ -334,7 +339,7 @@ async def test_faults_while_items_flow_lose_nothing(run: str, tmp_path: Path) ->
         with contextlib.suppress(pytest.fail.Exception):
             await _until("every item through every way", quiet, QUIESCE_S)
         counts = await count(stack, flow, pipeline.id, service.id)
-        dlq = dead_letters(stack.prefix)
+        dlq = dead_letters(stack)
 
     table = Table(title=f"chaos (seed {SEED})")
     for column in ("run", "items", *counts, "DLQ"):

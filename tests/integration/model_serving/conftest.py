@@ -484,15 +484,26 @@ def solid(color: tuple[int, int, int], fmt: str = "PNG", size: tuple[int, int] =
 
 
 async def _rabbitmqctl(*args: str) -> str:
-    """Run ``rabbitmqctl`` (the local broker's own CLI); its output."""
+    """Run ``rabbitmqctl`` against the suite's broker (``PRELABEL_TEST_AMQP_URL``: the
+    suite's own node under ``make test``, else the machine's); its output."""
     import asyncio
-    import shutil
+    import os
+    from urllib.parse import urlsplit
 
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
-        pytest.skip("rabbitmqctl is not installed (needed to close a broker connection)")
+    from prelabel_stack.components.servers import rabbitmqctl_for
+    from prelabel_stack.config import StackConfig, StackError
+
+    url = os.environ.get("PRELABEL_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    try:
+        ctl, env = rabbitmqctl_for(urlsplit(url).port or 5672, StackConfig.from_env())
+    except StackError as exc:
+        pytest.skip(f"{exc} (needed to close a broker connection)")
     process = await asyncio.create_subprocess_exec(
-        ctl, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *ctl,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env},
     )
     out, err = await process.communicate()
     assert process.returncode == 0, err.decode(errors="replace")

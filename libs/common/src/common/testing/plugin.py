@@ -39,6 +39,54 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(getattr(pytest.mark, kind))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """After a failed fixture set-up, check that the broker and the database still answer;
+    when one does not, stop the run with the reason: every later test would only wait out
+    its timeouts (a broken server turned a 25-minute suite into 90 minutes of errors)."""
+    report = yield
+    if report.when == "setup" and report.failed:
+        down = _servers_down()
+        if down:
+            pytest.exit(f"stopping the run after {item.nodeid}: {down}", returncode=3)
+    return report
+
+
+def _servers_down() -> str:
+    """Which of the suite's configured RabbitMQ and PostgreSQL (``PRELABEL_TEST_*_URL``) no
+    longer let a client in, and why."""
+    import asyncio
+    import concurrent.futures
+
+    import aiormq
+
+    amqp = os.environ.get("PRELABEL_TEST_AMQP_URL")
+    database = os.environ.get("PRELABEL_TEST_DATABASE_URL")
+
+    async def broker() -> None:
+        connection = await aiormq.connect(amqp or DEFAULT_AMQP_URL)
+        await connection.close()
+
+    async def postgres() -> None:
+        conn = await asyncpg.connect(database or DEFAULT_DATABASE_URL, timeout=10)
+        await conn.close()
+
+    async def check() -> list[str]:
+        problems = []
+        for name, url, probe in (("RabbitMQ", amqp, broker), ("PostgreSQL", database, postgres)):
+            if not url:
+                continue  # a testcontainer's or the default: not this check's business
+            try:
+                await asyncio.wait_for(probe(), 15)
+            except Exception as exc:
+                problems.append(f"{name} at {url} does not let a client in ({exc!r})")
+        return problems
+
+    # Its own thread and event loop: the test's loop may be the session's, idle here.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return "; ".join(pool.submit(asyncio.run, check()).result())
+
+
 def _docker_engine() -> bool:
     if shutil.which("docker") is None:
         return False

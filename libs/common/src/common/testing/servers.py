@@ -29,7 +29,16 @@ async def serve_app(app: FastAPI, port: int | None = None) -> AsyncIterator[str]
     """Serve ``app`` (lifespan included) over HTTP; yield its base URL."""
     port = port or free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+            # Without a bound, shutdown waits for every open connection: a request a test
+            # abandoned mid-body (a refused streaming upload) held a teardown for good.
+            timeout_graceful_shutdown=5,
+        )
     )
     task = asyncio.create_task(server.serve())
     try:
