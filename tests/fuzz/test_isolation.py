@@ -4,8 +4,8 @@ a new route is covered without touching this file (issue 13.6).
 Bob creates one object of each kind he can (dataset, item, task, annotation); Alice then
 calls every operation that names an object (a path parameter, a query parameter or a
 JSON or multipart body field called ``<kind>_id`` or ``<kind>_ids``) with Bob's ids,
-holding her own key. A path reference must be answered 404 or 422, a body reference
-(at any depth: ``spec.operation.service_id``) 400, 404 or 422, never 2xx (the
+holding her own key. A path or body reference (a body's at any depth:
+``spec.operation.service_id``) must be answered 404 or 422, never 2xx (the
 operator's routes under ``/projects``: 401, a project key is not the admin key).
 A query parameter that only filters a listing of Alice's own objects may answer 2xx,
 but nothing of Bob's: the answer names none of his ids nor his project. Kinds Bob has
@@ -264,9 +264,8 @@ def test_another_projects_ids_are_never_accepted(
     elif _references_in_path(op):
         assert answer.status_code in (404, 422), said
     else:
-        # A body naming another project's object: refused, 400 allowed beside 404/422
-        # (the router answers a trigger on a foreign service 400, naming it).
-        assert answer.status_code in (400, 404, 422), said
+        # A body naming another project's object: not found (or not valid), as in a path.
+        assert answer.status_code in (404, 422), said
 
 
 def test_a_human_annotation_on_another_projects_item_is_not_found(

@@ -42,8 +42,11 @@ async def test_create_validates_filter_service_and_actions(router: Router) -> No
 
     assert bad_filter[0] == 400
     assert "invalid filter at /metadata.user.score/$gt" in str(bad_filter[1])
-    assert no_service == (400, {"detail": "model service svc_nope does not exist in this project"})
-    assert foreign_service[0] == 400
+    assert no_service == (404, {"detail": "model service svc_nope does not exist in this project"})
+    assert foreign_service == (
+        404,
+        {"detail": f"model service {foreign} does not exist in this project"},
+    )
     assert bad_action[0] == 422
     assert bad_mode[0] == 422
     assert no_actions[0] == 422
@@ -118,6 +121,6 @@ async def test_undeployed_service_fails_its_triggers_and_rejects_new_ones(router
         "/triggers", json={"name": "late", "spec": _spec(service)}, headers=router.auth()
     )
     resume = await router.http.post(f"/triggers/{trigger['id']}/resume", headers=router.auth())
-    assert again.status_code == 400
+    assert again.status_code == 409
     assert again.json()["detail"] == f"model service {service} is undeployed"
-    assert resume.status_code == 400
+    assert resume.status_code == 409

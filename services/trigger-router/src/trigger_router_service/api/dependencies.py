@@ -12,7 +12,7 @@ from trigger_router_service.adapters.datasets import DatasetClient
 from trigger_router_service.adapters.models import ModelClient
 from trigger_router_service.adapters.tasks import TaskClient
 from trigger_router_service.deps import Deps, deps
-from trigger_router_service.domain.errors import RouterError
+from trigger_router_service.domain.errors import ConflictError, NotFoundError
 from trigger_router_service.repository import Repository
 from trigger_router_service.settings import Settings
 from trigger_router_service.usecases.pipelines import PipelineEngine
@@ -58,9 +58,10 @@ Repo = Annotated[Repository, Depends(repo)]
 
 
 async def check_service(repository: Repository, project: str, service_id: str) -> None:
-    """Reject a model service that is not in the project or is undeployed."""
+    """Reject a model service that is not in the project (404: another project's too, as
+    a pipeline's predict node) or is undeployed (409)."""
     status = await repository.service_in_project(project, service_id)
     if status is None:
-        raise RouterError(f"model service {service_id} does not exist in this project")
+        raise NotFoundError(f"model service {service_id} does not exist in this project")
     if status == "undeployed":
-        raise RouterError(f"model service {service_id} is undeployed")
+        raise ConflictError(f"model service {service_id} is undeployed")
