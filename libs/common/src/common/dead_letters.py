@@ -42,14 +42,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, get_args
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
-from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aiormq.exceptions import ChannelNotFoundEntity
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field, model_validator
-from yarl import URL
 
+from common.channels import OnDemandConnection
 from common.observability import metric_name
+from common.tasks import raise_if_cancelling, stop_task
 from common.topology import (
     DEAD_LETTER_REASON_HEADER,
     LAST_ERROR_HEADER,
@@ -337,8 +338,8 @@ class DeadLetters:
     """Reads, replays and counts the dead letters of a service's queues.
 
     Keeps a plain aio-pika connection of its own, opened again on demand when it is
-    gone (not a robust one: see ``model_serving_service.adapters.queues`` for why), a
-    fresh channel per queue (a passive declare of a missing queue closes its channel).
+    gone, a fresh channel per queue (``common.channels``: a passive declare of a missing
+    queue closes its channel).
     Scans of one process run one at a time: a message another scan holds would be
     missing from this one.
     """
@@ -364,51 +365,19 @@ class DeadLetters:
         self.scan_limit = scan_limit
         self.metrics = metrics or DeadLetterMetrics.of(service)
         self.count_interval = count_interval
-        self.connect_timeout = connect_timeout
-        self._connection: AbstractConnection | None = None
-        self._connecting = asyncio.Lock()
+        self._broker = OnDemandConnection(
+            amqp_url,
+            f"{service} dead letters",
+            unavailable=lambda message: HTTPException(503, message),
+            connect_timeout=connect_timeout,
+        )
         self._scanning = asyncio.Lock()
         self._counter: asyncio.Task[None] | None = None
-        self._closed = False
 
     # ---------------------------------------------------------------- connection
 
-    async def _connected(self, *, fresh: bool) -> AbstractConnection:
-        async with self._connecting:
-            if self._closed:
-                raise ConnectionError("the dead-letter reader is closed")
-            if fresh and self._connection is not None:
-                with contextlib.suppress(Exception):
-                    await self._connection.close()
-                self._connection = None
-            if self._connection is None or self._connection.is_closed:
-                url = URL(self.amqp_url).update_query(name=f"{self.service} dead letters")
-                self._connection = await aio_pika.connect(url, timeout=self.connect_timeout)
-            return self._connection
-
-    async def _open_channel(self) -> AbstractChannel:
-        try:
-            try:
-                connection = await self._connected(fresh=False)
-                return await connection.channel(publisher_confirms=True, on_return_raises=True)
-            except (OSError, RuntimeError, AMQPError):
-                connection = await self._connected(fresh=True)
-                return await connection.channel(publisher_confirms=True, on_return_raises=True)
-        except (OSError, RuntimeError, AMQPError) as exc:
-            raise HTTPException(
-                503, f"the broker cannot be reached right now ({type(exc).__name__}: {exc})"
-            ) from exc
-
-    @contextlib.asynccontextmanager
-    async def _channel(self) -> AsyncIterator[AbstractChannel]:
-        channel = await self._open_channel()
-        try:
-            yield channel
-        finally:
-            # Closing the channel gives every message still held back to its queue.
-            if not channel.is_closed:
-                with contextlib.suppress(Exception):
-                    await channel.close()
+    def _channel(self) -> contextlib.AbstractAsyncContextManager[AbstractChannel]:
+        return self._broker.channel(on_return_raises=True)
 
     async def start(self) -> None:
         """Refresh the dead-letter gauge now and every ``count_interval`` seconds."""
@@ -416,14 +385,8 @@ class DeadLetters:
 
     async def close(self) -> None:
         """Stop the gauge's timer and close the connection."""
-        if self._counter is not None:
-            self._counter.cancel()
-            await asyncio.gather(self._counter, return_exceptions=True)
-        self._closed = True
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await self._connection.close()
-            self._connection = None
+        await stop_task(self._counter)
+        await self._broker.close()
 
     async def _count_forever(self) -> None:
         while True:
@@ -432,6 +395,7 @@ class DeadLetters:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                raise_if_cancelling()
                 log.warning("could not count dead letters", extra={"error": repr(exc)})
             await asyncio.sleep(self.count_interval)
 

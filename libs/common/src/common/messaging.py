@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from common.contracts import Contract
 from common.envelope import TYPE_PREFIX, CloudEvent
+from common.tasks import raise_if_cancelling
 from common.topology import (
     DEAD_LETTER_REASON_HEADER,
     DEFAULT_RETRY_DELAYS,
@@ -532,6 +533,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                raise_if_cancelling()
                 log.exception("outbox relay failed; retrying")
                 sent = 0
                 await asyncio.sleep(1.0)

@@ -10,6 +10,7 @@ documents its error answers (``common.http_errors``) and serves ``/docs`` and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -41,6 +42,28 @@ from common.settings import BaseServiceSettings
 from common.topology import Topology
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_STEP_S = 10.0
+"""How long one step of a service's shutdown (its consumers, the broker, the relay, the
+pool, a background job) may take before the next one goes on without it."""
+
+
+async def shutdown_step(
+    name: str, step: Callable[[], Awaitable[object]], timeout: float = SHUTDOWN_STEP_S
+) -> bool:
+    """Await one shutdown step, bounded: a step that overruns or fails is logged, and the
+    shutdown goes on (one hung close held a process, and a test's teardown, for good).
+    Whether it finished."""
+    try:
+        await asyncio.wait_for(step(), timeout)
+    except TimeoutError:
+        log.warning("shutdown: %s did not finish within %.0f s; going on", name, timeout)
+        return False
+    except Exception:
+        log.exception("shutdown: %s failed; going on", name)
+        return False
+    return True
+
 
 S = TypeVar("S", bound=BaseServiceSettings)
 D = TypeVar("D")
@@ -208,15 +231,16 @@ def build_service_app(
                     for work in runtime.background:
                         if work.start is not None:
                             await work.start()
-                        background.push_async_callback(work.stop)
+                        background.push_async_callback(shutdown_step, work.name, work.stop)
                     log.info("service started", extra={"port": settings.http_port})
                     yield
             finally:
                 for consumer in runtime.batch_consumers:
-                    await consumer.stop()
-                await broker.stop()
-                await relay.stop()
-                await pool.close()
+                    await shutdown_step(f"consumer of {consumer.queue_name}", consumer.stop)
+                await shutdown_step("broker", broker.stop)
+                await shutdown_step("outbox relay", relay.stop, SHUTDOWN_STEP_S + 10)
+                if not await shutdown_step("database pool", pool.close):
+                    pool.terminate()  # a connection still checked out: close them all
                 if settings.ephemeral_topology:
                     await delete_topology(
                         settings.amqp,

@@ -16,14 +16,12 @@ from dataclasses import dataclass
 import asyncpg
 
 from annotation_service.repository.base import Store
+from common import cancels
 from common.contracts import ExecutionCancelled
 
 EXECUTION_LOCKS = 0x616E6E6F
 """Advisory lock class (``pg_advisory_xact_lock(class, hashtext(execution id))``) of
 execution ids; the two-key space does not overlap other services' one-key locks."""
-
-CLEANUP_ROWS = 100
-"""Expired cancels one recorded cancel deletes (the table cannot outgrow the cancels)."""
 
 
 @dataclass(frozen=True)
@@ -59,43 +57,14 @@ class Cancels(Store):
     ) -> set[str]:
         """Which (execution id, attempt) predictions were cancelled, at that attempt or a
         later one (a prediction without an attempt: whenever its execution was)."""
-        if not predictions:
-            return set()
-        rows = await conn.fetch(
-            """SELECT c.execution_id FROM cancelled_executions c
-               JOIN unnest($1::text[], $2::int[]) AS p(id, attempt) ON c.execution_id = p.id
-               WHERE c.attempt >= coalesce(p.attempt, 0)""",
-            [p[0] for p in predictions],
-            [p[1] for p in predictions],
-        )
-        return {r["execution_id"] for r in rows}
+        return await cancels.cancelled_of(conn, predictions)
 
     async def record_cancel(
         self, conn: asyncpg.Connection, data: ExecutionCancelled, retention_seconds: float
     ) -> bool:
         """Remember a cancel (the highest attempt wins) and forget those older than
         ``retention_seconds``; whether this one was new."""
-        changed = await conn.fetchval(
-            """INSERT INTO cancelled_executions (execution_id, project_id, attempt, cancelled_at)
-               VALUES ($1, $2, $3, $4)
-               ON CONFLICT (execution_id) DO UPDATE SET attempt = excluded.attempt,
-                   cancelled_at = excluded.cancelled_at, recorded_at = now()
-               WHERE cancelled_executions.attempt < excluded.attempt
-               RETURNING 1""",
-            data.execution_id,
-            data.project_id,
-            data.attempt,
-            data.cancelled_at,
-        )
-        await conn.execute(
-            """DELETE FROM cancelled_executions WHERE execution_id IN (
-                   SELECT execution_id FROM cancelled_executions
-                   WHERE recorded_at < now() - make_interval(secs => $1)
-                   ORDER BY recorded_at LIMIT $2)""",
-            retention_seconds,
-            CLEANUP_ROWS,
-        )
-        return changed is not None
+        return await cancels.record_cancel(conn, data, retention_seconds)
 
     async def discard_prediction(
         self, conn: asyncpg.Connection, project_id: str, execution_id: str, attempt: int

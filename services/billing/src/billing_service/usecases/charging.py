@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from billing_service.metrics import transitions_total
 from billing_service.repository import Repository
+from common.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -51,5 +52,6 @@ class Charger:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                raise_if_cancelling()
                 log.exception("charging failed; retrying next round")
             await asyncio.sleep(self._interval)

@@ -12,17 +12,16 @@ restart, every deploy answered 500).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
-from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
-from yarl import URL
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aiormq.exceptions import ChannelNotFoundEntity
 
+from common.channels import OnDemandConnection
 from common.topology import DEAD_LETTER_REASON_HEADER, MODEL_SERVING, Topology
 from model_serving_service.domain.errors import UnavailableError
 
@@ -51,25 +50,23 @@ class PredictQueues:
     def __init__(self, amqp_url: str, topology: Topology, *, connect_timeout: float = 10.0) -> None:
         self.amqp_url = amqp_url
         self.topology = topology
-        self.connect_timeout = connect_timeout
         self.connection_name = f"model-serving queues {topology.prefix}".strip()
         """How the broker lists this connection (``rabbitmqctl list_connections
         client_properties``)."""
-        self._connection: AbstractConnection | None = None
-        self._connecting = asyncio.Lock()
-        self._closed = False
+        self._broker = OnDemandConnection(
+            amqp_url,
+            self.connection_name,
+            unavailable=UnavailableError,
+            connect_timeout=connect_timeout,
+        )
 
     async def connect(self) -> None:
         """Open the connection (again when it is gone: every operation does)."""
-        await self._connected(fresh=False)
+        await self._broker.connect()
 
     async def close(self) -> None:
         """Close the connection."""
-        self._closed = True
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await self._connection.close()
-            self._connection = None
+        await self._broker.close()
 
     async def ping(self) -> None:
         """Readiness: a channel opens on the connection (reconnecting if it was lost);
@@ -77,47 +74,9 @@ class PredictQueues:
         async with self._channel():
             pass
 
-    async def _connected(self, *, fresh: bool) -> AbstractConnection:
-        """The open connection; a new one when ``fresh`` or none is open."""
-        async with self._connecting:
-            if self._closed:
-                raise ConnectionError("the queue manager is closed")
-            if fresh and self._connection is not None:
-                with contextlib.suppress(Exception):
-                    await self._connection.close()
-                self._connection = None
-            if self._connection is None or self._connection.is_closed:
-                url = URL(self.amqp_url).update_query(name=self.connection_name)
-                self._connection = await aio_pika.connect(url, timeout=self.connect_timeout)
-                if fresh:
-                    log.info("queue manager reconnected to the broker")
-            return self._connection
-
-    async def _open_channel(self) -> AbstractChannel:
-        try:
-            connection = await self._connected(fresh=False)
-            try:
-                return await connection.channel(publisher_confirms=True)
-            except Exception:
-                # The broker closed the connection (restart, forced close): aio-pika's plain
-                # connection does not always say so in ``is_closed``; open a new one, once.
-                connection = await self._connected(fresh=True)
-                return await connection.channel(publisher_confirms=True)
-        except (OSError, RuntimeError, AMQPError) as exc:
-            raise UnavailableError(
-                f"the broker cannot be reached right now ({type(exc).__name__}: {exc})"
-            ) from exc
-
-    @contextlib.asynccontextmanager
-    async def _channel(self) -> AsyncIterator[AbstractChannel]:
+    def _channel(self) -> contextlib.AbstractAsyncContextManager[AbstractChannel]:
         # A fresh channel per operation: a failed passive declare closes its channel.
-        channel = await self._open_channel()
-        try:
-            yield channel
-        finally:
-            if not channel.is_closed:
-                with contextlib.suppress(Exception):
-                    await channel.close()
+        return self._broker.channel()
 
     def queue_name(self, service_id: str) -> str:
         """``predict.<service_id>`` (with the topology prefix)."""

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from common.tasks import raise_if_cancelling
 from common.topology import Topology
 from trigger_router_service import metrics
 from trigger_router_service.adapters.queues import QueueInspector
@@ -108,6 +109,7 @@ class Autoscaler:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                raise_if_cancelling()
                 log.exception("autoscaler failed; stepping down and retrying")
             finally:
                 if self.is_leader:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 
+from common.tasks import raise_if_cancelling
 from trigger_router_service import metrics
 from trigger_router_service.repository import Repository
 
@@ -39,6 +40,7 @@ class RetrySweeper:
             try:
                 sent = await self._repo.release_due_retries()
             except Exception:
+                raise_if_cancelling()
                 # The database is away: the rows wait, the next pass sends them.
                 log.warning("sending due retries failed; trying again", exc_info=True)
                 sent = 0
