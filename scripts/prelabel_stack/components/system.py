@@ -178,16 +178,6 @@ class RabbitMQ(SystemComponent):
         node = os.environ.get("RABBITMQ_NODENAME")
         return {"node": node} if node else {}
 
-    def restart(self, outage_s: float = 0.0) -> None:
-        """Restart the broker application (``rabbitmqctl stop_app`` ... ``start_app``): every
-        client connection drops, queues come back from disk; for fault tests. The node
-        itself keeps running, whoever started it."""
-        ctl = self._binary("rabbitmqctl") or "rabbitmqctl"
-        self._run_logged([ctl, "stop_app"])
-        time.sleep(outage_s)
-        self._run_logged([ctl, "start_app"])
-        self.wait_ready()
-
     def stop_server(self, data: dict[str, str]) -> None:
         """``rabbitmqctl [-n node] stop``."""
         ctl = self._binary("rabbitmqctl") or "rabbitmqctl"
