@@ -13,9 +13,25 @@ from typing import Annotated
 from pydantic import AmqpDsn, Field, PostgresDsn
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.contracts import INLINE_BLOB_CEILING_BYTES
 from common.topology import DEFAULT_RETRY_DELAYS
 
 RetryDelay = Annotated[float, Field(gt=0, le=3600)]
+
+INLINE_BLOB_DEFAULT_BYTES = 64 * 1024
+"""Blobs at most this large travel inside item events and predict requests by default."""
+
+
+def inline_blob_limit(description: str) -> int:
+    """The ``inline_blob_max_bytes`` field of the dataset service and the trigger-router
+    (default 64 KiB, 0 off, at most ``INLINE_BLOB_CEILING_BYTES``)."""
+    field: int = Field(
+        default=INLINE_BLOB_DEFAULT_BYTES,
+        ge=0,
+        le=INLINE_BLOB_CEILING_BYTES,
+        description=description,
+    )
+    return field
 
 
 class BaseServiceSettings(BaseSettings):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from common.contracts import INLINE_BLOB_CEILING_BYTES
-from common.settings import BaseServiceSettings, S3SettingsMixin
+from common.settings import BaseServiceSettings, S3SettingsMixin, inline_blob_limit
 
 
 class Settings(BaseServiceSettings, S3SettingsMixin):
@@ -24,15 +23,10 @@ class Settings(BaseServiceSettings, S3SettingsMixin):
     max_upload_bytes: int = Field(
         default=50 * 1024 * 1024, gt=0, description="Largest accepted upload (413 above)."
     )
-    inline_blob_max_bytes: int = Field(
-        default=64 * 1024,
-        ge=0,
-        le=INLINE_BLOB_CEILING_BYTES,
-        description=(
-            "Blobs at most this large travel inside their item.created.v1 too (base64), so "
-            "the trigger-router can hand them to a worker that then skips its S3 read; "
-            "S3 stays the source of truth. 0: never."
-        ),
+    inline_blob_max_bytes: int = inline_blob_limit(
+        "Blobs at most this large travel inside their item.created.v1 too (base64), so "
+        "the trigger-router can hand them to a worker that then skips its S3 read; "
+        "S3 stays the source of truth. 0: never."
     )
     max_page_size: int = Field(default=1000, ge=1, description="Largest page of an item list.")
     dql_max_depth: int = Field(default=10, ge=1, description="Deepest nesting a filter may use.")

@@ -8,8 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from common.contracts import INLINE_BLOB_CEILING_BYTES
-from common.settings import AuthSettingsMixin, BaseServiceSettings
+from common.settings import AuthSettingsMixin, BaseServiceSettings, inline_blob_limit
 
 
 class Settings(BaseServiceSettings, AuthSettingsMixin):
@@ -31,15 +30,10 @@ class Settings(BaseServiceSettings, AuthSettingsMixin):
         ge=1,
         description="Most item events routed in one database transaction (micro-batch).",
     )
-    inline_blob_max_bytes: int = Field(
-        default=64 * 1024,
-        ge=0,
-        le=INLINE_BLOB_CEILING_BYTES,
-        description=(
-            "An item.created.v1 blob carried inline (the dataset service's "
-            "DATASET_INLINE_BLOB_MAX_BYTES) at most this large is copied into the predict "
-            "requests it creates, so the worker skips its S3 read. 0: never."
-        ),
+    inline_blob_max_bytes: int = inline_blob_limit(
+        "An item.created.v1 blob carried inline (the dataset service's "
+        "DATASET_INLINE_BLOB_MAX_BYTES) at most this large is copied into the predict "
+        "requests it creates, so the worker skips its S3 read. 0: never."
     )
     prediction_max_attempts: int = Field(
         default=3,
