@@ -169,6 +169,8 @@ async def test_each_project_lists_and_replays_only_its_own_dead_letters(
         "b-poison-2",
     }
     assert all("unsupported event type" in letter["reason"] for letter in again)
+    # Dead-lettered again, each still says it was replayed once.
+    assert [letter["replays"] for letter in again] == [1, 1]
     assert [letter["id"] for letter in (await listing(svc, key_a))["letters"]] == [bad["id"]]
 
     metrics = (await svc.http.get("/metrics")).text

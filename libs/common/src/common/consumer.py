@@ -46,7 +46,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
 
-from common.messaging import dead_letter, retry_later
+from common.messaging import dead_letter, retry_headers, retry_later
 from common.observability import ServiceMetrics
 from common.topology import Topology
 
@@ -355,6 +355,7 @@ class BatchConsumer:
                         self.queue_name,
                         held.message.body,
                         outcome.reason,
+                        retry_headers(held.message.headers),
                     )
                 except Exception:
                     log.exception("dead-lettering failed; the message goes back to the queue")

@@ -33,7 +33,14 @@ from common.consumer import HANDLED, RETRIED, DeadLetter, Handled
 from common.contracts import Contract
 from common.envelope import CloudEvent
 from common.errors import ServiceError
-from common.messaging import PoisonMessageError, dead_letter, parse_event, raw_body, retry_later
+from common.messaging import (
+    PoisonMessageError,
+    dead_letter,
+    parse_event,
+    raw_body,
+    retry_headers,
+    retry_later,
+)
 from common.observability import ServiceMetrics, log_context
 from common.topology import Topology
 
@@ -101,7 +108,15 @@ def subscribe(
                     metrics.messages.labels(name, "dead_lettered").inc()
                 return
             if isinstance(outcome, DeadLetter):
-                await dead_letter(broker, topology, s.consumer, s.queue.name, body, outcome.reason)
+                await dead_letter(
+                    broker,
+                    topology,
+                    s.consumer,
+                    s.queue.name,
+                    body,
+                    outcome.reason,
+                    retry_headers(message.raw_message.headers),
+                )
                 metrics.messages.labels(name, "dead_lettered").inc()
                 return
             metrics.messages.labels(name, outcome.label).inc()
