@@ -305,6 +305,17 @@ class OwnRabbitMQ(ProcessComponent):
         """A real AMQP login."""
         return probe_amqp(self.url)
 
+    def launch(self) -> str:
+        """Start the node; a broker on its port that is not ours is refused, not used: the
+        suite must run on the node it started empty."""
+        if self.tracked_pid() is None and port_open(self.amqp_port):
+            raise StackError(
+                f"{self.name}: port {self.amqp_port} is taken by a process this checkout did "
+                "not start (another checkout's `make test` node? its `make down` stops it); "
+                "stop it or choose another port (PRELABEL_TEST_AMQP_PORT)"
+            )
+        return super().launch()
+
     def reset(self) -> None:
         """Forget every queue and message: the next start is an empty node."""
         shutil.rmtree(self.home / "mnesia", ignore_errors=True)

@@ -66,8 +66,13 @@ async def test_errors_carry_the_services_message_and_class(
     with pytest.raises(NotFoundError) as missing:
         await client.tasks.get("task_nope")
     spec = TriggerSpec(operation=Operation(service_id="svc_nope"))
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(NotFoundError) as no_service:
         await client.triggers.create("t", spec)
+    bad_filter = TriggerSpec(
+        filter={"metadata.user.score": {"$gt": [1]}}, operation=Operation(service_id="svc_nope")
+    )
+    with pytest.raises(ValidationError) as refused:
+        await client.triggers.create("t", bad_filter)
     async with Prelabel(stack.proxied, "not-a-key") as stranger:
         with pytest.raises(AuthError) as bad_key:
             await stranger.billing.budget()
@@ -75,7 +80,10 @@ async def test_errors_carry_the_services_message_and_class(
     assert missing.value.exit_code == 5
     assert "task_nope" in missing.value.message
     assert missing.value.service == "annotation"
-    assert "svc_nope" in refused.value.message
+    assert "svc_nope" in no_service.value.message
+    assert no_service.value.service == "trigger-router"
+    assert "invalid filter at /metadata.user.score/$gt" in refused.value.message
+    assert refused.value.exit_code == 2
     assert bad_key.value.status_code == 401
     assert bad_key.value.message == "invalid API key"
 
