@@ -127,7 +127,7 @@ async def test_bad_requests_are_refused_with_a_reason(router: Router) -> None:
     assert neither[0] == 422
     assert bad_filter[0] == 400
     assert bad_filter[1]["detail"].startswith("invalid filter at /dir/$gt")
-    assert no_service[0] == 400
+    assert no_service == (404, {"detail": "model service svc_nope does not exist in this project"})
     assert await router.executions() == []
 
 
