@@ -383,6 +383,24 @@ def test_a_body_at_the_proxys_limit_reaches_the_service_and_one_byte_more_does_n
     assert "through the proxy" in json.loads(over[1])["detail"]
 
 
+def test_a_json_body_larger_than_nginxs_memory_buffer_reaches_the_service(
+    proxied: Proxied, project_key: str
+) -> None:
+    """A JSON body over nginx's default 16 KB in-memory buffer (a batch of 20,000 item ids)
+    reaches the service, which answers it: nginx, as root, wrote such bodies to a temp
+    folder its workers could not open and answered 500."""
+    ids = [f"itm_{n:020d}" for n in range(20_000)]
+    answer = httpx.post(
+        f"{proxied.url}/api/trigger-router/services/svc_nope/predict",
+        json={"item_ids": ids},
+        headers={"Authorization": f"Bearer {project_key}"},
+        timeout=30,
+    )
+    assert len(json.dumps({"item_ids": ids})) > 500_000
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["detail"] == "model service svc_nope does not exist in this project"
+
+
 @pytest.mark.parametrize("service", [s.name for s in SERVICES])
 def test_metrics_are_refused_through_the_proxy(proxied: Proxied, service: str) -> None:
     """METRICS_DESCRIPTION: labels name every project's routes and model service ids, so
