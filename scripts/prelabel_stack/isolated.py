@@ -215,8 +215,12 @@ async def isolated_stack(
             await asyncio.to_thread(component.wait_ready)
         yield stack
     finally:
-        running = [(c, pid) for c in stack.components if (pid := c.tracked_pid()) is not None]
-        await asyncio.to_thread(terminate_all, running)
+        # The services first, then the servers they use (its own broker and Triton): a
+        # service stopping while its broker goes away failed its shutdown.
+        servers = [c for c in (stack.broker, stack.triton) if c is not None]
+        for group in ([c for c in stack.components if c not in servers], servers):
+            running = [(c, pid) for c in group if (pid := c.tracked_pid()) is not None]
+            await asyncio.to_thread(terminate_all, running)
         await asyncio.to_thread(_kill_orphaned_workers, stack.prefix)
         if stack.broker is not None:
             shutil.rmtree(stack.broker.home, ignore_errors=True)
