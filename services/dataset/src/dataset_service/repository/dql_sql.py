@@ -21,7 +21,7 @@ How it maps, and which indexes each shape can use:
   regexes (``dir COLLATE "C" ~ '^(?:/batch1(?:/.*)?)$'``), whose literal prefix PostgreSQL
   turns into an index range on a ``COLLATE "C"`` or ``text_pattern_ops`` index.
 - Metadata equality and ``$in`` use containment, ``metadata @> '{"system":
-  {"mimetype": "image/png"}}'`` (OR-ed, or ``@> ANY(...)`` for long lists), so a GIN index
+  {"mimetype": "image/png"}}'`` (``@> ANY(...)`` for lists), so a GIN index
   ``USING gin (metadata jsonb_path_ops)`` serves them. Paths with an integer
   segment (which may index an array) use ``metadata #> '{a,0}' = $n`` instead,
   since containment does not follow array positions.
@@ -31,11 +31,9 @@ How it maps, and which indexes each shape can use:
   NULL for a missing value must count as "not equal", as it does in memory.
 - Arrays (Mongo's rule: a scalar condition on an array matches when an element
   does). Equality and ``$in`` add the one-element array to the containment
-  documents, ``(metadata @> '{"user": {"tags": "a"}}' OR metadata @> '{"user":
-  {"tags": ["a"]}}')``, so the GIN index still serves them (``jsonb_path_ops``
-  answers ``@>``; a nested scalar is not contained in an array, hence both
-  documents); past ``_CONTAINMENT_OR_MAX`` documents (a long ``$in``) one
-  ``metadata @> ANY(...)`` holds them all.
+  documents, ``metadata @> ANY('{"user": {"tags": "a"}}', '{"user": {"tags":
+  ["a"]}}')``, so the GIN index still serves them (``jsonb_path_ops`` answers
+  ``@>``; a nested scalar is not contained in an array, hence both documents).
   Globs and ranges test the elements in ``EXISTS (SELECT 1 FROM
   jsonb_array_elements(...))`` beside the scalar form (no index for those, as
   for their scalar forms on metadata).
@@ -74,9 +72,6 @@ _TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ELEMENT_TEXT = "(_dql_e.v #>> '{}')"
 
 _RANGE_SQL = {Op.GT: ">", Op.GTE: ">=", Op.LT: "<", Op.LTE: "<="}
-_CONTAINMENT_OR_MAX = 16
-"""Most containment documents written as an OR of ``@>`` (each a parameter); more go in
-one ``@> ANY(array)``."""
 _COLUMN_CAST = {
     FieldKind.TEXT: "text",
     FieldKind.BOOL: "boolean",
@@ -152,13 +147,7 @@ class _Compiler:
             )
         docs = [self.containment_doc(path, v) for v in operands if v is not None]
         docs += [self.containment_doc(path, [v]) for v in operands]
-        column = self.column(path)
-        if len(docs) <= _CONTAINMENT_OR_MAX:
-            # One containment per document, OR-ed: PostgreSQL estimates each against the
-            # GIN index, where it guesses ``@> ANY(array)`` 150 times too many rows and
-            # then walks the sort index instead (100k items: 44 ms a page against 2.3).
-            return "(" + " OR ".join(f"{column} @> {self.param(d)}::jsonb" for d in docs) + ")"
-        return f"{column} @> ANY({self.param(docs)}::text[]::jsonb[])"
+        return f"{self.column(path)} @> ANY({self.param(docs)}::text[]::jsonb[])"
 
     def eq(self, path: FieldPath, operand: Value) -> str:
         kind = path.kind
