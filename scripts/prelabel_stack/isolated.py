@@ -8,8 +8,9 @@ that must measure or kill real processes without touching a running ``make up`` 
 With ``own_triton=True`` it also runs a Triton of its own (free ports, its own model
 repository), so a test may kill it (``stack.kill("triton")``) without touching anyone
 else's models; with ``own_broker=True`` a RabbitMQ node of its own, so a test may restart
-the broker (``stack.restart_broker(outage_s)``) without touching anyone else's connections. Everything it made is removed afterwards: processes, database, bucket
-(queues and exchanges are the services' ephemeral topology).
+the broker (``stack.restart_broker(outage_s)``) without touching anyone else's
+connections. Everything it made is removed afterwards: processes, database, bucket, its
+own broker's data (queues and exchanges are the services' ephemeral topology).
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ class IsolatedStack:
         await self.restart(broker.name)
 
     async def restart(self, name: str) -> None:
-        """Start service ``name`` (or ``triton``) again and wait until it is ready."""
+        """Start service ``name`` (or its own ``triton`` / ``rabbitmq``) again and wait
+        until it is ready."""
         component = self.component(name)
         await asyncio.to_thread(component.launch)
         await asyncio.to_thread(component.wait_ready)
@@ -202,7 +204,6 @@ async def isolated_stack(
         stack.broker = OwnRabbitMQ(
             config, name="rabbitmq", port=config.amqp_port, dist_port=free_port()
         )
-    started: list[ProcessComponent] = []
     try:
         if stack.broker is not None:  # the services connect to it as they start
             await asyncio.to_thread(stack.broker.launch)
@@ -210,7 +211,6 @@ async def isolated_stack(
         rest = [c for c in stack.components if c is not stack.broker]
         for component in rest:
             await asyncio.to_thread(component.launch)
-            started.append(component)
         for component in rest:
             await asyncio.to_thread(component.wait_ready)
         yield stack

@@ -23,6 +23,8 @@ class Stack:
     """Also a RabbitMQ node of our own for the test suite (``make test``), started empty."""
     system: list[SystemComponent] = field(init=False)
     servers: list[ProcessComponent] = field(init=False)
+    broker: OwnRabbitMQ = field(init=False)
+    """The test suite's own node (``.stack/test-broker``)."""
     services: list[ProcessComponent] = field(init=False)
     """The five services, the web console and nginx in front of them (the one URL)."""
 
@@ -30,9 +32,9 @@ class Stack:
         c = self.config
         self.system = [RabbitMQ(c), PostgreSQL(c)]
         self.servers = [SeaweedFS(c), Triton(c)]
-        broker = OwnRabbitMQ.for_tests(c)
-        if self.test_broker or broker.tracked_pid() is not None:
-            self.servers.append(broker)  # `down` stops the one a `make test` left running
+        self.broker = OwnRabbitMQ.for_tests(c)
+        if self.test_broker or self.broker.tracked_pid() is not None:
+            self.servers.append(self.broker)  # `down` stops the one a `make test` left
         self.services = (
             [*(Service(c, s) for s in (*SERVICES, CONSOLE)), Nginx(c)] if self.with_services else []
         )
@@ -45,13 +47,12 @@ class Stack:
     def up(self) -> list[Row]:
         """Bring everything up; return the table rows with what was done."""
         actions: dict[str, str] = {}
-        for server in self.servers:
-            if self.test_broker and isinstance(server, OwnRabbitMQ):
-                # Empty at every `make test`: nothing a previous run left (queues,
-                # messages, a node a fault test restarted) carries over.
-                if (pid := server.tracked_pid()) is not None:
-                    terminate_all([(server, pid)])
-                server.reset()
+        if self.test_broker:
+            # Empty at every `make test`: nothing a previous run left (queues, messages)
+            # carries over.
+            if (pid := self.broker.tracked_pid()) is not None:
+                terminate_all([(self.broker, pid)])
+            self.broker.reset()
         for system in self.system:
             launched = time.monotonic()
             actions[system.name] = system.launch()

@@ -60,24 +60,26 @@ def _servers_down() -> str:
 
     import aiormq
 
-    amqp = os.environ.get("PRELABEL_TEST_AMQP_URL")
-    database = os.environ.get("PRELABEL_TEST_DATABASE_URL")
-
-    async def broker() -> None:
-        connection = await aiormq.connect(amqp or DEFAULT_AMQP_URL)
+    async def broker(url: str) -> None:
+        connection = await aiormq.connect(url)
         await connection.close()
 
-    async def postgres() -> None:
-        conn = await asyncpg.connect(database or DEFAULT_DATABASE_URL, timeout=10)
+    async def postgres(url: str) -> None:
+        conn = await asyncpg.connect(url, timeout=10)
         await conn.close()
+
+    configured = (
+        ("RabbitMQ", os.environ.get("PRELABEL_TEST_AMQP_URL"), broker),
+        ("PostgreSQL", os.environ.get("PRELABEL_TEST_DATABASE_URL"), postgres),
+    )
 
     async def check() -> list[str]:
         problems = []
-        for name, url, probe in (("RabbitMQ", amqp, broker), ("PostgreSQL", database, postgres)):
+        for name, url, probe in configured:
             if not url:
                 continue  # a testcontainer's or the default: not this check's business
             try:
-                await asyncio.wait_for(probe(), 15)
+                await asyncio.wait_for(probe(url), 15)
             except Exception as exc:
                 problems.append(f"{name} at {url} does not let a client in ({exc!r})")
         return problems
