@@ -3,7 +3,8 @@
 The filter is an equality on a user metadata field, which the SQL compiler turns
 into JSONB containment served by the GIN index. The baseline is the same query in
 the same run with index scans switched off (what the query would cost without the
-index). A second figure compares p50 with the issue's 20 ms target.
+index). A second figure compares p50 with the issue's 20 ms target. The timed runs are
+split over four ANALYZE samples, so the figure covers the plans the planner may pick.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ TIMEOUT_S = 300.0
 ITEMS = 100_000
 CAMERAS = 50
 RUNS = 60
+ANALYZE_ROUNDS = 4
 PAGE_SIZE = 100
 TARGET_P50_MS = 20.0
 
@@ -97,10 +99,15 @@ async def run() -> None:
                 project,
             )
             await copy_items(conn, (_row(i, dataset, project) for i in range(ITEMS)))
-            await conn.execute("ANALYZE items")
         repo = Repository(pool, Topology())
         await _timings(repo, project, dataset, 5)  # warm caches
-        indexed = await _timings(repo, project, dataset, RUNS)
+        indexed: list[float] = []
+        for _ in range(ANALYZE_ROUNDS):
+            # Each ANALYZE draws a new sample, and the planner's estimate of the filter
+            # moves with it (20 to 7,080 rows for the 2,000 that match): a figure from
+            # one sample measures one plan.
+            await pool.execute("ANALYZE items")
+            indexed += await _timings(repo, project, dataset, RUNS // ANALYZE_ROUNDS)
 
         no_index = await create_pool(
             settings.database_url,
