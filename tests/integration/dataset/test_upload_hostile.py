@@ -219,3 +219,35 @@ async def test_concurrent_uploads_and_deletes_of_one_content_never_lose_a_named_
         assert streamed.content == data
         await svc.http.delete(f"/items/{uploaded.json()['id']}", headers=svc.auth())
     assert await svc.runtime.pool.fetchval("SELECT count(*) FROM blob_leases") == 0
+
+
+async def test_uploads_in_flight_lease_together_and_leave_no_lease(
+    dataset_service: DatasetService, bucket_client: Any
+) -> None:
+    """Concurrent uploads lease in shared statements (one content several times among
+    them, taken in one lock order), a retried request keeps no lease, and every lease
+    is gone once the items exist."""
+    svc = dataset_service
+    store: ItemStore = svc.runtime.deps_as(DatasetDeps).store
+    ds = await svc.create_dataset()
+    same = png_bytes(4, 4, color=(5, 6, 7))
+    datas = [same] * 12 + [png_bytes(3, 3, color=(i, 0, 0)) for i in range(28)]
+    batches_before = store._leaser.batches
+
+    answers = await asyncio.gather(
+        *(svc.upload(ds, data, f"f{n}.png") for n, data in enumerate(datas))
+    )
+
+    assert [a.status_code for a in answers] == [201] * len(datas)
+    assert store._leaser.batches - batches_before < len(datas)
+    headers = {**svc.auth(), "Idempotency-Key": "lease-retry"}
+    for _ in range(2):
+        again = await svc.http.post(
+            f"/datasets/{ds}/items",
+            files={"file": ("r.png", same, "application/octet-stream")},
+            data={"dir": "/"},
+            headers=headers,
+        )
+        assert again.status_code in (200, 201), again.text
+    assert await svc.runtime.pool.fetchval("SELECT count(*) FROM blob_leases") == 0
+    assert await svc.runtime.pool.fetchval("SELECT count(*) FROM items") == len(datas) + 1

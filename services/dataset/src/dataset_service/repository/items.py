@@ -90,6 +90,9 @@ class NewItem:
     """Digest of what that request asked for: the same id with other data is refused."""
     inline_blob: bytes | None = None
     """The blob's bytes, to carry inside the ``item.created.v1`` (small blobs only)."""
+    lease: str | None = None
+    """The upload's lease on the blob (:meth:`Items.lease_blobs`), released by the
+    statement that inserts the item."""
 
 
 class Items(Store):
@@ -102,8 +105,8 @@ class Items(Store):
         ``None`` when its dataset does not exist (in its project), or a
         :class:`ConflictError` when its request id was used before with other data.
 
-        One statement (one round trip, atomic on its own): the rows, their outbox events
-        and the relay's wake-up. The snapshots the events carry are built here, so the
+        One statement (one round trip, atomic on its own): the rows, their outbox events,
+        the release of the uploads' leases and the relay's wake-up. The snapshots the events carry are built here, so the
         rows take their ids and timestamps from them. Idempotent on ``origin_id``: a
         repeated upload request or ingest command gets the item it created the first
         time, with ``created=False``. A name already taken in its dataset raises
@@ -167,7 +170,8 @@ class Items(Store):
                         routing_key="$13",
                         body="new.body",
                     )
-                })
+                }),
+                    released AS (DELETE FROM blob_leases WHERE id = ANY($15::text[]))
                     SELECT id, {NOTIFY_RELAY} FROM item""",
                 [i.id for i in items],
                 [i.project_id for i in items],
@@ -183,6 +187,7 @@ class Items(Store):
                 self.topology.events_exchange(DATASET),
                 ItemCreated.routing_key,
                 [new.origin_digest for new in batch],
+                [new.lease for new in batch if new.lease is not None],
             )
         except asyncpg.UniqueViolationError as exc:
             # ON CONFLICT covers origin_id only: a twin of the same request or command
@@ -333,22 +338,32 @@ class Items(Store):
         )
         return used
 
-    async def lease_blob(self, sha256: str) -> str:
-        """Hold content ``sha256`` for an upload about to name it in an item (before the
-        upload writes or checks the blob); the lease id, for :meth:`release_leases`.
+    async def lease_blobs(self, sha256s: Sequence[str]) -> list[str]:
+        """Hold the content of each of ``sha256s`` for an upload about to name it in an
+        item (before the upload writes or checks the blob); the lease ids, in order,
+        for :meth:`release_leases` or :attr:`NewItem.lease`.
 
         Waits for a deletion of the same content in progress: the upload writes the blob
-        after that deletion, never before it.
+        after that deletion, never before it. The uploads in flight lease together (one
+        statement: one round trip instead of one each).
         """
-        lease = new_id("lease")
-        # One statement is one transaction: the lock is held until the lease is committed.
+        leases = [new_id("lease") for _ in sha256s]
+        # One statement is one transaction: the locks are held until the leases are
+        # committed. They are taken in one order (by key), so two batches that share
+        # contents cannot wait on each other.
         await self.pool.execute(
-            f"""WITH locked AS ({_LOCK_BLOB})
-                INSERT INTO blob_leases (id, sha256) SELECT $2, $1 FROM locked""",
-            sha256,
-            lease,
+            """WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[]) AS w(sha256, id)),
+                    locked AS (
+                        SELECT count(*) AS n FROM (
+                            SELECT pg_advisory_xact_lock(k) FROM (
+                                SELECT DISTINCT hashtextextended(sha256, 0) AS k
+                                FROM wanted ORDER BY k) keys) l)
+               INSERT INTO blob_leases (id, sha256)
+               SELECT wanted.id, wanted.sha256 FROM wanted, locked WHERE locked.n >= 0""",
+            list(sha256s),
+            leases,
         )
-        return lease
+        return leases
 
     async def release_leases(self, leases: Sequence[str]) -> None:
         """The uploads holding ``leases`` have named their blobs in items, or given up."""

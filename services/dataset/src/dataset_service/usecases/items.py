@@ -6,7 +6,7 @@ row (so an item never points at a missing blob); and when the row cannot be
 written, a blob that no other item uses is removed again.
 
 Blobs are shared by content across items and projects, so an upload leases its
-content (``Repository.lease_blob``) before it writes or relies on the blob and
+content (``Repository.lease_blobs``) before it writes or relies on the blob and
 releases the lease once its item row names it; a blob is deleted only under the
 content's lock, when no item names it and no upload holds a lease
 (``Repository.delete_blob_unless_used``).
@@ -111,9 +111,11 @@ class ItemStore:
     inline_blob_max_bytes: int = 0
     """Blobs at most this large are carried inside their ``item.created.v1`` (0: never)."""
     _inserter: Coalescer[Stored, tuple[ItemSnapshot, bool]] = field(init=False, repr=False)
+    _leaser: Coalescer[str, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_inserter", Coalescer(self._insert_all))
+        object.__setattr__(self, "_leaser", Coalescer(self.repo.lease_blobs))
 
     async def _stored(
         self,
@@ -142,7 +144,7 @@ class ItemStore:
             origin_digest = request_digest(
                 "http", dataset_id, facts.sha256, clean_name, clean_dir, user_metadata
             )
-        lease = await self.repo.lease_blob(facts.sha256)
+        lease = await self._leaser.submit(facts.sha256)
         try:
             # Content-addressed: writing the same bytes again changes nothing, and for
             # small blobs a HEAD first costs as much as the put it might save. Checked
@@ -165,6 +167,7 @@ class ItemStore:
             origin_id=origin_id,
             origin_digest=origin_digest,
             inline_blob=data if facts.size <= self.inline_blob_max_bytes else None,
+            lease=lease,
         )
         return Stored(new, key, facts.sha256, wrote_blob, lease)
 
@@ -249,9 +252,12 @@ class ItemStore:
             if isinstance(result, Exception):
                 await self._forget_blob(stored)
             results.append(result)
+        # The insert released the leases of its items; an item that was there already
+        # (a repeated request, found after a clash with its twin) keeps its lease.
         await self.repo.release_leases(
-            [stored.lease for stored, r in zip(batch, results, strict=True) if isinstance(r, tuple)]
-        )
+            [stored.lease for stored, r in zip(batch, results, strict=True)
+             if isinstance(r, tuple) and not r[1]]
+        )  # fmt: skip
         return results
 
     async def _project_of(self, command: IngestRequest) -> str:
