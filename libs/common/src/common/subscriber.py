@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from faststream.rabbit import Channel, RabbitBroker, RabbitExchange, RabbitQueue
-from faststream.rabbit.annotations import RabbitMessage
+from faststream.rabbit.message import RabbitMessage
 
 from common.consumer import HANDLED, RETRIED, DeadLetter, Handled
 from common.contracts import Contract
@@ -37,9 +37,9 @@ from common.messaging import (
     PoisonMessageError,
     dead_letter,
     parse_event,
-    raw_body,
     retry_headers,
     retry_later,
+    whole_message,
 )
 from common.observability import ServiceMetrics, log_context
 from common.topology import Topology
@@ -87,7 +87,10 @@ def subscribe(
     name = s.handler_name
     dead_on: tuple[type[BaseException], ...] = (PoisonMessageError, *poison)
 
-    async def consume(body: bytes, message: RabbitMessage) -> None:
+    async def consume(delivered: Any) -> None:
+        # Any, not RabbitMessage: FastStream would validate an annotated argument.
+        message: RabbitMessage = delivered
+        body: bytes = message.body
         with metrics.handler_seconds.labels(name).time():
             try:
                 event = parse_event(body, *s.contracts)
@@ -126,7 +129,7 @@ def subscribe(
     broker.subscriber(
         s.queue,
         s.exchange,
-        decoder=raw_body,
+        decoder=whole_message,
         retry=True,
         channel=Channel(prefetch_count=prefetch),
     )(consume)
