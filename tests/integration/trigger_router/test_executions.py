@@ -3,6 +3,7 @@ HTTP API (filters, counts, rerun, cancel)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,6 +13,7 @@ from common.contracts import (
     BudgetExhausted,
     BudgetRestored,
     ModelRef,
+    Origin,
     PredictionCompleted,
     PredictionFailed,
     ServiceUndeployed,
@@ -19,6 +21,7 @@ from common.contracts import (
 from common.testing.waits import wait_until
 from common.topology import BILLING, MODEL_SERVING
 from tests.integration.trigger_router.conftest import Router, RouterFactory, item_snapshot
+from trigger_router_service import metrics
 
 
 def completed(execution: dict[str, Any], replica: str = "rep_1") -> PredictionCompleted:
@@ -178,6 +181,55 @@ async def test_list_filters_counts_and_isolation(router: Router) -> None:
     assert bad_status.status_code == 422
     assert foreign.status_code == 404
     assert foreign_list.json()["total_count"] == 0
+
+
+async def test_trigger_successes_close_together_once_each_and_end_a_cold_start_once(
+    router: Router,
+) -> None:
+    service = await router.deploy()
+    trigger = await router.create_trigger(service)
+    executions = await _route(router, service, 6)
+    began = datetime.now(UTC) - timedelta(seconds=3)
+    await router.runtime.pool.execute(
+        """INSERT INTO scaling_state (service_id, project_id, cold_start_began_at)
+           VALUES ($1, $2, $3) ON CONFLICT (service_id)
+           DO UPDATE SET cold_start_began_at = EXCLUDED.cold_start_began_at""",
+        service,
+        router.project_id,
+        began,
+    )
+    origin = Origin(way="trigger", id=trigger["id"])
+    outcomes = [completed(e).model_copy(update={"origin": origin}) for e in executions]
+    colds_before = _observations(metrics.COLD_START)
+    duplicates_before = router.runtime.metrics.messages.labels(
+        "on_prediction_outcome", "duplicate"
+    )._value.get()
+    base = router.handled("on_prediction_outcome")
+
+    # All at once, with a redelivered twin: they arrive in batches (one or several).
+    await asyncio.gather(*(router.publish(MODEL_SERVING, o) for o in [*outcomes, outcomes[0]]))
+    await router.wait_handled(base + 7, handler="on_prediction_outcome")
+
+    for execution in executions:
+        done = await _status_is(router, execution["id"], "success")
+        assert done["replica_id"] == "rep_1"
+    duplicates = router.runtime.metrics.messages.labels(
+        "on_prediction_outcome", "duplicate"
+    )._value.get()
+    assert duplicates - duplicates_before == 1
+    assert _observations(metrics.COLD_START) - colds_before == 1
+    assert (
+        await router.runtime.pool.fetchval(
+            "SELECT cold_start_began_at FROM scaling_state WHERE service_id = $1", service
+        )
+        is None
+    )
+
+
+def _observations(histogram: Any) -> float:
+    return float(
+        sum(s.value for m in histogram.collect() for s in m.samples if s.name.endswith("_count"))
+    )
 
 
 async def test_cancelled_stays_cancelled(router: Router) -> None:

@@ -35,6 +35,12 @@ def create_app(settings: Settings) -> FastAPI:
                 prefetch=settings.event_prefetch,
             )
         )
+        handlers.consume_predictions(
+            runtime,
+            repo,
+            prefetch=settings.prediction_prefetch,
+            max_batch=settings.prediction_batch_max,
+        )
         return Deps(settings=settings, repo=repo, charger=charger, introspector=introspector)
 
     return build_service_app(

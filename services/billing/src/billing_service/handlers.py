@@ -16,7 +16,7 @@ never store (a NUL in a text field, a timestamp out of its range: SQLSTATE class
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ from faststream.rabbit import RabbitBroker
 
 from billing_service.domain.errors import BillingError
 from billing_service.repository import Repository
-from common.consumer import DUPLICATE, HANDLED, Handled
+from common.consumer import DUPLICATE, HANDLED, BatchConsumer, Handled
 from common.contracts import (
     Contract,
     PredictionCompleted,
@@ -34,8 +34,10 @@ from common.contracts import (
     TaskItemReviewed,
 )
 from common.envelope import CloudEvent
+from common.event_batches import EventBatches
 from common.messaging import consumer_queue, events_exchange
 from common.observability import ServiceMetrics
+from common.service import ServiceRuntime
 from common.subscriber import Subscription, subscribe
 from common.topology import ANNOTATION, BILLING, MODEL_SERVING, Topology
 
@@ -55,11 +57,16 @@ async def on_replica_stopped(event: CloudEvent[ReplicaStopped], repo: Repository
     return HANDLED
 
 
+ON_PREDICTION_COMPLETED = "on_prediction_completed"
+
+
 async def on_prediction_completed(
-    event: CloudEvent[PredictionCompleted], repo: Repository
-) -> Handled:
-    """Count the prediction for its service and day, once per execution."""
-    return HANDLED if await repo.record_prediction(event.data) else DUPLICATE
+    events: Sequence[CloudEvent[PredictionCompleted]], repo: Repository
+) -> list[Handled]:
+    """Count the predictions for their services and days, once per execution (a batch of
+    the queue in one statement: one prediction arrives per item)."""
+    counted = await repo.record_predictions([event.data for event in events])
+    return [HANDLED if new else DUPLICATE for new in counted]
 
 
 async def on_task_item_reviewed(event: CloudEvent[TaskItemReviewed], repo: Repository) -> Handled:
@@ -81,10 +88,10 @@ class Handler(Protocol):
 HANDLERS: tuple[tuple[Handler, str, type[Contract]], ...] = (
     (on_replica_started, MODEL_SERVING, ReplicaStarted),
     (on_replica_stopped, MODEL_SERVING, ReplicaStopped),
-    (on_prediction_completed, MODEL_SERVING, PredictionCompleted),
     (on_task_item_reviewed, ANNOTATION, TaskItemReviewed),
 )
-"""Each handler with its producer and the one contract its queue is bound to."""
+"""Each handler with its producer and the one contract its queue is bound to
+(:func:`consume_predictions` consumes the predictions in batches)."""
 
 
 def subscription(
@@ -122,3 +129,24 @@ def register(
         )
         for handler, producer, contract in HANDLERS
     ]
+
+
+def consume_predictions(
+    runtime: ServiceRuntime, repo: Repository, *, prefetch: int, max_batch: int
+) -> BatchConsumer:
+    """Consume ``billing.on_prediction_completed`` in batches, started and stopped with the
+    service; return the consumer. A prediction PostgreSQL can never store is refused."""
+    return runtime.consume_in_batches(
+        consumer_queue(
+            runtime.topology, BILLING, ON_PREDICTION_COMPLETED, PredictionCompleted.routing_key
+        ),
+        events_exchange(runtime.topology, MODEL_SERVING),
+        EventBatches(
+            (PredictionCompleted,),
+            functools.partial(on_prediction_completed, repo=repo),
+            poison=(BillingError, asyncpg.DataError),
+        ),
+        handler_name=ON_PREDICTION_COMPLETED,
+        prefetch=prefetch,
+        max_batch=max_batch,
+    )

@@ -52,7 +52,13 @@ class Settings(BaseServiceSettings, AuthSettingsMixin):
         default=5.0, gt=0, description="How often running replicas are charged."
     )
     event_prefetch: int = Field(
-        default=32, ge=1, description="Replica and prediction events one replica handles at once."
+        default=32, ge=1, description="Replica and review events one replica handles at once."
+    )
+    prediction_prefetch: int = Field(
+        default=256, ge=1, description="Predictions one replica holds unacknowledged."
+    )
+    prediction_batch_max: int = Field(
+        default=128, ge=1, description="Most predictions counted in one statement."
     )
 
     @field_validator("rates")

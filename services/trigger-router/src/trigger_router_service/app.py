@@ -78,6 +78,18 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
             max_batch=settings.routing_batch,
             inline_blob_max_bytes=settings.inline_blob_max_bytes,
         )
+        handlers.consume_prediction_outcomes(
+            runtime,
+            repo,
+            prefetch=settings.outcome_prefetch,
+            max_batch=settings.outcome_batch_max,
+            pipelines=pipelines,
+            retry=handlers.RetryPolicy(
+                settings.prediction_max_attempts,
+                settings.prediction_retry_seconds,
+                settings.prediction_retry_max_seconds,
+            ),
+        )
         runtime.consumer_queues.extend(
             handlers.register(
                 runtime.broker,
@@ -86,11 +98,6 @@ def create_app(settings: Settings, *, backend: ScalerBackend | None = None) -> F
                 runtime.metrics,
                 prefetch=settings.outcome_prefetch,
                 pipelines=pipelines,
-                retry=handlers.RetryPolicy(
-                    settings.prediction_max_attempts,
-                    settings.prediction_retry_seconds,
-                    settings.prediction_retry_max_seconds,
-                ),
             )
         )
         sweeper = RetrySweeper(repo, settings.retry_poll_seconds)

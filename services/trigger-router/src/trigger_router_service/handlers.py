@@ -45,6 +45,7 @@ from common.contracts import (
 )
 from common.dql import Condition
 from common.envelope import CloudEvent
+from common.event_batches import EventBatches
 from common.messaging import PoisonMessageError, consumer_queue, events_exchange, parse_event
 from common.observability import ServiceMetrics, log_context
 from common.service import ServiceRuntime
@@ -223,6 +224,41 @@ async def on_prediction_outcome(
     return HANDLED if changed else DUPLICATE
 
 
+def _closes_alone(data: Contract) -> bool:
+    """A success of a trigger's or a batch's execution: nothing follows it in a pipeline."""
+    return (
+        isinstance(data, PredictionCompleted)
+        and data.origin is not None
+        and data.origin.way != "pipeline"
+    )
+
+
+async def on_prediction_outcomes(
+    events: Sequence[CloudEvent[PredictionStarted | PredictionCompleted | PredictionFailed]],
+    repo: Repository,
+    pipelines: PipelineEngine | None = None,
+    retry: RetryPolicy | None = None,
+) -> list[Handled]:
+    """A batch of the outcome queue (one outcome arrives per item): the successes of
+    trigger and batch executions close in one statement; the others (a pipeline's, starts,
+    failures) go through :func:`on_prediction_outcome` one by one."""
+    outcomes: list[Handled | None] = [None] * len(events)
+    simple = [index for index, event in enumerate(events) if _closes_alone(event.data)]
+    if simple:
+        batch = [cast("PredictionCompleted", events[index].data) for index in simple]
+        changed, colds = await repo.predictions_completed(batch)
+        for cold in colds:
+            metrics.COLD_START.observe(cold)
+        if any(changed):
+            metrics.EXECUTIONS.labels("success").inc(sum(changed))
+        for index, closed in zip(simple, changed, strict=True):
+            outcomes[index] = HANDLED if closed else DUPLICATE
+    for index, event in enumerate(events):
+        if outcomes[index] is None:
+            outcomes[index] = await on_prediction_outcome(event, repo, pipelines, retry)
+    return [outcome or HANDLED for outcome in outcomes]
+
+
 async def prediction_started(data: PredictionStarted, repo: Repository) -> Handled:
     """A replica started on a batch: its executions are ``in-progress`` with the replica and
     the time. Never backwards: only queued (or waiting-for-budget) executions of the named
@@ -304,21 +340,20 @@ class Handler(Protocol):
     def __call__(self, event: CloudEvent[Any], repo: Repository) -> Awaitable[Handled]: ...
 
 
+ON_PREDICTION_OUTCOME = "on_prediction_outcome"
+OUTCOME_PATTERN = "prediction.*.v1"
+OUTCOME_CONTRACTS = (PredictionStarted, PredictionCompleted, PredictionFailed)
+
 HANDLERS: tuple[tuple[Handler, str, str, tuple[type[Contract], ...]], ...] = (
-    (
-        on_prediction_outcome,
-        MODEL_SERVING,
-        "prediction.*.v1",
-        (PredictionStarted, PredictionCompleted, PredictionFailed),
-    ),
     (on_replica_event, MODEL_SERVING, "replica.*.v1", (ReplicaStarted, ReplicaStopped)),
     (on_service_event, MODEL_SERVING, "service.*.v1", (ServiceDeployed, ServiceUndeployed)),
     (on_budget_event, BILLING, "budget.*.v1", (BudgetExhausted, BudgetRestored)),
     (on_task_item_added, ANNOTATION, "task_item.added.v1", (TaskItemAdded,)),
 )
-"""Each handler with its producer, its binding and the contracts its queue carries."""
+"""Each handler with its producer, its binding and the contracts its queue carries
+(:func:`consume_prediction_outcomes` consumes the prediction outcomes in batches)."""
 
-PIPELINE_HANDLERS: tuple[Handler, ...] = (on_prediction_outcome, on_task_item_added)
+PIPELINE_HANDLERS: tuple[Handler, ...] = (on_task_item_added,)
 """Handlers that move pipeline executions (given the service's pipeline engine)."""
 
 
@@ -349,17 +384,11 @@ def register(
     *,
     prefetch: int,
     pipelines: PipelineEngine | None = None,
-    retry: RetryPolicy | None = None,
 ) -> list[str]:
     """Subscribe the handlers; return their queue names."""
     engine = pipelines or PipelineEngine(repo)
-    policy = retry or RetryPolicy()
 
     def bound(handler: Handler) -> Callable[[CloudEvent[Any]], Awaitable[Handled]]:
-        if handler is on_prediction_outcome:
-            return functools.partial(
-                on_prediction_outcome, repo=repo, pipelines=engine, retry=policy
-            )
         if handler in PIPELINE_HANDLERS:
             return functools.partial(
                 cast("Callable[..., Awaitable[Handled]]", handler), repo=repo, pipelines=engine
@@ -377,3 +406,30 @@ def register(
         )
         for handler, producer, pattern, contracts in HANDLERS
     ]
+
+
+def consume_prediction_outcomes(
+    runtime: ServiceRuntime,
+    repo: Repository,
+    *,
+    prefetch: int,
+    max_batch: int,
+    pipelines: PipelineEngine | None = None,
+    retry: RetryPolicy | None = None,
+) -> BatchConsumer:
+    """Consume ``trigger_router.on_prediction_outcome`` (``prediction.*.v1``) in batches,
+    started and stopped with the service; return the consumer."""
+    handle = functools.partial(
+        on_prediction_outcomes,
+        repo=repo,
+        pipelines=pipelines or PipelineEngine(repo),
+        retry=retry or RetryPolicy(),
+    )
+    return runtime.consume_in_batches(
+        consumer_queue(runtime.topology, TRIGGER_ROUTER, ON_PREDICTION_OUTCOME, OUTCOME_PATTERN),
+        events_exchange(runtime.topology, MODEL_SERVING),
+        EventBatches(OUTCOME_CONTRACTS, handle),
+        handler_name=ON_PREDICTION_OUTCOME,
+        prefetch=prefetch,
+        max_batch=max_batch,
+    )

@@ -56,7 +56,13 @@ class Settings(BaseServiceSettings, AuthSettingsMixin):
         default=0.5, gt=0, description="How often due retries are looked for and sent."
     )
     outcome_prefetch: int = Field(
-        default=64, ge=1, description="Prediction outcomes one replica handles at once."
+        default=64,
+        ge=1,
+        description="Prediction outcomes (and other events: replicas, services, budgets, task "
+        "items) one replica holds unacknowledged.",
+    )
+    outcome_batch_max: int = Field(
+        default=32, ge=1, description="Most prediction outcomes handled in one batch."
     )
     max_page_size: int = Field(default=500, ge=1, description="Largest page of an execution list.")
     dql_max_depth: int = Field(default=10, ge=1, description="Deepest nesting a filter may use.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 from billing_service.domain.meters import as_utc
@@ -15,22 +16,35 @@ class UsageRows(RepositoryBase):
     async def record_prediction(self, prediction: PredictionCompleted) -> bool:
         """Count a prediction for its service and day, with its replica and model version;
         False when already counted."""
-        finished = as_utc(prediction.finished_at)
-        inserted = await self.pool.fetchval(
+        return (await self.record_predictions([prediction]))[0]
+
+    async def record_predictions(self, predictions: Sequence[PredictionCompleted]) -> list[bool]:
+        """Count predictions (one statement) for their services and days, with their
+        replicas and model versions; per prediction whether it was counted now (False:
+        counted before, or earlier in ``predictions``)."""
+        finished = [as_utc(p.finished_at) for p in predictions]
+        rows = await self.pool.fetch(
             """INSERT INTO predictions (execution_id, project_id, service_id, day, replica_id,
                    model_name, model_id, model_version, finished_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING 1""",
-            prediction.execution_id,
-            prediction.project_id,
-            prediction.service_id,
-            finished.date(),
-            prediction.replica_id,
-            prediction.model.name,
-            prediction.model.model_id,
-            prediction.model.version,
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::text[],
+                   $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+               ON CONFLICT DO NOTHING RETURNING execution_id""",
+            [p.execution_id for p in predictions],
+            [p.project_id for p in predictions],
+            [p.service_id for p in predictions],
+            [f.date() for f in finished],
+            [p.replica_id for p in predictions],
+            [p.model.name for p in predictions],
+            [p.model.model_id for p in predictions],
+            [p.model.version for p in predictions],
             finished,
         )
-        return inserted is not None
+        new = {row["execution_id"] for row in rows}
+        counted: list[bool] = []
+        for p in predictions:
+            counted.append(p.execution_id in new)
+            new.discard(p.execution_id)
+        return counted
 
     async def predictions_between(
         self, project_id: str, since: date, until: date

@@ -170,34 +170,55 @@ class Executions(Store):
         """Close an execution as ``success`` (idempotent). Returns (changed, cold-start
         seconds when this was the first prediction after a scale-up from 0). In
         ``conn``'s transaction when given."""
-        if conn is None:
-            async with self.pool.acquire() as own, own.transaction():
-                return await self.prediction_completed(data, own)
-        row = await conn.fetchrow(
-            """UPDATE executions SET status = 'success', replica_id = $2,
-                   started_at = $3, finished_at = $4, error = NULL, updated_at = now()
-               WHERE id = $1 AND status <> ALL($5::text[])
-               RETURNING service_id""",
-            data.execution_id,
-            data.replica_id,
-            data.started_at,
-            data.finished_at,
+        (changed,), colds = await self.predictions_completed([data], conn)
+        return changed, colds[0] if colds else None
+
+    async def predictions_completed(
+        self, batch: Sequence[PredictionCompleted], conn: asyncpg.Connection | None = None
+    ) -> tuple[list[bool], list[float]]:
+        """Close executions as ``success`` in one statement (idempotent); per prediction
+        whether it changed its execution (False: closed before, or earlier in ``batch``),
+        and the cold-start seconds of each service whose first prediction after a
+        scale-up from 0 is among them. In ``conn``'s transaction when given.
+
+        A service's cold start ends at its first prediction finished after it began; the
+        row is cleared only if it still holds the start this statement read (a concurrent
+        statement that cleared it first wins, and the start is observed once)."""
+        rows = await (conn or self.pool).fetch(
+            """WITH u AS (
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[],
+                                        $4::timestamptz[])
+                       AS u(id, replica_id, started_at, finished_at)),
+               done AS (
+                   UPDATE executions e SET status = 'success', replica_id = u.replica_id,
+                       started_at = u.started_at, finished_at = u.finished_at, error = NULL,
+                       updated_at = now()
+                   FROM u WHERE e.id = u.id AND e.status <> ALL($5::text[])
+                   RETURNING e.id, e.service_id, u.finished_at),
+               first AS (
+                   SELECT d.service_id, s.cold_start_began_at AS began,
+                          min(d.finished_at) AS first_done
+                   FROM done d JOIN scaling_state s ON s.service_id = d.service_id
+                   WHERE s.cold_start_began_at <= d.finished_at
+                   GROUP BY d.service_id, s.cold_start_began_at),
+               cold AS (
+                   UPDATE scaling_state s SET cold_start_began_at = NULL FROM first f
+                   WHERE s.service_id = f.service_id AND s.cold_start_began_at = f.began
+                   RETURNING extract(epoch FROM f.first_done - f.began)::float8 AS seconds)
+               SELECT id, NULL::float8 AS seconds FROM done
+               UNION ALL SELECT NULL, seconds FROM cold""",
+            [d.execution_id for d in batch],
+            [d.replica_id for d in batch],
+            [d.started_at for d in batch],
+            [d.finished_at for d in batch],
             status_values(SUCCESS_IGNORED_STATUSES),
         )
-        if row is None:
-            return False, None
-        began = await conn.fetchval(
-            """UPDATE scaling_state s SET cold_start_began_at = NULL
-               FROM (SELECT service_id, cold_start_began_at FROM scaling_state
-                     WHERE service_id = $1 FOR UPDATE) old
-               WHERE s.service_id = old.service_id AND old.cold_start_began_at IS NOT NULL
-                 AND old.cold_start_began_at <= $2
-               RETURNING old.cold_start_began_at""",
-            row["service_id"],
-            data.finished_at,
-        )
-        cold = (data.finished_at - began).total_seconds() if began is not None else None
-        return True, cold
+        closed = {r["id"] for r in rows if r["id"] is not None}
+        changed: list[bool] = []
+        for d in batch:
+            changed.append(d.execution_id in closed)
+            closed.discard(d.execution_id)
+        return changed, [r["seconds"] for r in rows if r["id"] is None]
 
     async def prediction_started(self, data: PredictionStarted) -> int:
         """Move the executions a replica started on to ``in-progress`` with its
