@@ -23,12 +23,11 @@ from common.db import apply_migrations
 from common.messaging import (
     COMMON_MIGRATIONS,
     commands_exchange,
-    events_exchange,
 )
 from common.observability import ServiceMetrics
 from common.testing.handlers import HandlerBus, Kind, handler_bus
 from common.testing.waits import wait_until
-from common.topology import ANNOTATION, DATASET, Topology
+from common.topology import ANNOTATION, Topology
 from tests.integration.annotation.conftest import add_task_item, boxes, item_created
 
 HANDLER = "on_add_task_item"
@@ -41,9 +40,6 @@ class Harness:
 
     async def send(self, routing_key: str, body: bytes) -> None:
         await self.bus.publish(commands_exchange(self.bus.topology, ANNOTATION), routing_key, body)
-
-    async def publish_item_event(self, routing_key: str, body: bytes) -> None:
-        await self.bus.publish(events_exchange(self.bus.topology, DATASET), routing_key, body)
 
 
 @contextlib.asynccontextmanager
@@ -79,7 +75,8 @@ async def test_task_items_from_commands_are_added_once_and_bad_commands_dead_let
     async with harness(kind, amqp_url, unique_name, pg_pool, pg_schema) as h:
         task = await h.repo.create_task("prj_h", "review", "ds_h", None, False, [])
         item = item_created("prj_h", "ds_h", "item_h", "a.png", 32, 16)
-        await h.publish_item_event(item.routing_key, item.to_json_bytes())
+        # Item events have a batch consumer of their own (test_item_events.py).
+        await h.repo.upsert_item(item.data.item)
         command = add_task_item(
             "prj_h", task["id"], "ds_h", "item_h", boxes(2), execution_id="exe_h"
         )
@@ -115,5 +112,4 @@ async def test_task_items_from_commands_are_added_once_and_bad_commands_dead_let
         assert reasons[0].startswith("body is not JSON"), reasons
         assert "is on dataset 'ds_h', not 'ds_other'" in reasons[1], reasons
         assert h.bus.count(HANDLER, "dead_lettered") == 2
-        assert h.bus.count("on_item_event", "ok") == 1
         assert h.bus.count(HANDLER, "error") == 0

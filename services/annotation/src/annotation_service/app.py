@@ -37,6 +37,9 @@ def create_app(settings: Settings) -> FastAPI:
             batch_max=settings.ingest_batch_max,
             writers=settings.ingest_writers,
         )
+        handlers.consume_item_events(
+            runtime, repo, prefetch=settings.ingest_prefetch, batch_max=settings.ingest_batch_max
+        )
         runtime.consumer_queues.extend(
             handlers.register(
                 runtime.broker,

@@ -5,7 +5,8 @@ keeps a cancelled execution's prediction out (:mod:`annotation_service.usecases.
 
 Predictions arrive by the thousand and are stored in batches, so their queue is consumed
 by a :class:`common.consumer.BatchConsumer` (:func:`consume_predictions`); the other
-handlers are typed functions of their contracts and the repository, subscribed through
+item events (one per upload) likewise (:func:`consume_item_events`); the other handlers
+are typed functions of their contracts and the repository, subscribed through
 :func:`common.subscriber.subscribe` by :func:`register` (parsing, dead letters with the
 reason, log context, metrics).
 """
@@ -14,9 +15,10 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
+import asyncpg
 from faststream.rabbit import RabbitBroker, RabbitExchange
 
 from annotation_service.domain import AnnotationError
@@ -35,6 +37,7 @@ from common.contracts import (
     PredictionCompleted,
 )
 from common.envelope import CloudEvent
+from common.event_batches import EventBatches
 from common.messaging import commands_exchange, consumer_queue, events_exchange
 from common.observability import ServiceMetrics
 from common.service import ServiceRuntime
@@ -48,14 +51,17 @@ DEFAULT_CANCEL_RETENTION_SECONDS = 14 * 24 * 3600.0
 ITEM_EVENTS = (ItemCreated, ItemUpdated, ItemMetadataUpdated, ItemDeleted)
 
 
+ON_ITEM_EVENT = "on_item_event"
+
+
 async def on_item_event(
-    event: CloudEvent[ItemCreated | ItemUpdated | ItemMetadataUpdated | ItemDeleted],
+    events: Sequence[CloudEvent[ItemCreated | ItemUpdated | ItemMetadataUpdated | ItemDeleted]],
     repo: Repository,
-) -> Handled:
-    """Keep the item's facts (a newer snapshot wins; a deletion is final)."""
-    data = event.data
-    await repo.upsert_item(data.item, deleted=isinstance(data, ItemDeleted))
-    return HANDLED
+) -> list[Handled]:
+    """Keep the items' facts (a newer snapshot wins; a deletion is final): a batch of the
+    queue in one statement (one event arrives per upload)."""
+    await repo.upsert_items([(e.data.item, isinstance(e.data, ItemDeleted)) for e in events])
+    return [HANDLED] * len(events)
 
 
 async def on_add_task_item(event: CloudEvent[AddTaskItem], repo: Repository) -> Handled:
@@ -83,18 +89,7 @@ class Handler(Protocol):
 
 
 def _subscriptions(topology: Topology) -> list[tuple[Handler, Subscription]]:
-    # One queue for every v1 item event: each carries the full item snapshot.
     return [
-        (
-            on_item_event,
-            Subscription(
-                ANNOTATION,
-                "on_item_event",
-                consumer_queue(topology, ANNOTATION, "on_item_event", "item.*.v1"),
-                events_exchange(topology, DATASET),
-                ITEM_EVENTS,
-            ),
-        ),
         (
             on_add_task_item,
             Subscription(
@@ -126,7 +121,8 @@ def _subscriptions(topology: Topology) -> list[tuple[Handler, Subscription]]:
 def exchanges(topology: Topology) -> list[RabbitExchange]:
     """The exchanges the handlers' queues are bound to."""
     return [s.exchange for _, s in _subscriptions(topology)] + [
-        events_exchange(topology, MODEL_SERVING)
+        events_exchange(topology, MODEL_SERVING),
+        events_exchange(topology, DATASET),
     ]
 
 
@@ -180,3 +176,25 @@ def consume_predictions(
         writers=writers,
     )
     return predictions.name
+
+
+def consume_item_events(
+    runtime: ServiceRuntime, repo: Repository, *, prefetch: int, batch_max: int
+) -> str:
+    """Consume ``annotation.on_item_event`` (every v1 item event: each carries the full
+    item snapshot) in batches; return the queue's name. An event PostgreSQL can never
+    store (a NUL in a name) is refused."""
+    queue = consumer_queue(runtime.topology, ANNOTATION, ON_ITEM_EVENT, "item.*.v1")
+    runtime.consume_in_batches(
+        queue,
+        events_exchange(runtime.topology, DATASET),
+        EventBatches(
+            ITEM_EVENTS,
+            functools.partial(on_item_event, repo=repo),
+            poison=(AnnotationError, asyncpg.DataError),
+        ),
+        handler_name=ON_ITEM_EVENT,
+        prefetch=prefetch,
+        max_batch=batch_max,
+    )
+    return queue.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -24,11 +25,32 @@ class Items(Store):
 
         A deletion is final (item ids are never reused), whatever order events come in.
         """
-        system = item.metadata.get("system", {}) if isinstance(item.metadata, dict) else {}
+        await self.upsert_items([(item, deleted)])
+
+    async def upsert_items(self, changes: Sequence[tuple[ItemSnapshot, bool]]) -> None:
+        """:meth:`upsert_item` for many ``(item, deleted)`` in one statement.
+
+        Several changes of one item are merged first by the same rule (the newest snapshot
+        wins, a later one on a tie; a deletion is final): one statement may change a row
+        only once.
+        """
+        merged: dict[str, tuple[ItemSnapshot, bool]] = {}
+        for item, deleted in changes:
+            seen = merged.get(item.id)
+            if seen is not None:
+                newest = item if item.updated_at >= seen[0].updated_at else seen[0]
+                item, deleted = newest, deleted or seen[1]
+            merged[item.id] = (item, deleted)
+        items = [item for item, _ in merged.values()]
+        systems = [
+            item.metadata.get("system", {}) if isinstance(item.metadata, dict) else {}
+            for item in items
+        ]
         await self.pool.execute(
             """INSERT INTO items (id, project_id, dataset_id, filename, width, height, mimetype,
                    version_at, deleted)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[],
+                   $6::int[], $7::text[], $8::timestamptz[], $9::boolean[])
                ON CONFLICT (id) DO UPDATE SET
                    filename = CASE WHEN excluded.version_at >= items.version_at
                                    THEN excluded.filename ELSE items.filename END,
@@ -40,15 +62,15 @@ class Items(Store):
                                    THEN excluded.mimetype ELSE items.mimetype END,
                    version_at = GREATEST(items.version_at, excluded.version_at),
                    deleted = items.deleted OR excluded.deleted""",
-            item.id,
-            item.project_id,
-            item.dataset_id,
-            item.filename,
-            _int(system.get("width")),
-            _int(system.get("height")),
-            system.get("mimetype") if isinstance(system.get("mimetype"), str) else None,
-            item.updated_at,
-            deleted,
+            [item.id for item in items],
+            [item.project_id for item in items],
+            [item.dataset_id for item in items],
+            [item.filename for item in items],
+            [_int(system.get("width")) for system in systems],
+            [_int(system.get("height")) for system in systems],
+            [m if isinstance(m := system.get("mimetype"), str) else None for system in systems],
+            [item.updated_at for item in items],
+            [deleted for _, deleted in merged.values()],
         )
 
     async def item_dataset(self, conn: asyncpg.Connection, project_id: str, item_id: str) -> str:
