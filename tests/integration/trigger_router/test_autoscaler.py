@@ -112,13 +112,17 @@ async def test_routed_work_wakes_a_service_at_zero_then_it_cools_down_to_zero(
     await wait_replicas(router, service, 1, 1)
     [replica] = backend(router).replicas(service)
 
-    assert up.body["data"] == {
+    scaled_up = dict(up.body["data"])
+    # The wake-up (NOTIFY) names it work-arrived; on a loaded machine the periodic
+    # reconcile can read the queue's depth first, which names it queue-depth (one run in
+    # the full suite did). Either way it woke within the bound below.
+    assert scaled_up.pop("reason") in {"work-arrived", "queue-depth"}, up.body
+    assert scaled_up == {
         "service_id": service,
         "project_id": router.project_id,
         "previous_replicas": 0,
         "desired_replicas": 1,
         "load": 1,
-        "reason": "work-arrived",
     }
     # Published -> routed -> NOTIFY -> leader -> backend asked, well under one reconcile
     # period would be luck; under the 1 s production period it must be.
