@@ -32,12 +32,14 @@ class CancelRows(RepositoryBase):
         requests: Sequence[tuple[str, int]],
         started: Callable[[set[str]], Sequence[CloudEvent[Any]]],
     ) -> set[str]:
-        """The start of a batch of (execution id, attempt) requests, in one transaction:
-        which were cancelled (returned), and the ``prediction.started.v1`` events
-        ``started(cancelled)`` builds for the others, written to the outbox."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            cancelled = await cancels.cancelled_of(conn, list(requests))
-            events = started(cancelled)
-            if events:
+        """The start of a batch of (execution id, attempt) requests: which were cancelled
+        (returned), and the ``prediction.started.v1`` events ``started(cancelled)`` builds
+        for the others, written to the outbox. Two statements, no transaction around them:
+        the read needs none, and the write is one statement (a cancel that commits in
+        between is seen by the next check, as it would be after a transaction)."""
+        cancelled = await cancels.cancelled_of(self.pool, list(requests))
+        events = started(cancelled)
+        if events:
+            async with self.pool.acquire() as conn:
                 await enqueue_many(conn, events, self.events_exchange)
         return cancelled

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.envelope import CloudEvent
-from common.messaging import claim_messages, claimed_messages, enqueue_many
+from common.messaging import NOTIFY_RELAY, claimed_messages, outbox_insert
 from model_serving_service.repository.base import RepositoryBase
 
 PREDICT_CONSUMER = "model_serving.predict"
@@ -30,22 +30,47 @@ class OutcomeRows(RepositoryBase):
         return await claimed_messages(self.pool, PREDICT_CONSUMER, keys)
 
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> set[str]:
-        """Claim each request key and write its outcome event, in one transaction.
+        """Claim each request key and write its outcome event, in one statement (atomic on
+        its own: the claims and the outbox rows commit together or not at all).
 
         A key claimed before (a redelivered or duplicated request) gets no second
-        outcome. Returns the keys recorded by this call.
+        outcome; of several outcomes with one key in ``outcomes`` the first counts.
+        Returns the keys recorded by this call.
         """
-        if not outcomes:
+        chosen: dict[str, Outcome] = {}
+        for outcome in outcomes:
+            chosen.setdefault(outcome.key, outcome)
+        if not chosen:
             return set()
-        async with self.pool.acquire() as conn, conn.transaction():
-            fresh = await claim_messages(conn, PREDICT_CONSUMER, (o.key for o in outcomes))
-            chosen: dict[str, Outcome] = {}
-            for outcome in outcomes:
-                if outcome.key in fresh and outcome.key not in chosen:
-                    chosen[outcome.key] = outcome
-            if chosen:
-                await enqueue_many(conn, [o.event for o in chosen.values()], self.events_exchange)
-        return set(chosen)
+        # One round trip instead of four (begin, claim, outbox, commit): measured in the
+        # digits worker benchmark, the socket writes of those round trips were a quarter
+        # of the worker's CPU samples.
+        rows = await self.pool.fetch(
+            f"""WITH new AS (
+                    SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[])
+                        AS n(key, event_id, routing_key, body)),
+                claimed AS (
+                    INSERT INTO processed_messages (consumer, message_id)
+                    SELECT $1, key FROM new
+                    ON CONFLICT DO NOTHING RETURNING message_id),
+                event AS ({
+                outbox_insert(
+                    "new JOIN claimed ON claimed.message_id = new.key",
+                    event_id="new.event_id",
+                    exchange="$6",
+                    routing_key="new.routing_key",
+                    body="new.body",
+                )
+            })
+                SELECT message_id, {NOTIFY_RELAY} FROM claimed""",
+            PREDICT_CONSUMER,
+            list(chosen),
+            [o.event.id for o in chosen.values()],
+            [o.event.routing_key for o in chosen.values()],
+            [o.event.to_json_bytes() for o in chosen.values()],
+            self.events_exchange,
+        )
+        return {r["message_id"] for r in rows}
 
     async def outbox_pending(self, event_ids: Sequence[str]) -> int:
         """How many of ``event_ids`` the relay has not published yet."""
