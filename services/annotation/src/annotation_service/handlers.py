@@ -4,9 +4,9 @@ events keep the item facts exports need (file name, width, height); a pipeline's
 keeps a cancelled execution's prediction out (:mod:`annotation_service.usecases.cancels`).
 
 Predictions arrive by the thousand and are stored in batches, so their queue is consumed
-by a :class:`common.consumer.BatchConsumer` (:func:`consume_predictions`); the other
-item events (one per upload) likewise (:func:`consume_item_events`); the other handlers
-are typed functions of their contracts and the repository, subscribed through
+by a :class:`common.consumer.BatchConsumer` (:func:`consume_predictions`), and so are the
+item events, one per upload (:func:`consume_item_events`); the other handlers are typed
+functions of their contracts and the repository, subscribed through
 :func:`common.subscriber.subscribe` by :func:`register` (parsing, dead letters with the
 reason, log context, metrics).
 """

@@ -3,9 +3,11 @@
 Item events, the router's hot path (every upload, every metadata change), are consumed
 in batches by :class:`common.consumer.BatchConsumer` (:func:`consume_item_events`): the
 handler :class:`ItemEvents` routes a batch in one transaction, each event alone when the
-batch fails. The others (prediction outcomes, replicas and model services from
-model-serving, budgets from billing, task items from annotation) are typed functions of
-their contracts and the repository; ``register`` subscribes them through
+batch fails. Prediction outcomes (one per item) are consumed in batches too
+(:func:`consume_prediction_outcomes`: trigger and batch successes close in one statement,
+the rest one by one). The others (replicas and model services from model-serving, budgets
+from billing, task items from annotation) are typed functions of their contracts and the
+repository; ``register`` subscribes them through
 :func:`common.subscriber.subscribe` (parsing, dead letters with the reason, log context,
 metrics). Each applies an idempotent change (natural keys and event-time guards, so
 redeliveries and reordering change nothing twice) and raises on transient errors
