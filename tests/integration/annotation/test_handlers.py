@@ -76,7 +76,7 @@ async def test_task_items_from_commands_are_added_once_and_bad_commands_dead_let
         task = await h.repo.create_task("prj_h", "review", "ds_h", None, False, [])
         item = item_created("prj_h", "ds_h", "item_h", "a.png", 32, 16)
         # Item events have a batch consumer of their own (test_item_events.py).
-        await h.repo.upsert_item(item.data.item)
+        await h.repo.upsert_items([(item.data.item, False)])
         command = add_task_item(
             "prj_h", task["id"], "ds_h", "item_h", boxes(2), execution_id="exe_h"
         )

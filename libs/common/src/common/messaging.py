@@ -141,18 +141,6 @@ async def raw_body(message: Any) -> bytes:
     return body
 
 
-async def whole_message(message: Any) -> Any:
-    """A FastStream decoder handing a handler of one argument the message itself
-    (its ``body`` raw, its ``raw_message`` with the headers).
-
-    Measured: a handler that asks FastStream for its message as a second argument
-    (``message: RabbitMessage``) gets it through a context field that fast-depends
-    resolves in a worker thread, per message: 7-9% of the router's and the billing
-    service's CPU in the end-to-end benchmark went to that handoff.
-    """
-    return message
-
-
 @functools.cache
 def _envelope(contract: type[Contract]) -> type[CloudEvent[Any]]:
     model: type[CloudEvent[Any]] = CloudEvent[contract]  # type: ignore[valid-type]

@@ -39,7 +39,6 @@ from common.messaging import (
     parse_event,
     retry_headers,
     retry_later,
-    whole_message,
 )
 from common.observability import ServiceMetrics, log_context
 from common.topology import Topology
@@ -62,6 +61,19 @@ class Subscription:
     exchange: RabbitExchange
     contracts: tuple[type[Contract], ...]
     """The event types the queue carries (one handler may take several)."""
+
+
+async def whole_message(message: Any) -> Any:
+    """The FastStream decoder of :func:`subscribe`: the handler (one argument) gets the
+    message itself, its ``body`` raw (parsed in the handler, so bad input is dead-lettered
+    with a reason) and its ``raw_message`` with the headers.
+
+    Measured: a handler that asks FastStream for its message as a second argument
+    (``message: RabbitMessage``) gets it through a context field that fast-depends
+    resolves in a worker thread, per message: 7-9% of the router's and the billing
+    service's CPU in the end-to-end benchmark went to that handoff.
+    """
+    return message
 
 
 def _reason(exc: BaseException) -> str:

@@ -5,12 +5,12 @@ give acceptance per model version.
 Each one is a typed function of its contract and the repository; ``register``
 subscribes them through :func:`common.subscriber.subscribe` (parsing, dead letters with
 the reason, log context, metrics), except the predictions (one per item), which
-:func:`consume_predictions` counts in batches. Each change is idempotent: replica intervals merge
-to the same state in any order and under duplicates, predictions are counted once per
-execution, a review once per event id (and a later review of the same task item
-replaces the earlier decision, an older one changes nothing). A replica event naming
-another project's replica is refused (dead letter), and so is an event PostgreSQL can
-never store (a NUL in a text field, a timestamp out of its range: SQLSTATE class 22,
+:func:`consume_predictions` counts in batches. Each change is idempotent: replica
+intervals merge to the same state in any order and under duplicates, predictions are
+counted once per execution, a review once per event id (and a later review of the same
+task item replaces the earlier decision, an older one changes nothing). A replica event
+naming another project's replica is refused (dead letter), and so is an event PostgreSQL
+can never store (a NUL in a text field, a timestamp out of its range: SQLSTATE class 22,
 ``asyncpg.DataError``).
 """
 

@@ -20,15 +20,10 @@ def _int(value: Any) -> int | None:
 class Items(Store):
     """Items of every project, from ``item.*`` events."""
 
-    async def upsert_item(self, item: ItemSnapshot, *, deleted: bool = False) -> None:
-        """Record what an item event says, unless a newer snapshot is already stored.
-
-        A deletion is final (item ids are never reused), whatever order events come in.
-        """
-        await self.upsert_items([(item, deleted)])
-
     async def upsert_items(self, changes: Sequence[tuple[ItemSnapshot, bool]]) -> None:
-        """:meth:`upsert_item` for many ``(item, deleted)`` in one statement.
+        """Record what item events say, ``(item, deleted)`` each, in one statement, unless
+        a newer snapshot is already stored. A deletion is final (item ids are never
+        reused), whatever order events come in.
 
         Several changes of one item are merged first by the same rule (the newest snapshot
         wins, a later one on a tie; a deletion is final): one statement may change a row

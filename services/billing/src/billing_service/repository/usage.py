@@ -13,11 +13,6 @@ from common.contracts import PredictionCompleted
 class UsageRows(RepositoryBase):
     """The ``predictions`` table."""
 
-    async def record_prediction(self, prediction: PredictionCompleted) -> bool:
-        """Count a prediction for its service and day, with its replica and model version;
-        False when already counted."""
-        return (await self.record_predictions([prediction]))[0]
-
     async def record_predictions(self, predictions: Sequence[PredictionCompleted]) -> list[bool]:
         """Count predictions (one statement) for their services and days, with their
         replicas and model versions; per prediction whether it was counted now (False:

@@ -106,8 +106,8 @@ class Items(Store):
         :class:`ConflictError` when its request id was used before with other data.
 
         One statement (one round trip, atomic on its own): the rows, their outbox events,
-        the release of the uploads' leases and the relay's wake-up. The snapshots the events carry are built here, so the
-        rows take their ids and timestamps from them. Idempotent on ``origin_id``: a
+        the release of the uploads' leases and the relay's wake-up. The snapshots the
+        events carry are built here, so the rows take their ids and timestamps from them. Idempotent on ``origin_id``: a
         repeated upload request or ingest command gets the item it created the first
         time, with ``created=False``. A name already taken in its dataset raises
         :class:`ConflictError` and inserts nothing.

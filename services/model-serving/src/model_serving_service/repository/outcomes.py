@@ -42,9 +42,10 @@ class OutcomeRows(RepositoryBase):
             chosen.setdefault(outcome.key, outcome)
         if not chosen:
             return set()
-        # One round trip instead of four (begin, claim, outbox, commit): measured in the
-        # digits worker benchmark, the socket writes of those round trips were a quarter
-        # of the worker's CPU samples.
+        # One round trip instead of four (begin, claim, outbox, commit); claim_messages and
+        # enqueue_many need a transaction around them for that. Their socket writes were a
+        # quarter of the worker's CPU samples, though the worker benchmark's rate did not
+        # move with this (its Python per request is the bound).
         rows = await self.pool.fetch(
             f"""WITH new AS (
                     SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[])
