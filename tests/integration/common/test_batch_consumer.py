@@ -244,6 +244,45 @@ async def test_lingering_ends_once_every_prefetch_slot_is_held(
     assert time.monotonic() - started < 30
 
 
+async def test_an_idle_consumer_does_not_linger_a_busy_one_does(
+    amqp_url: str, unique_name: Callable[[str], str]
+) -> None:
+    """``linger_when_idle=False``: a lone delivery to an idle consumer goes at once (the
+    60 s linger would outlast the test), while a batch is held in the handler the next
+    deliveries linger and go together."""
+    batches: list[list[bytes]] = []
+    release = asyncio.Event()
+
+    async def handler(batch: Sequence[bytes]) -> list[Outcome]:
+        batches.append(list(batch))
+        if batch == [b"first"]:
+            await release.wait()
+        return [HANDLED] * len(batch)
+
+    prefix = unique_name("bc") + "."
+    options: dict[str, Any] = {"max_batch": 3, "writers": 2, "linger": 60.0}
+    async with consuming(
+        amqp_url, prefix, handler, [], linger_when_idle=False, ordered=False, **options
+    ):
+        exchange = f"{prefix}producer.events"
+        await publish_raw(amqp_url, exchange, KEY, b"first")
+
+        async def first_taken() -> bool:
+            return batches == [[b"first"]]
+
+        await wait_until(first_taken, timeout=10, message="an idle consumer goes at once")
+        for n in range(3):
+            await publish_raw(amqp_url, exchange, KEY, f"busy-{n}".encode())
+            await asyncio.sleep(0.02)
+
+        async def busy_taken() -> bool:
+            return len(batches) == 2
+
+        await wait_until(busy_taken, timeout=10, message="a full batch goes before the linger")
+        release.set()
+    assert batches[1] == [f"busy-{n}".encode() for n in range(3)]
+
+
 async def test_unordered_batches_settle_alone_and_see_their_deliveries(
     amqp_url: str, unique_name: Callable[[str], str]
 ) -> None:

@@ -23,7 +23,9 @@ redelivered by the broker.
 
 Options for a queue whose batches cost more than their messages (a predict worker's
 Triton call): ``linger`` waits that long for a batch to fill once its first delivery is
-in hand (not when every prefetch slot is already held: nothing more can arrive);
+in hand (not when every prefetch slot is already held: nothing more can arrive), and
+with ``linger_when_idle=False`` only while another batch is being handled, so an idle
+consumer hands a lone delivery over at once and batches form only under load;
 ``ordered=False`` lets each batch settle as soon as it is done, one ack per message, so
 a slow batch does not hold back the acks of the quick ones; a handler of
 :class:`Delivery` objects sees headers and receipt times; ``exchange=None`` consumes a
@@ -141,6 +143,7 @@ class BatchConsumer:
         max_batch: int,
         writers: int = 1,
         linger: float = 0.0,
+        linger_when_idle: bool = True,
         ordered: bool = True,
         connect_timeout: float | None = None,
         bindings: Sequence[str] = (),
@@ -168,6 +171,8 @@ class BatchConsumer:
         self._max_batch = max_batch
         self._writers = writers
         self._linger = linger
+        self._linger_when_idle = linger_when_idle
+        self._handling = 0
         self._ordered = ordered
         self._connect_timeout = connect_timeout
         self._bindings = tuple(bindings)
@@ -295,7 +300,11 @@ class BatchConsumer:
             taken = await self._take()
             if taken is None:
                 return
-            await self._handle(*taken)
+            self._handling += 1
+            try:
+                await self._handle(*taken)
+            finally:
+                self._handling -= 1
 
     async def _take(self) -> tuple[list[_Held], int] | None:
         """The next batch and its sequence number; None once stopping with none left."""
@@ -305,7 +314,7 @@ class BatchConsumer:
                     return None
                 self._wake.clear()
                 await self._wake.wait()
-            if self._linger > 0:
+            if self._linger > 0 and (self._linger_when_idle or self._handling > 0):
                 await self._fill(time.monotonic() + self._linger)
             batch = self._buffer[: self._max_batch]
             del self._buffer[: self._max_batch]

@@ -101,7 +101,10 @@ class Settings(BaseServiceSettings, S3SettingsMixin, AuthSettingsMixin):
         default=None, description="This replica's id (replicas only; generated if missing)."
     )
     batch_delay_ms: float = Field(
-        default=20.0, ge=0, description="How long a worker waits to fill a micro-batch."
+        default=20.0,
+        ge=0,
+        description="How long a worker waits to fill a micro-batch while another batch is "
+        "being predicted (an idle worker sends a lone request at once).",
     )
     triton_retry_attempts: int = Field(
         default=3, ge=1, description="Triton calls per delivery before the message is requeued."

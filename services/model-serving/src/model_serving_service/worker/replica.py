@@ -257,6 +257,7 @@ class Worker:
             max_batch=self.batch_size,
             writers=self.concurrency,
             linger=self.settings.batch_delay_ms / 1000.0,
+            linger_when_idle=False,
             ordered=False,
             connect_timeout=30,
         )
