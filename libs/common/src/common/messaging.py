@@ -478,7 +478,7 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         poll_seconds: float = 0.5,
-        linger_seconds: float = 0.002,
+        linger_seconds: float = 0.0,
     ) -> None:
         self._pool = pool
         self._amqp_url = amqp_url
@@ -541,8 +541,11 @@ class OutboxRelay:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
-                    # Woken by a commit: let the commits close behind it land too, so a
-                    # busy service relays in batches rather than a round per event.
+                    # Woken by a commit. No linger by default: a busy service batches
+                    # anyway, since the commits made while a round waits for its
+                    # confirms (quorum queues: milliseconds) go in the next round; an
+                    # idle one relays at once (2 ms linger: idle latency 4 ms longer,
+                    # the same throughput; bench e2e).
                     await asyncio.sleep(self._linger_seconds)
 
     async def _exchange(self, name: str, kind: str) -> AbstractExchange:
