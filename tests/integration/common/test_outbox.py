@@ -1,5 +1,6 @@
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 from datetime import UTC, datetime
 
 import aio_pika
@@ -124,6 +125,79 @@ async def test_relay_publishes_in_commit_order_with_the_event_routing_key(
     finally:
         await relay.stop()
     assert received == [("budget.restored.v1", e.id) for e in events]
+
+
+class _CommitsDuringItsRound(OutboxRelay):
+    """A relay that, during its first round with rows (after the SELECT, before the
+    publish), has ``late`` committed by another connection and waits for its NOTIFY."""
+
+    def __init__(self, pool: asyncpg.Pool, amqp_url: str, late: Callable[[], Any]) -> None:
+        super().__init__(pool, amqp_url, poll_seconds=60)
+        self._late = late
+        self.late_notified = False
+
+    async def _exchange(self, name: str, kind: str) -> Any:
+        if not self.late_notified:
+            self.late_notified = True
+            await self._late()
+            await wait_until(self._woken, timeout=5, message="the late commit's NOTIFY")
+        return await super()._exchange(name, kind)
+
+    async def _woken(self) -> bool:
+        return self._wake.is_set()
+
+
+async def test_a_commit_notified_during_a_round_gets_the_next_round_not_the_poll(
+    outbox_pool: asyncpg.Pool, amqp_url: str, bound_queue: tuple[str, AbstractQueue]
+) -> None:
+    """The relay polls once a minute here: the late row arrives within seconds only if
+    the NOTIFY that came during the round is kept for the next one."""
+    exchange, queue = bound_queue
+    first = make_event(_restored("first"), source="/test")
+    late = make_event(_restored("late"), source="/test")
+
+    async def commit_late() -> None:
+        async with outbox_pool.acquire() as conn, conn.transaction():
+            await enqueue(conn, late, exchange)
+
+    async with outbox_pool.acquire() as conn, conn.transaction():
+        await enqueue(conn, first, exchange)
+    relay = _CommitsDuringItsRound(outbox_pool, amqp_url, commit_late)
+    await relay.start()
+    try:
+        bodies = await _drain(queue, 2, deadline=10)
+    finally:
+        await relay.stop()
+    assert relay.late_notified
+    assert bodies == [first.to_json_bytes(), late.to_json_bytes()]
+
+
+async def test_a_notify_for_rows_already_published_wakes_nobody(
+    outbox_pool: asyncpg.Pool, amqp_url: str, bound_queue: tuple[str, AbstractQueue]
+) -> None:
+    """The NOTIFY carries the highest outbox id its statement inserted: a relay whose
+    round already published that row does not go round again for it."""
+    exchange, queue = bound_queue
+    relay = OutboxRelay(outbox_pool, amqp_url, poll_seconds=60)
+    await relay.start()
+    try:
+        async with outbox_pool.acquire() as conn, conn.transaction():
+            await enqueue(conn, make_event(_restored("once"), source="/test"), exchange)
+            row_id = await conn.fetchval("SELECT max(id) FROM outbox")
+        await _drain(queue, 1)
+
+        async def published() -> bool:
+            return relay.published == 1
+
+        await wait_until(published, message="the row published and deleted")
+        relay._wake.clear()
+        relay._on_notify(None, 0, "", str(row_id))
+        relay._on_notify(None, 0, "", "0")
+        assert not relay._wake.is_set()
+        relay._on_notify(None, 0, "", str(row_id + 1))
+        assert relay._wake.is_set()
+    finally:
+        await relay.stop()
 
 
 async def test_claim_message_is_true_once_per_consumer(outbox_pool: asyncpg.Pool) -> None:

@@ -12,6 +12,7 @@ publishes it twice, which idempotent consumers absorb.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import json
@@ -370,10 +371,10 @@ async def enqueue(
     """
     # One round trip: the row, and a NOTIFY that wakes the relay at commit.
     await conn.execute(
-        """WITH row AS (
+        f"""WITH row AS (
                INSERT INTO outbox (event_id, exchange, exchange_type, routing_key, body, headers)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING)
-           SELECT pg_notify('outbox_' || current_schema(), '')""",
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING RETURNING id)
+           SELECT {notify_relay("row")}""",
         event.id,
         exchange,
         exchange_type,
@@ -383,8 +384,15 @@ async def enqueue(
     )
 
 
-NOTIFY_RELAY = "pg_notify('outbox_' || current_schema(), '')"
-"""SQL expression that wakes the relay when the transaction commits."""
+def notify_relay(rows: str) -> str:
+    """SQL expression that wakes the relay when the transaction commits, for the outbox
+    rows that the CTE ``rows`` inserted (``RETURNING id``, as :func:`outbox_insert`
+    does). The payload is their highest id, so a relay that already published them
+    (its round read them before this NOTIFY arrived) does not go round again for
+    nothing; ``0`` when the CTE inserted none (duplicates)."""
+    return (
+        f"pg_notify('outbox_' || current_schema(), (SELECT coalesce(max(id), 0) FROM {rows})::text)"
+    )
 
 
 def outbox_insert(source: str, *, event_id: str, exchange: str, routing_key: str, body: str) -> str:
@@ -393,13 +401,14 @@ def outbox_insert(source: str, *, event_id: str, exchange: str, routing_key: str
     on its own).
 
     ``event_id``, ``exchange``, ``routing_key`` and ``body`` are SQL expressions:
-    parameters, or columns of ``source``. Select :data:`NOTIFY_RELAY` in the
-    statement's final ``SELECT`` to wake the relay.
+    parameters, or columns of ``source``. The rows' ids are returned: select
+    :func:`notify_relay` of the CTE in the statement's final ``SELECT`` to wake the relay.
     """
     return f"""INSERT INTO outbox (event_id, exchange, exchange_type, routing_key, body, headers)
                SELECT {event_id}, {exchange}, 'topic', {routing_key}, {body}, '{{}}'::jsonb
                FROM {source}
-               ON CONFLICT (event_id) DO NOTHING"""
+               ON CONFLICT (event_id) DO NOTHING
+               RETURNING id"""
 
 
 class OutboxEvent(Protocol):
@@ -444,12 +453,13 @@ async def enqueue_many(
     if len(keys) != len(batch):
         raise ValueError(f"{len(keys)} routing keys for {len(batch)} events")
     await conn.execute(
-        """WITH rows AS (
+        f"""WITH rows AS (
                INSERT INTO outbox (event_id, exchange, exchange_type, routing_key, body, headers)
-               SELECT e, $1, $2, k, b, '{}'::jsonb
+               SELECT e, $1, $2, k, b, '{{}}'::jsonb
                FROM unnest($3::text[], $4::text[], $5::bytea[]) AS t(e, k, b)
-               ON CONFLICT (event_id) DO NOTHING)
-           SELECT pg_notify('outbox_' || current_schema(), '')""",
+               ON CONFLICT (event_id) DO NOTHING
+               RETURNING id)
+           SELECT {notify_relay("rows")}""",
         exchange,
         exchange_type,
         [event.id for event in batch],
@@ -492,7 +502,11 @@ class OutboxRelay:
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._listen_conn: asyncpg.Connection | None = None
+        self._recent: collections.deque[frozenset[int]] = collections.deque(maxlen=8)
+        """Ids published in the last rounds: their NOTIFYs need no round of their own."""
         self.published = 0
+        self.rounds = 0
+        """Rounds that read the outbox (the empty ones included)."""
 
     async def start(self) -> None:
         """Connect and start relaying in the background."""
@@ -503,7 +517,11 @@ class OutboxRelay:
         await self._listen_conn.add_listener(channel, self._on_notify)
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
-    def _on_notify(self, *_: object) -> None:
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload == "0":
+            return
+        if payload.isdigit() and any(int(payload) in ids for ids in self._recent):
+            return
         self._wake.set()
 
     async def stop(self, timeout: float = 10.0) -> None:
@@ -528,6 +546,10 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            # Cleared before the round, not after: a commit whose NOTIFY arrives while
+            # the round runs, too late for its SELECT, gets the next round at once (it
+            # used to wait for the poll, or the next commit).
+            self._wake.clear()
             try:
                 sent = await self.relay_once()
             except asyncio.CancelledError:
@@ -538,7 +560,6 @@ class OutboxRelay:
                 sent = 0
                 await asyncio.sleep(1.0)
             if sent < self._batch_size and not self._stopping.is_set():
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
                     # Woken by a commit. No linger by default: a busy service batches
@@ -566,6 +587,7 @@ class OutboxRelay:
                    FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
                 self._batch_size,
             )
+            self.rounds += 1
             if not rows:
                 return 0
             # Straight to aiormq: aio-pika's Message and Exchange wrappers cost more per
@@ -593,8 +615,8 @@ class OutboxRelay:
             for confirmation in await asyncio.gather(*publishes):
                 if not isinstance(confirmation, aiormq.spec.Basic.Ack):
                     raise ConnectionError(f"broker did not confirm an outbox event: {confirmation}")
-            await conn.execute(
-                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-            )
+            ids = [r["id"] for r in rows]
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", ids)
+        self._recent.append(frozenset(ids))
         self.published += len(rows)
         return len(rows)

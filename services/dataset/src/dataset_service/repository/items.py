@@ -21,7 +21,7 @@ from common.contracts import (
 from common.dql import Node, SortKey
 from common.envelope import make_event
 from common.ids import new_id
-from common.messaging import NOTIFY_RELAY, outbox_insert
+from common.messaging import notify_relay, outbox_insert
 from common.topology import DATASET
 from dataset_service.domain import ConflictError, NotFoundError, join_filename
 from dataset_service.repository.base import ITEM_COLUMNS, SOURCE, Store, item_of
@@ -172,7 +172,7 @@ class Items(Store):
                     )
                 }),
                     released AS (DELETE FROM blob_leases WHERE id = ANY($15::text[]))
-                    SELECT id, {NOTIFY_RELAY} FROM item""",
+                    SELECT id, {notify_relay("event")} FROM item""",
                 [i.id for i in items],
                 [i.project_id for i in items],
                 [i.dataset_id for i in items],

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.envelope import CloudEvent
-from common.messaging import NOTIFY_RELAY, claimed_messages, outbox_insert
+from common.messaging import claimed_messages, notify_relay, outbox_insert
 from model_serving_service.repository.base import RepositoryBase
 
 PREDICT_CONSUMER = "model_serving.predict"
@@ -63,7 +63,7 @@ class OutcomeRows(RepositoryBase):
                     body="new.body",
                 )
             })
-                SELECT message_id, {NOTIFY_RELAY} FROM claimed""",
+                SELECT message_id, {notify_relay("event")} FROM claimed""",
             PREDICT_CONSUMER,
             list(chosen),
             [o.event.id for o in chosen.values()],
