@@ -27,10 +27,12 @@ items are uploaded through the proxy with the SDK at a fixed concurrency.
 - ``e2e.digits_cpu.<process>`` (CPU ms per item, user + system, over the measured run):
   each prelabel service, the workers, nginx, and the servers (RabbitMQ, PostgreSQL
   backends of the bench database, SeaweedFS, Triton), next to the plain loop's own CPU;
-  ``e2e.digits_cpu.platform`` sums the prelabel processes, ``e2e.digits_cpu.servers``
-  the servers, each next to the plain loop's (``plain_loop``: the script itself,
-  ``plain_loop_servers``: the servers during it). RabbitMQ, SeaweedFS and Triton are
-  shared with whatever else runs on the machine.
+  ``e2e.digits_cpu.platform`` sums the prelabel processes and the stack's nginx (master
+  and workers, known by the stack's directory in the master's command line),
+  ``e2e.digits_cpu.servers`` the servers, each next to the plain loop's (``plain_loop``:
+  the script itself, ``plain_loop_servers``: the servers during it), and each server
+  next to what it spent during the plain loop (``plain_loop_<server>``). RabbitMQ,
+  SeaweedFS and Triton are shared with whatever else runs on the machine.
 - ``e2e.ocr_throughput`` vs ``e2e.ocr_plain_loop`` with ``ocr-text`` on rendered
   documents: the model dominates, target ratio >= 0.9.
 
@@ -95,11 +97,17 @@ class E2EBenchSettings(BaseSettings):
 # --------------------------------------------------------------------------- CPU accounting
 
 
-def _role(process: psutil.Process, database: str) -> str | None:
-    """Which part of the system ``process`` is (None: not ours to count)."""
+def _role(process: psutil.Process, database: str, root: str) -> str | None:
+    """Which part of the system ``process`` is (None: not ours to count). ``root``: the
+    stack's directory, which its nginx master names in its command line (its workers'
+    titles name nothing, so they are known by their parent)."""
     try:
         name = process.name()
         cmdline = process.cmdline()
+        if name == "nginx":
+            parent = process.parent()
+            master = " ".join(cmdline) + " " + " ".join(parent.cmdline() if parent else [])
+            return "nginx" if root in master else None
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
     text = " ".join(cmdline)
@@ -117,8 +125,6 @@ def _role(process: psutil.Process, database: str) -> str | None:
         return "seaweedfs"
     if name.startswith("tritonserver") or "triton_python_backend_stub" in text:
         return "triton"
-    if name == "nginx" and "prelabel" in text:
-        return "nginx"
     return None
 
 
@@ -130,11 +136,12 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system + times.children_user + times.children_system)
 
 
-def cpu_snapshot(database: str) -> dict[int, tuple[str, float]]:
+def cpu_snapshot(stack: IsolatedStack) -> dict[int, tuple[str, float]]:
     """CPU seconds so far of every process that is part of the system, by pid."""
     snapshot: dict[int, tuple[str, float]] = {}
+    root = str(stack.config.root)
     for process in psutil.process_iter():
-        role = _role(process, database)
+        role = _role(process, stack.database, root)
         if role is not None:
             snapshot[process.pid] = (role, _cpu_seconds(process))
     return snapshot
@@ -271,10 +278,10 @@ async def through_platform(
     """Warm up, then upload ``blobs`` and wait for every annotation."""
     warm_ids, _ = await upload_all(target, blobs[:WARMUP_ITEMS], concurrency, "warm")
     await wait_annotated(stack, warm_ids)
-    before = cpu_snapshot(stack.database)
+    before = cpu_snapshot(stack)
     ids, starts = await upload_all(target, blobs, concurrency, "run")
     done = await wait_annotated(stack, ids)
-    after = cpu_snapshot(stack.database)
+    after = cpu_snapshot(stack)
     latencies = [(done[i] - s) * 1000 for i, s in zip(ids, starts, strict=True)]
     elapsed = max(done.values()) - min(starts)
     return PlatformRun(latencies, len(blobs) / elapsed, cpu_spent(before, after))
@@ -382,9 +389,9 @@ class TritonBatcher:
 
 async def plain_loop(
     stack: IsolatedStack, target: Prepared, blobs: Sequence[bytes], concurrency: int
-) -> tuple[float, float, float]:
+) -> tuple[float, float, dict[str, float]]:
     """The same work with no platform: S3 put, batched Triton call, one row per item.
-    Returns (items/s, this process's CPU seconds, the servers' CPU seconds)."""
+    Returns (items/s, this process's CPU seconds, each server's CPU seconds)."""
     c = stack.config
     store = BlobStore(
         c.s3_endpoint,
@@ -425,18 +432,17 @@ async def plain_loop(
                 for index in counter:
                     await one(index)
 
-            servers_before = cpu_snapshot(stack.database)
+            servers_before = cpu_snapshot(stack)
             cpu_before = _cpu_seconds(me)
             started = time.monotonic()
             await asyncio.gather(*(loop() for _ in range(concurrency)))
             elapsed = time.monotonic() - started
             cpu = _cpu_seconds(me) - cpu_before
-            servers = cpu_spent(servers_before, cpu_snapshot(stack.database))
+            servers = cpu_spent(servers_before, cpu_snapshot(stack))
     finally:
         await pool.close()
         await store.close()
-    servers_cpu = sum(v for k, v in servers.items() if k in SERVERS)
-    return len(blobs) / elapsed, cpu, servers_cpu
+    return len(blobs) / elapsed, cpu, {k: v for k, v in servers.items() if k in SERVERS}
 
 
 # --------------------------------------------------------------------------- run
@@ -452,9 +458,13 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 
 def _record_cpu(
-    prefix: str, cpu: dict[str, float], items: int, plain_cpu: float, plain_servers: float
+    prefix: str,
+    cpu: dict[str, float],
+    items: int,
+    plain_cpu: float,
+    plain_servers: dict[str, float],
 ) -> None:
-    platform_roles = {*FIVE, "model-serving worker"}
+    platform_roles = {*FIVE, "model-serving worker", "nginx"}
     platform = sum(v for k, v in cpu.items() if k in platform_roles)
     servers = sum(v for k, v in cpu.items() if k in SERVERS)
     plain_ms = plain_cpu / items * 1000
@@ -463,16 +473,25 @@ def _record_cpu(
         f"{prefix}_cpu.platform", platform / items * 1000, "CPU ms/item",
         f"{prefix}_cpu.plain_loop", plain_ms,
     )  # fmt: skip
-    plain_servers_ms = plain_servers / items * 1000
+    plain_servers_ms = sum(plain_servers.values()) / items * 1000
     results.record(f"{prefix}_cpu.plain_loop_servers", plain_servers_ms, "CPU ms/item")
     results.record(
         f"{prefix}_cpu.servers", servers / items * 1000, "CPU ms/item",
         f"{prefix}_cpu.plain_loop_servers", plain_servers_ms,
     )  # fmt: skip
     for role, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        name = f"{prefix}_cpu.{role.replace(' ', '_')}"
+        if role not in SERVERS:
+            results.record(name, seconds / items * 1000, "CPU ms/item")
+            continue
+        # Each server next to what it spent on the plain loop's same items.
+        plain_role = f"{prefix}_cpu.plain_loop_{role}"
+        plain_role_ms = plain_servers.get(role, 0.0) / items * 1000
+        results.record(plain_role, plain_role_ms, "CPU ms/item")
         results.record(
-            f"{prefix}_cpu.{role.replace(' ', '_')}", seconds / items * 1000, "CPU ms/item"
-        )
+            name, seconds / items * 1000, "CPU ms/item", plain_role,
+            plain_role_ms if plain_role_ms > 0 else None,
+        )  # fmt: skip
 
 
 async def measure(
