@@ -37,7 +37,6 @@ import asyncio
 import hashlib
 import io
 import json
-import shutil
 import statistics
 import time
 import uuid
@@ -53,6 +52,7 @@ from bench._process import service_process
 from bench._servers import copy_items
 from bench.settings import BenchSettings
 from prelabel_client import Prelabel
+from prelabel_stack.chromium import ensure_chromium
 from prelabel_stack.isolated import ADMIN_KEY, isolated_stack
 
 ORDER = 60
@@ -110,17 +110,6 @@ async def _seed_rows(dsn: str, project_id: str, dataset_id: str, count: int) -> 
         await conn.execute("VACUUM ANALYZE items")
     finally:
         await conn.close()
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name) or shutil.which(name, path="/usr/bin:/usr/local/bin")
-        if found:
-            return found
-    raise RuntimeError(
-        "no Chromium on this machine: the console browser tests install Debian's chromium "
-        "(tests/integration/console/chromium.py), or apt-get install chromium"
-    )
 
 
 async def _signed_in_state(browser: Browser, console_url: str, key: str) -> Any:
@@ -246,7 +235,7 @@ async def run() -> None:
                 async_playwright() as playwright,
             ):
                 browser = await playwright.chromium.launch(
-                    executable_path=_chromium(),
+                    executable_path=ensure_chromium(),
                     headless=True,
                     args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
                 )

@@ -1,7 +1,7 @@
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 
 import aio_pika
 import asyncpg

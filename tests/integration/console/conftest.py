@@ -20,8 +20,8 @@ from common.testing.servers import serve_app
 from console_service.app import create_app
 from console_service.settings import Settings
 from prelabel_client.sdk import Prelabel
+from prelabel_stack.chromium import ensure_chromium
 from tests.integration.client.stack import RunningStack, running_stack
-from tests.integration.console.chromium import ensure_chromium
 
 REPO = Path(__file__).resolve().parents[3]
 # Assertions wait as long as actions (Playwright's default for them is 5 s).

@@ -1,6 +1,7 @@
-"""Debian's Chromium for the browser tests, installed with apt-get (as root) when missing,
-as ``scripts/prelabel_stack`` installs nginx: ``make test`` on a fresh machine gets it.
-Playwright drives it through ``executable_path``; it never downloads a browser of its own."""
+"""Debian's Chromium for the browser tests and the dataset browser benchmark, installed
+with apt-get (as root) when missing, as the stack installs nginx: ``make test`` and
+``make bench`` on a fresh machine get it. Playwright drives it through
+``executable_path``; it never downloads a browser of its own."""
 
 from __future__ import annotations
 
