@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,7 +31,7 @@ from faststream.rabbit.schemas import QueueType
 from pydantic import ValidationError
 
 from common.contracts import Contract
-from common.envelope import TYPE_PREFIX, CloudEvent
+from common.envelope import TYPE_PREFIX, CloudEvent, envelope_type
 from common.tasks import raise_if_cancelling
 from common.topology import (
     DEAD_LETTER_REASON_HEADER,
@@ -142,12 +141,6 @@ async def raw_body(message: Any) -> bytes:
     return body
 
 
-@functools.cache
-def _envelope(contract: type[Contract]) -> type[CloudEvent[Any]]:
-    model: type[CloudEvent[Any]] = CloudEvent[contract]  # type: ignore[valid-type]
-    return model
-
-
 class PoisonMessageError(Exception):
     """A message that can never be processed (bad JSON, unknown type, invalid fields)."""
 
@@ -163,7 +156,7 @@ def parse_event(body: bytes | str | dict[str, Any], *contracts: type[C]) -> Clou
         # step-by-step path below, which says what is wrong.
         only = contracts[0]
         try:
-            event: CloudEvent[C] = _envelope(only).model_validate_json(body)
+            event: CloudEvent[C] = envelope_type(only).model_validate_json(body)
         except ValueError:
             pass
         else:
@@ -184,7 +177,7 @@ def parse_event(body: bytes | str | dict[str, Any], *contracts: type[C]) -> Clou
             f"unsupported event type {event_type!r}; expected one of: {expected}"
         )
     try:
-        return _envelope(contract).model_validate(raw)
+        return envelope_type(contract).model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
