@@ -498,8 +498,6 @@ class OutboxRelay:
         self._recent: collections.deque[frozenset[int]] = collections.deque(maxlen=8)
         """Ids published in the last rounds: their NOTIFYs need no round of their own."""
         self.published = 0
-        self.rounds = 0
-        """Rounds that read the outbox (the empty ones included)."""
 
     async def start(self) -> None:
         """Connect and start relaying in the background."""
@@ -580,7 +578,6 @@ class OutboxRelay:
                    FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
                 self._batch_size,
             )
-            self.rounds += 1
             if not rows:
                 return 0
             # Straight to aiormq: aio-pika's Message and Exchange wrappers cost more per
