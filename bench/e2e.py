@@ -162,16 +162,22 @@ async def wait_annotated(stack: IsolatedStack, item_ids: Sequence[str]) -> dict[
     """Wait (deadline) until every item has its annotations; their times."""
     conn = await asyncpg.connect(stack.dsn)
     try:
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            done = await _annotated(conn, item_ids)
-            if len(done) == len(item_ids):
-                return done
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{len(done)} of {len(item_ids)} items annotated in time")
-            await asyncio.sleep(0.2)
+        return await _until_annotated(conn, item_ids, DEADLINE_S, 0.2)
     finally:
         await conn.close()
+
+
+async def _until_annotated(
+    conn: asyncpg.Connection, item_ids: Sequence[str], deadline_s: float, poll_s: float
+) -> dict[str, float]:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        done = await _annotated(conn, item_ids)
+        if len(done) == len(item_ids):
+            return done
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(done)} of {len(item_ids)} items annotated in time")
+        await asyncio.sleep(poll_s)
 
 
 async def upload_all(
@@ -254,11 +260,7 @@ async def one_at_a_time(
         for index, blob in enumerate(blobs):
             started = time.time()
             item = await target.client.items.upload(target.dataset_id, blob, f"idle-{index}.png")
-            deadline = time.monotonic() + 60
-            while not (done := await _annotated(conn, [item.id])):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"item {item.id} not annotated within 60 s")
-                await asyncio.sleep(0.002)
+            done = await _until_annotated(conn, [item.id], 60.0, 0.002)
             latencies.append((done[item.id] - started) * 1000)
     finally:
         await conn.close()
