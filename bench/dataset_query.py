@@ -23,7 +23,7 @@ from bench import results
 from bench._servers import copy_items
 from common.db import apply_migrations, create_pool
 from common.dql import parse_filter, parse_sort
-from common.messaging import COMMON_MIGRATIONS
+from common.outbox import COMMON_MIGRATIONS
 from common.topology import Topology
 from dataset_service.app import MIGRATIONS
 from dataset_service.repository import Repository

@@ -141,7 +141,7 @@ async def environment(config: BenchSettings) -> AsyncIterator[Env]:
     schema, bucket, prefix = f"bench_{suffix}", f"bench-{suffix}", f"bench{suffix}."
     settings = config.model_serving(schema=schema, prefix=prefix, bucket=bucket)
     from common.db import apply_migrations, create_pool
-    from common.messaging import COMMON_MIGRATIONS
+    from common.outbox import COMMON_MIGRATIONS
 
     pool = await create_pool(settings.dsn, schema, max_size=4)
     await apply_migrations(pool, schema, COMMON_MIGRATIONS, MIGRATIONS)

@@ -20,11 +20,9 @@ from annotation_service import handlers
 from annotation_service.app import MIGRATIONS
 from annotation_service.repository import Repository
 from common.db import apply_migrations
-from common.messaging import (
-    COMMON_MIGRATIONS,
-    commands_exchange,
-)
+from common.messaging import commands_exchange
 from common.observability import ServiceMetrics
+from common.outbox import COMMON_MIGRATIONS
 from common.testing.handlers import HandlerBus, Kind, handler_bus
 from common.testing.waits import wait_until
 from common.topology import ANNOTATION, Topology

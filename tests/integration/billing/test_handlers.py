@@ -25,8 +25,9 @@ from billing_service.repository import Repository
 from common.contracts import ModelRef, ReplicaStarted, TaskItemReviewed
 from common.db import apply_migrations
 from common.envelope import make_event
-from common.messaging import COMMON_MIGRATIONS, events_exchange
+from common.messaging import events_exchange
 from common.observability import ServiceMetrics
+from common.outbox import COMMON_MIGRATIONS
 from common.testing.handlers import HandlerBus, Kind, handler_bus
 from common.testing.waits import wait_until
 from common.topology import ANNOTATION, BILLING, Topology

@@ -11,7 +11,7 @@ from aio_pika.abc import AbstractQueue
 from common.contracts import BudgetRestored, ItemCreated
 from common.db import apply_migrations
 from common.envelope import make_event
-from common.messaging import (
+from common.outbox import (
     COMMON_MIGRATIONS,
     OutboxRelay,
     claim_message,

@@ -20,8 +20,9 @@ from common.blobs import blob_store
 from common.contracts import IngestItem
 from common.db import apply_migrations
 from common.envelope import make_event
-from common.messaging import COMMON_MIGRATIONS, commands_exchange
+from common.messaging import commands_exchange
 from common.observability import ServiceMetrics
+from common.outbox import COMMON_MIGRATIONS
 from common.s3 import s3_client
 from common.settings import S3SettingsMixin
 from common.testing.handlers import HandlerBus, Kind, handler_bus

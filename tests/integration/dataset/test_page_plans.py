@@ -15,7 +15,7 @@ import pytest
 
 from common.db import apply_migrations
 from common.dql import parse_filter, parse_sort
-from common.messaging import COMMON_MIGRATIONS
+from common.outbox import COMMON_MIGRATIONS
 from common.topology import Topology
 from dataset_service.app import MIGRATIONS
 from dataset_service.repository import Repository

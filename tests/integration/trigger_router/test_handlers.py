@@ -21,8 +21,9 @@ from faststream.rabbit import (
 from common.contracts import ReplicaStarted, ReplicaStopped
 from common.db import apply_migrations
 from common.envelope import make_event
-from common.messaging import COMMON_MIGRATIONS, events_exchange
+from common.messaging import events_exchange
 from common.observability import ServiceMetrics
+from common.outbox import COMMON_MIGRATIONS
 from common.testing.handlers import HandlerBus, Kind, handler_bus
 from common.testing.waits import wait_until
 from common.topology import MODEL_SERVING, TRIGGER_ROUTER, Topology

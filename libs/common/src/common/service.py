@@ -30,7 +30,7 @@ from common.dead_letters import DeadLetters
 from common.docs import install_offline_docs
 from common.errors import ServiceError
 from common.http_errors import check_parameters, install_error_handling
-from common.messaging import COMMON_MIGRATIONS, OutboxRelay, declare_dead_letter, delete_topology
+from common.messaging import declare_dead_letter, delete_topology
 from common.observability import (
     ReadinessCheck,
     ServiceMetrics,
@@ -38,6 +38,7 @@ from common.observability import (
     configure_logging,
     health_router,
 )
+from common.outbox import COMMON_MIGRATIONS, OutboxRelay
 from common.settings import BaseServiceSettings
 from common.topology import Topology
 

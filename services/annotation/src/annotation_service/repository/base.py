@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from common.messaging import OutboxEvent, enqueue_many
+from common.outbox import OutboxEvent, enqueue_many
 from common.topology import ANNOTATION, Topology
 
 ANNOTATION_COLUMNS = """id, project_id, dataset_id, item_id, type, label, coordinates, confidence,

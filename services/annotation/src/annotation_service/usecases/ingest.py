@@ -27,7 +27,8 @@ from common.batching import together_or_alone
 from common.consumer import DUPLICATE, HANDLED, DeadLetter, Handled, Outcome, Retry
 from common.contracts import PredictionCompleted, TaskItemAdded
 from common.envelope import CloudEvent
-from common.messaging import OutboxEvent, PoisonMessageError, parse_event
+from common.messaging import PoisonMessageError, parse_event
+from common.outbox import OutboxEvent
 
 log = logging.getLogger(__name__)
 

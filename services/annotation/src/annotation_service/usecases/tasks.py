@@ -18,7 +18,7 @@ from annotation_service.repository import Repository, task_item_view
 from common.consumer import DUPLICATE, HANDLED, Handled
 from common.contracts import AddTaskItem, TaskItemAdded
 from common.envelope import CloudEvent
-from common.messaging import OutboxEvent
+from common.outbox import OutboxEvent
 
 
 async def add_items(

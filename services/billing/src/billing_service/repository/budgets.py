@@ -19,7 +19,7 @@ from billing_service.domain.usage import spent as spent_of
 from billing_service.repository.base import SOURCE, RepositoryBase, replica_state
 from common.contracts import BudgetExhausted, BudgetRestored
 from common.envelope import make_event
-from common.messaging import enqueue_many
+from common.outbox import enqueue_many
 
 
 @dataclass(frozen=True)

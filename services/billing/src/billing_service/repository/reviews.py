@@ -7,7 +7,7 @@ from datetime import datetime
 from billing_service.domain.meters import as_utc
 from billing_service.repository.base import RepositoryBase
 from common.contracts import TaskItemReviewed
-from common.messaging import claim_message
+from common.outbox import claim_message
 from common.topology import BILLING
 
 REVIEWS_CONSUMER = f"{BILLING}.on_task_item_reviewed"

@@ -9,7 +9,7 @@ import asyncpg
 
 from common.contracts import Contract, ItemSnapshot
 from common.envelope import make_event
-from common.messaging import enqueue
+from common.outbox import enqueue
 from common.topology import DATASET, Topology
 
 SOURCE = "/services/dataset"

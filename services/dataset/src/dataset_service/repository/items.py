@@ -21,7 +21,7 @@ from common.contracts import (
 from common.dql import Node, SortKey
 from common.envelope import make_event
 from common.ids import new_id
-from common.messaging import notify_relay, outbox_insert
+from common.outbox import notify_relay, outbox_insert
 from common.topology import DATASET
 from dataset_service.domain import ConflictError, NotFoundError, join_filename
 from dataset_service.repository.base import ITEM_COLUMNS, SOURCE, Store, item_of

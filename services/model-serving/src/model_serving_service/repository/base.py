@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from common.envelope import make_event
-from common.messaging import enqueue
+from common.outbox import enqueue
 from common.topology import MODEL_SERVING, Topology
 from model_serving_service.domain.outcomes import SOURCE
 

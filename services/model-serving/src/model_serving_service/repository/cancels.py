@@ -9,7 +9,7 @@ from typing import Any
 from common import cancels
 from common.contracts import ExecutionCancelled
 from common.envelope import CloudEvent
-from common.messaging import enqueue_many
+from common.outbox import enqueue_many
 from model_serving_service.repository.base import RepositoryBase
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.envelope import CloudEvent
-from common.messaging import claimed_messages, notify_relay, outbox_insert
+from common.outbox import claimed_messages, notify_relay, outbox_insert
 from model_serving_service.repository.base import RepositoryBase
 
 PREDICT_CONSUMER = "model_serving.predict"

@@ -12,7 +12,7 @@ from common.contracts import (
     ReplicaStopped,
 )
 from common.envelope import make_event
-from common.messaging import enqueue
+from common.outbox import enqueue
 from model_serving_service.domain.outcomes import SOURCE
 from model_serving_service.repository.base import RepositoryBase
 from model_serving_service.repository.services import Service

@@ -25,8 +25,8 @@ from common.consumer import BatchConsumer
 from common.db import apply_migrations, create_pool
 from common.envelope import utcnow
 from common.ids import new_id
-from common.messaging import COMMON_MIGRATIONS, OutboxRelay
 from common.observability import configure_logging
+from common.outbox import COMMON_MIGRATIONS, OutboxRelay
 from common.service import load_settings, service_metrics
 from common.topology import MODEL_SERVING, Topology
 from model_serving_service import metrics

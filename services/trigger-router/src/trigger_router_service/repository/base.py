@@ -17,7 +17,7 @@ from common.contracts import (
     PredictRequest,
 )
 from common.envelope import CloudEvent, make_event
-from common.messaging import enqueue_many
+from common.outbox import enqueue_many
 from common.topology import TRIGGER_ROUTER, Topology
 from trigger_router_service.domain.executions import ExecutionStatus
 

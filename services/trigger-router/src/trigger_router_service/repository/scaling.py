@@ -12,7 +12,7 @@ from common.contracts import (
     ServiceScaled,
 )
 from common.envelope import make_event
-from common.messaging import enqueue
+from common.outbox import enqueue
 from common.topology import TRIGGER_ROUTER
 from trigger_router_service.domain.scaling import ScalingPolicy
 from trigger_router_service.repository.base import SOURCE, Store

@@ -27,7 +27,7 @@ from common.contracts import (
 )
 from common.dql import prediction_document
 from common.envelope import make_event
-from common.messaging import enqueue
+from common.outbox import enqueue
 from common.topology import ANNOTATION
 from trigger_router_service import metrics
 from trigger_router_service.adapters.datasets import DatasetClient
